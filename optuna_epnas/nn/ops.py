@@ -1,0 +1,63 @@
+"""The operation set shared by every search space (DARTS-style ReLU -> conv -> BN ordering).
+
+Every op maps C channels to C channels, so one weight shape per (position, op) serves every
+architecture that uses that op at that position: the basis of weight sharing.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+#: Makes a BatchNorm2d for C channels. The supernet uses batch statistics only (running statistics
+#: would mix every architecture that passed through the layer); a stand-alone network tracks them.
+NormFactory = Callable[[int], nn.Module]
+
+
+def batch_norm(track_running_stats: bool) -> NormFactory:
+    return lambda c: nn.BatchNorm2d(c, track_running_stats=track_running_stats)
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, norm: NormFactory) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False),
+            norm(c_out),
+        )
+
+
+class SepConv(nn.Sequential):
+    """Depthwise-separable convolution: depthwise k x k, then pointwise 1 x 1."""
+
+    def __init__(self, c: int, kernel: int, stride: int, norm: NormFactory) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c, c, kernel, stride, kernel // 2, groups=c, bias=False),
+            nn.Conv2d(c, c, 1, bias=False),
+            norm(c),
+        )
+
+
+def _op_factories() -> dict[str, Callable[[int, int, NormFactory], nn.Module]]:
+    return {
+        "conv3x3": lambda c, s, n: ReLUConvBN(c, c, 3, s, n),
+        "conv5x5": lambda c, s, n: ReLUConvBN(c, c, 5, s, n),
+        "sep3x3": lambda c, s, n: SepConv(c, 3, s, n),
+        "sep5x5": lambda c, s, n: SepConv(c, 5, s, n),
+        "max3x3": lambda c, s, n: nn.MaxPool2d(3, s, 1),
+        "avg3x3": lambda c, s, n: nn.AvgPool2d(3, s, 1, count_include_pad=False),
+        # identity with stride 2 must still halve the resolution: a strided 1x1 conv (micro space)
+        "identity": lambda c, s, n: nn.Identity() if s == 1 else ReLUConvBN(c, c, 1, s, n),
+    }
+
+
+OPS = _op_factories()
+
+
+def make_op(name: str, channels: int, stride: int, norm: NormFactory) -> nn.Module:
+    try:
+        return OPS[name](channels, stride, norm)
+    except KeyError:
+        raise ValueError(f"unknown op {name!r}; known ops: {sorted(OPS)}") from None

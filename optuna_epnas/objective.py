@@ -1,0 +1,197 @@
+"""SupernetObjective: train the sampled path of a shared-weight supernet, return validation accuracy.
+
+The supernet lives across trials (that is weight sharing: architectures that use the same op at the
+same position read and update the same tensors) and is checkpointed beside the study after every
+trial, so a search restarted on the same storage resumes with the weights it had.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+import torch.nn.functional as F
+
+from optuna_epnas.data import DeviceData, make_generator
+from optuna_epnas.nn import build_network, count_parameters
+from optuna_epnas.spaces.base import SearchSpace
+
+_logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+
+
+def checkpoint_path_for(storage: Any, study_name: str) -> Path | None:
+    """``<db>.<study>.supernet.pt`` beside a SQLite study; None for storages without a file."""
+    url = storage if isinstance(storage, str) else getattr(getattr(storage, "_backend", storage), "url", None)
+    if not isinstance(url, str) or not url.startswith("sqlite:///"):
+        return None
+    db = Path(url[len("sqlite:///"):])
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study_name)
+    return db.with_name(f"{db.name}.{safe}.supernet.pt")
+
+
+class SupernetObjective:
+    """Objective for ``study.optimize``: ``space.suggest(trial)`` -> train E epochs -> validation accuracy.
+
+    Args:
+        space: the search space (the same object the sampler uses).
+        data: a :class:`~optuna_epnas.data.DeviceData` from :func:`~optuna_epnas.load_dataset`.
+        epochs: epochs of training per sampled architecture (paper: 3).
+        channels: width C of the supernet (paper search setting: 24).
+        batch_size, lr, momentum, weight_decay, grad_clip: SGD (Nesterov) settings, shared by all trials.
+        seed: seeds the supernet's initialisation and every trial's data order; seeded runs on the
+            CPU are reproducible, also across a resume.
+        checkpoint: where to keep the supernet: a path; ``None`` puts it beside a SQLite study
+            (``<db>.<study>.supernet.pt``; in-memory studies keep it in memory only); ``False``: never.
+        amp: bf16 autocast (default: on CUDA only). channels_last likewise.
+    """
+
+    def __init__(
+        self, space: SearchSpace, data: DeviceData, epochs: int = 3, channels: int = 24, batch_size: int = 128,
+        lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 0,
+        checkpoint: str | os.PathLike | None | bool = None, amp: bool | None = None,
+        channels_last: bool | None = None, eval_batch_size: int = 1000,
+    ) -> None:
+        for name, value in (("epochs", epochs), ("channels", channels), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not lr > 0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        self.space, self.data, self.epochs, self.channels = space, data, epochs, channels
+        self.batch_size, self.lr, self.momentum = batch_size, lr, momentum
+        self.weight_decay, self.grad_clip, self.seed, self.eval_batch_size = weight_decay, grad_clip, seed, eval_batch_size
+        self.checkpoint = checkpoint
+        cuda = data.device.type == "cuda"
+        self.amp = cuda if amp is None else amp
+        self.channels_last = cuda if channels_last is None else channels_last
+        self.net: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.trained: list[int] = []  # trial numbers whose training the weights contain, in order
+        self._path: Path | None = None
+
+    # -- the objective -------------------------------------------------------------------------
+    def __call__(self, trial: optuna.trial.Trial) -> float:
+        arch = self.space.suggest(trial)
+        self._ensure_supernet(trial)
+        trial.set_user_attr("arch", self.space.key(arch))
+        trial.set_user_attr("level", self.space.level(arch))
+        trial.set_user_attr("params", count_parameters(
+            self.space, arch, self.data.num_classes, self.data.in_channels, self.channels))
+        started = time.perf_counter()
+        self.train(arch, step=len(self.trained))
+        accuracy = self.evaluate(arch)
+        trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 3))
+        self.trained.append(trial.number)
+        self.save()
+        return accuracy
+
+    def spec(self) -> dict[str, Any]:
+        """What a checkpoint must match to be resumed by this objective."""
+        return {
+            "space": self.space.spec(), "channels": self.channels, "dataset": self.data.name,
+            "num_classes": self.data.num_classes, "in_channels": self.data.in_channels, "seed": self.seed,
+        }
+
+    def build(self) -> torch.nn.Module:
+        """A fresh supernet, initialised from ``seed``."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            net = build_network(self.space, self.data.num_classes, self.data.in_channels, self.channels)
+        net = net.to(self.data.device)
+        return net.to(memory_format=torch.channels_last) if self.channels_last else net
+
+    def train(self, arch: Any, step: int) -> None:
+        """Train the path of ``arch`` for ``epochs`` epochs; ``step`` seeds this trial's data order."""
+        net, opt = self._ensure_supernet(None)
+        seed = int(np.random.SeedSequence([self.seed, step]).generate_state(1)[0])
+        gen = make_generator(self.data.device, seed)
+        net.train()
+        for _ in range(self.epochs):
+            for x, y in self.data.train_batches(self.batch_size, gen):
+                with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
+                    loss = F.cross_entropy(net(self._layout(x), arch), y)
+                opt.zero_grad(set_to_none=True)  # None, not zero: untouched paths stay untouched
+                loss.backward()
+                if self.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
+                opt.step()
+
+    @torch.no_grad()
+    def evaluate(self, arch: Any, split: str = "val") -> float:
+        """Accuracy of the supernet path of ``arch`` on a split (search only ever uses ``val``)."""
+        net, _ = self._ensure_supernet(None)
+        x_all, y_all = getattr(self.data, f"{split}_x"), getattr(self.data, f"{split}_y")
+        net.eval()  # the supernet's BN uses batch statistics in eval too (see nn.ops.batch_norm)
+        correct = 0
+        for i in range(0, len(x_all), self.eval_batch_size):
+            x, y = x_all[i:i + self.eval_batch_size], y_all[i:i + self.eval_batch_size]
+            with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
+                correct += int((net(self._layout(x), arch).argmax(1) == y).sum())
+        return correct / len(x_all)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    # -- supernet lifetime ---------------------------------------------------------------------
+    def _ensure_supernet(self, trial: optuna.trial.Trial | None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        if self.net is None:
+            self.net = self.build()
+            self.optimizer = torch.optim.SGD(
+                self.net.parameters(), lr=self.lr, momentum=self.momentum, nesterov=self.momentum > 0,
+                weight_decay=self.weight_decay,
+            )
+            self._path = self._resolve_path(trial)
+            if self._path is not None and self._path.exists():
+                self.load(self._path, trial)
+        assert self.optimizer is not None
+        return self.net, self.optimizer
+
+    def _resolve_path(self, trial: optuna.trial.Trial | None) -> Path | None:
+        if self.checkpoint is False:
+            return None
+        if self.checkpoint is not None and self.checkpoint is not True:
+            return Path(self.checkpoint)
+        if trial is None:
+            return None
+        return checkpoint_path_for(trial.study._storage, trial.study.study_name)
+
+    def save(self) -> None:
+        """Write the checkpoint atomically (a kill mid-write leaves the previous one intact)."""
+        if self._path is None or self.net is None:
+            return
+        assert self.optimizer is not None
+        state = {
+            "format": CHECKPOINT_FORMAT, "spec": self.spec(), "trained": list(self.trained),
+            "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+        }
+        tmp = self._path.with_name(self._path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self._path)
+
+    def load(self, path: str | os.PathLike, trial: optuna.trial.Trial | None = None) -> None:
+        state = torch.load(path, map_location=self.data.device, weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("spec") != self.spec():
+            raise ValueError(
+                f"the supernet checkpoint {path} was made with other settings ({state.get('spec')}) than this "
+                f"search ({self.spec()}); resume with the same settings, or use a new study name"
+            )
+        assert self.net is not None and self.optimizer is not None
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.trained = list(state["trained"])
+        if trial is not None:
+            complete = {t.number for t in trial.study.get_trials(deepcopy=False,
+                                                                  states=(optuna.trial.TrialState.COMPLETE,))}
+            extra = [n for n in self.trained if n not in complete]
+            if extra:
+                warnings.warn(f"the supernet checkpoint contains training of trial(s) {extra} that the study "
+                              "does not record as complete (killed between checkpoint and result)")
+        _logger.info("resumed the supernet from %s (%d trials of training)", path, len(self.trained))

@@ -1,0 +1,60 @@
+"""The progressive schedule: stages (iteration, level), their sizes, and the temperature of each iteration."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence, Union
+
+from optuna_epnas.spaces.base import SearchSpace
+
+TemperatureSpec = Union[tuple[float, float], Sequence[float], Callable[[int], float]]
+
+
+def temperature_schedule(spec: TemperatureSpec, iterations: int) -> Callable[[int], float]:
+    """τ for each 0-based iteration.
+
+    ``(start, end)``: geometric decay from start (first iteration) to end (last iteration) -- high τ
+    makes the first pass near-uniform, and it reaches ``end`` quickly; end < 1 sharpens beyond the
+    surrogate's own ranking. A sequence gives τ per iteration. A callable maps iteration -> τ.
+    Iterations past the schedule keep the last value.
+    """
+    if callable(spec):
+        fn = spec
+    else:
+        values = [float(v) for v in spec]
+        if not values or any(not v > 0 for v in values):
+            raise ValueError(f"temperature values must be positive numbers, got {values}")
+        if len(values) == 2:  # (start, end); with iterations == 2 both readings agree
+            start, end = values
+            if iterations == 1:
+                values = [end]
+            else:
+                values = [start * (end / start) ** (i / (iterations - 1)) for i in range(iterations)]
+
+        def fn(i: int) -> float:
+            return values[min(i, len(values) - 1)]
+
+    for i in range(max(iterations, 1)):
+        t = fn(i)
+        if not t > 0:
+            raise ValueError(f"temperature must be positive, iteration {i + 1} has τ={t}")
+    return fn
+
+
+def _representative_children(space: SearchSpace, level: int) -> int:
+    arch = space.root()
+    for _ in range(level - 1):
+        arch = space.child(arch, 0)
+    return space.num_children(arch)
+
+
+def stage_sizes(space: SearchSpace, k: int) -> list[int]:
+    """Trials per level of one iteration: every level-1 architecture, then up to K per level."""
+    sizes = [len(space.initial())]
+    for level in range(2, space.max_level + 1):
+        sizes.append(min(k, sizes[-1] * _representative_children(space, level)))
+    return sizes
+
+
+def planned_trials(space: SearchSpace, k: int, iterations: int) -> int:
+    """Trials in a full schedule of ``iterations`` progressions (failed trials are retried on top)."""
+    return iterations * sum(stage_sizes(space, k))
