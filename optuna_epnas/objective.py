@@ -141,27 +141,37 @@ class SupernetObjective:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # -- supernet lifetime ---------------------------------------------------------------------
+    def attach(self, study: optuna.Study) -> None:
+        """Build the supernet and resume it from the study's checkpoint, before any trial runs.
+
+        Called by the first trial anyway; calling it first reports a mismatched checkpoint without
+        starting (and failing) a trial.
+        """
+        if self.net is not None:
+            return
+        self.net = self.build()
+        self.optimizer = torch.optim.SGD(
+            self.net.parameters(), lr=self.lr, momentum=self.momentum, nesterov=self.momentum > 0,
+            weight_decay=self.weight_decay,
+        )
+        self._path = self._resolve_path(study)
+        if self._path is not None and self._path.exists():
+            self.load(self._path, study)
+
     def _ensure_supernet(self, trial: optuna.trial.Trial | None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         if self.net is None:
-            self.net = self.build()
-            self.optimizer = torch.optim.SGD(
-                self.net.parameters(), lr=self.lr, momentum=self.momentum, nesterov=self.momentum > 0,
-                weight_decay=self.weight_decay,
-            )
-            self._path = self._resolve_path(trial)
-            if self._path is not None and self._path.exists():
-                self.load(self._path, trial)
-        assert self.optimizer is not None
+            self.attach(trial.study if trial is not None else None)
+        assert self.net is not None and self.optimizer is not None
         return self.net, self.optimizer
 
-    def _resolve_path(self, trial: optuna.trial.Trial | None) -> Path | None:
+    def _resolve_path(self, study: optuna.Study | None) -> Path | None:
         if self.checkpoint is False:
             return None
         if self.checkpoint is not None and self.checkpoint is not True:
             return Path(self.checkpoint)
-        if trial is None:
+        if study is None:
             return None
-        return checkpoint_path_for(trial.study._storage, trial.study.study_name)
+        return checkpoint_path_for(study._storage, study.study_name)
 
     def save(self) -> None:
         """Write the checkpoint atomically (a kill mid-write leaves the previous one intact)."""
@@ -176,7 +186,7 @@ class SupernetObjective:
         torch.save(state, tmp)
         os.replace(tmp, self._path)
 
-    def load(self, path: str | os.PathLike, trial: optuna.trial.Trial | None = None) -> None:
+    def load(self, path: str | os.PathLike, study: optuna.Study | None = None) -> None:
         state = torch.load(path, map_location=self.data.device, weights_only=True)
         if state.get("format") != CHECKPOINT_FORMAT or state.get("spec") != self.spec():
             raise ValueError(
@@ -187,8 +197,8 @@ class SupernetObjective:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.trained = list(state["trained"])
-        if trial is not None:
-            complete = {t.number for t in trial.study.get_trials(deepcopy=False,
+        if study is not None:
+            complete = {t.number for t in study.get_trials(deepcopy=False,
                                                                   states=(optuna.trial.TrialState.COMPLETE,))}
             extra = [n for n in self.trained if n not in complete]
             if extra:

@@ -20,6 +20,7 @@ only once the previous one has finished, so parallel workers wait at each level'
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import os
@@ -47,6 +48,7 @@ STAGE_ATTR = "epnas:stage"
 OWNER_ATTR = "epnas:owner"
 CONFIG_ATTR = "epnas:config"
 SELECTIONS = ("epnas", "pnas")
+_UNMARKED_GRACE_SECONDS = 10.0
 
 
 def plan_attr(iteration: int, level: int) -> str:
@@ -68,6 +70,20 @@ def _owner_is_dead(owner: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _still_choosing(trial: FrozenTrial) -> bool:
+    """An earlier trial that may yet claim a slot: later trials wait for it (claims go in number order).
+
+    A trial gets its owner mark an instant after it is created, so a running trial without one is
+    waited for briefly; past that it is not an EPNAS trial (another sampler's, or enqueued).
+    """
+    if trial.state != TrialState.RUNNING or STAGE_ATTR in trial.system_attrs:
+        return False
+    if OWNER_ATTR in trial.system_attrs:
+        return True
+    start = trial.datetime_start
+    return start is None or (datetime.datetime.now() - start).total_seconds() < _UNMARKED_GRACE_SECONDS
 
 
 @dataclass
@@ -259,8 +275,7 @@ class EPNASSampler(BaseSampler):
             if self._fail_dead_trials(study, trials):
                 continue
             earlier = [t for t in trials if t.number < trial.number]
-            choosing = [t.number for t in earlier if t.state == TrialState.RUNNING
-                        and OWNER_ATTR in t.system_attrs and STAGE_ATTR not in t.system_attrs]
+            choosing = [t.number for t in earlier if _still_choosing(t)]
             found = None if choosing else self._next_slot(study, _Ledger.from_trials(earlier))
             if found is not None:
                 return found
@@ -310,12 +325,21 @@ class EPNASSampler(BaseSampler):
             it += 1
 
     def is_finished(self, study: Study) -> bool:
-        """Whether every stage of the ``iterations`` planned iterations has been measured."""
+        """Whether every stage of the ``iterations`` planned iterations has been measured.
+
+        Never plans a stage itself (that is the next trial's work): a stage without a stored plan
+        has not started, so the schedule is not finished.
+        """
         self._check_study(study)
         ledger = _Ledger.from_trials(study._storage.get_all_trials(study._study_id, deepcopy=False))
+        stored = study._storage.get_study_system_attrs(study._study_id)
         for it in range(self.iterations):
             for level in range(1, self.space.max_level + 1):
-                plan = self._plan(study, it, level, ledger)  # reached only once the stage before is done
+                plan = self._plans.get((it, level)) or stored.get(plan_attr(it, level))
+                if plan is None:
+                    if level > 1:
+                        return False
+                    plan = self._plan(study, it, level, ledger)  # level 1 needs no surrogate
                 for slot in range(len(plan["keys"])):
                     s = ledger.slot(it, level, slot)
                     if not s.done and (s.held or s.failures <= self.max_retries):
@@ -364,18 +388,18 @@ class EPNASSampler(BaseSampler):
             seed=int(np.random.SeedSequence(self._rng_seed(it, level)).generate_state(1)[0] % 2**31),
         ).fit([self.space.tokens(self.space.parse(k)) for k in keys], values)
         fitted = time.perf_counter()
-        scores = surrogate.predict_children(
-            [self.space.tokens(p) for p in parents], [self.space.child_tokens(p) for p in parents]
+        log_scores = surrogate.predict_children(
+            [self.space.tokens(p) for p in parents], [self.space.child_tokens(p) for p in parents], log=True
         ).astype(np.float64)
-        chosen, probability = select(scores, self.k, self.selection, tau, np.random.default_rng(self._rng_seed(it, level)))
+        chosen, probability = select(log_scores, self.k, self.selection, tau, np.random.default_rng(self._rng_seed(it, level)))
         offsets = np.cumsum([0] + [self.space.num_children(p) for p in parents])
         owner = np.searchsorted(offsets, chosen, side="right") - 1
         chosen_keys = [self.space.key(self.space.child(parents[o], int(c - offsets[o]))) for o, c in zip(owner, chosen)]
         return {
             **base,
             "keys": chosen_keys,
-            "candidates": int(len(scores)),
-            "predicted": [float(scores[c]) for c in chosen],
+            "candidates": int(len(log_scores)),
+            "predicted": [float(np.exp(log_scores[c])) for c in chosen],
             "probability": [float(probability[c]) for c in chosen],
             "surrogate_rows": len(keys),
             "fit_seconds": round(fitted - started, 3),
@@ -407,22 +431,23 @@ class EPNASSampler(BaseSampler):
 
 
 def select(
-    scores: np.ndarray, k: int, selection: str, tau: float, rng: np.random.Generator
+    log_scores: np.ndarray, k: int, selection: str, tau: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the K chosen candidates (in draw order), and each candidate's probability p_i.
 
-    EPNAS draws K without replacement with p_i ∝ s_i^(1/τ): adding Gumbel noise to log p and taking
-    the top K is exactly that sequential draw, in one vectorised pass over ~300k candidates.
-    PNAS takes the K best scores. The probability returned is that of being drawn first.
+    Takes log s_i (the surrogate's log-sigmoid: no underflow to ties at 0). EPNAS draws K without
+    replacement with p_i ∝ s_i^(1/τ): adding Gumbel noise to log p and taking the top K is exactly
+    that sequential draw, in one vectorised pass over ~300k candidates. PNAS takes the K best.
+    The probability returned is that of being drawn first.
     """
-    logits = np.log(np.clip(scores, 1e-12, None)) / tau
+    logits = log_scores / tau
     probability = np.exp(logits - logits.max())
     probability /= probability.sum()
-    n = len(scores)
+    n = len(log_scores)
     if n <= k:
         return np.arange(n), probability
     if selection == "pnas":
-        return np.argsort(-scores, kind="stable")[:k], probability
+        return np.argsort(-log_scores, kind="stable")[:k], probability
     perturbed = logits + rng.gumbel(size=n)
     top = np.argpartition(-perturbed, k - 1)[:k]
     return top[np.argsort(-perturbed[top], kind="stable")], probability

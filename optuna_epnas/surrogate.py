@@ -10,12 +10,25 @@ each candidate costs one LSTM step from the parent's state: exact, and ~L times 
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
+
+
+@contextlib.contextmanager
+def _single_thread():
+    # Batches of 32 through a 100-unit LSTM gain nothing from threads, and with other processes or
+    # workers on the same cores OpenMP's spinning threads made fits 10-100x slower (seen here).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _Net(nn.Module):
@@ -34,6 +47,10 @@ class _Net(nn.Module):
 
     def score(self, last_hidden: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.head(last_hidden)).squeeze(-1)
+
+    def log_score(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        # log σ(z) stays finite and ordered where σ(z) underflows to 0 (a confident, saturated net)
+        return torch.nn.functional.logsigmoid(self.head(last_hidden)).squeeze(-1)
 
 
 class LSTMSurrogate:
@@ -63,7 +80,7 @@ class LSTMSurrogate:
     def fit(self, sequences: Sequence[np.ndarray], targets: Sequence[float]) -> "LSTMSurrogate":
         if len(sequences) != len(targets):
             raise ValueError(f"got {len(sequences)} sequences but {len(targets)} targets")
-        if not sequences:
+        if len(sequences) == 0:
             return self
         # Rows of equal length go in the same batch (the macro and micro spaces grow one unit a level).
         by_length: dict[int, list[int]] = defaultdict(list)
@@ -72,6 +89,20 @@ class LSTMSurrogate:
         groups = {n: (torch.from_numpy(np.stack([sequences[i] for i in idx])).float(),
                       torch.tensor([float(targets[i]) for i in idx]))
                   for n, idx in by_length.items()}
+        if not self.fitted:
+            # U[-1,1] weights give logits of several units: the sigmoid starts saturated and Adam spends
+            # hundreds of steps escaping (seen: train τ < 0 after 400 steps). Shifting the head's bias so
+            # the mean initial prediction is the mean target removes that, the weights stay U[-1,1].
+            with torch.no_grad():
+                mean = float(np.clip(np.mean(targets), 1e-3, 1 - 1e-3))
+                logits = torch.cat([self.net.head(self.net.run(x)[0]).squeeze(-1) for x, _ in groups.values()])
+                self.net.head.bias += float(np.log(mean / (1 - mean))) - logits.mean()
+        with _single_thread():
+            self._train(groups)
+        self.fitted = True
+        return self
+
+    def _train(self, groups: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
         rng = np.random.default_rng(self.seed)
         opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
         self.net.train()
@@ -90,8 +121,6 @@ class LSTMSurrogate:
                 loss.backward()
                 opt.step()
                 step += 1
-        self.fitted = True
-        return self
 
     @torch.no_grad()
     def predict(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
@@ -109,8 +138,10 @@ class LSTMSurrogate:
         return out
 
     @torch.no_grad()
-    def predict_children(self, prefixes: Sequence[np.ndarray], child_tokens: Sequence[np.ndarray]) -> np.ndarray:
-        """Scores of every child of every parent, concatenated in parent order.
+    def predict_children(
+        self, prefixes: Sequence[np.ndarray], child_tokens: Sequence[np.ndarray], log: bool = False
+    ) -> np.ndarray:
+        """Scores of every child of every parent, concatenated in parent order (``log``: log-scores).
 
         ``prefixes[p]`` is parent p's token sequence (all the same length), ``child_tokens[p]``
         the (n_p, token_dim) tokens of the unit each child adds. Equals ``predict`` on the
@@ -132,5 +163,5 @@ class LSTMSurrogate:
             sl = slice(start, start + self.chunk)
             who = owner[sl]
             last, _ = self.net.run(tokens[sl, None, :], (h[:, who].contiguous(), c[:, who].contiguous()))
-            out[sl] = self.net.score(last)
+            out[sl] = self.net.log_score(last) if log else self.net.score(last)
         return out.numpy()

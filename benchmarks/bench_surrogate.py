@@ -1,0 +1,194 @@
+"""Surrogate scoring throughput for one full EPNAS expansion step.
+
+K seeded random level-(L-1) parents of MacroSpace(L) (defaults: K=25, L=12) are expanded to all their
+children (6 ops x 2^(L-1) skip subsets = 12,288 each, 307,200 in all), and every child is scored by an
+``LSTMSurrogate`` fitted (untimed, few steps) on a few hundred random rows. Timed, side by side:
+
+  (i)   building the tokens: ``space.tokens(parent)`` and ``space.child_tokens(parent)`` per parent
+        (what ``EPNASSampler`` does before scoring);
+  (ii)  ``surrogate.predict_children(prefixes, child_tokens)``: the parent prefix run once, one LSTM
+        step per child;
+  naive ``surrogate.predict`` on the children's full token sequences, for a random subset (default
+        20k candidates), extrapolated to candidates/s, and the max |difference| from (ii) on that subset;
+  proposed  (not package code) the same one-step scores computed with the LSTM cell written out: the
+        parent's W_hh h + biases once per parent, and embed + W_ih folded into one token_dim x 4H
+        matrix, so each child costs a tiny matmul plus the gate arithmetic (see the README);
+  select  ``optuna_epnas.sampler.select(scores, K, "epnas", 1.0, rng)`` on all the scores (and "pnas").
+
+Target: (ii) >= 100k candidates/s on 2 CPU cores. Nothing here asserts on timings.
+
+    PYTHONPATH=. python benchmarks/bench_surrogate.py
+    PYTHONPATH=. python benchmarks/bench_surrogate.py --parents 25 --layers 12 --reps 5 --naive 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
+
+from optuna_epnas.sampler import select  # noqa: E402
+from optuna_epnas.spaces.macro import MacroArch, MacroSpace  # noqa: E402
+from optuna_epnas.surrogate import LSTMSurrogate  # noqa: E402
+
+
+def random_arch(space: MacroSpace, level: int, rng: np.random.Generator) -> MacroArch:
+    ops = tuple(space.ops[int(rng.integers(len(space.ops)))] for _ in range(level))
+    skips = tuple(tuple(s for s in range(layer - 1) if rng.random() < 0.5) for layer in range(1, level + 1))
+    return MacroArch(ops, skips)
+
+
+def timed(fn, reps: int):
+    """(median seconds, all seconds, last result) of ``reps`` calls of ``fn``."""
+    times, out = [], None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times, out
+
+
+@torch.no_grad()
+def proposed_predict_children(surrogate: LSTMSurrogate, prefixes, child_tokens, chunk: int = 16384) -> np.ndarray:
+    """One LSTM step per child with the per-parent and per-token parts hoisted (exact up to rounding).
+
+    gates = tokens @ (W_ih W_e)^T + (W_ih b_e + b_ih) + (W_hh h_p + b_hh);  PyTorch gate order i, f, g, o.
+    """
+    net = surrogate.net.eval()
+    lstm = net.lstm
+    w_ih, w_hh, b_ih, b_hh = lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+    w_tok = w_ih @ net.embed.weight                      # (4H, token_dim)
+    b_tok = w_ih @ net.embed.bias + b_ih                 # (4H,)
+    _, (h, c) = net.run(torch.from_numpy(np.stack(prefixes)).float())
+    h, c = h[0], c[0]                                    # (P, H)
+    parent_gates = h @ w_hh.T + b_hh + b_tok             # (P, 4H): once per parent, not per child
+    hidden = h.shape[1]
+    w_head, b_head = net.head.weight[0], net.head.bias[0]
+    out = []
+    for p, tok in enumerate(child_tokens):
+        tok = torch.from_numpy(tok)
+        for start in range(0, len(tok), chunk):
+            gates = torch.addmm(parent_gates[p], tok[start:start + chunk], w_tok.T)
+            i, f, g, o = gates.split(hidden, dim=1)
+            c_new = torch.sigmoid(f) * c[p] + torch.sigmoid(i) * torch.tanh(g)
+            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            out.append(torch.sigmoid(torch.mv(h_new, w_head) + b_head))
+    return torch.cat(out).numpy()
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--layers", type=int, default=12, help="L of MacroSpace(L); parents have L-1 layers")
+    ap.add_argument("--parents", type=int, default=25, help="K, parents expanded")
+    ap.add_argument("--fit-rows", type=int, default=300, help="random rows the surrogate is fitted on (untimed)")
+    ap.add_argument("--fit-steps", type=int, default=50, help="Adam steps of that fit")
+    ap.add_argument("--hidden", type=int, default=100, help="LSTM width (paper: 100)")
+    ap.add_argument("--reps", type=int, default=5, help="timed repetitions of each step")
+    ap.add_argument("--naive", type=int, default=20000, help="candidates scored by full-sequence predict")
+    ap.add_argument("--naive-reps", type=int, default=3)
+    ap.add_argument("--no-proposed", action="store_true", help="skip the proposed hoisted one-step scorer")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    load0 = os.getloadavg()[0]
+    print(f"torch {torch.__version__} | numpy {np.__version__} | python {platform.python_version()} | "
+          f"device cpu | threads {torch.get_num_threads()}")
+    space = MacroSpace(num_layers=args.layers)
+    rng = np.random.default_rng(args.seed)
+    parents = [random_arch(space, args.layers - 1, rng) for _ in range(args.parents)]
+    n_children = [space.num_children(p) for p in parents]
+    total = sum(n_children)
+    print(f"space MacroSpace({args.layers}), token_dim {space.token_dim} | {args.parents} parents of level "
+          f"{args.layers - 1} x {n_children[0]:,} children = {total:,} candidates")
+
+    # -- fit (untimed) -----------------------------------------------------------------------------
+    rows = [random_arch(space, int(rng.integers(1, args.layers)), rng) for _ in range(args.fit_rows)]
+    targets = rng.uniform(0.1, 0.9, size=len(rows))
+    t0 = time.perf_counter()
+    surrogate = LSTMSurrogate(space.token_dim, hidden=args.hidden, steps=args.fit_steps, seed=args.seed)
+    surrogate.fit([space.tokens(a) for a in rows], targets.tolist())
+    print(f"fit: {len(rows)} rows (levels 1..{args.layers - 1}), {args.fit_steps} steps, "
+          f"{time.perf_counter() - t0:.2f} s (untimed)")
+
+    # -- (i) tokens, (ii) predict_children -----------------------------------------------------------
+    def build_tokens():
+        return [space.tokens(p) for p in parents], [space.child_tokens(p) for p in parents]
+
+    t_tok, _, (prefixes, child_tokens) = timed(build_tokens, args.reps)
+    t_pc, pc_times, scores = timed(lambda: surrogate.predict_children(prefixes, child_tokens), args.reps)
+    assert len(scores) == total
+
+    # -- naive full-sequence predict on a subset -------------------------------------------------------
+    n_naive = min(args.naive, total)
+    offsets = np.cumsum([0] + n_children)
+    subset = np.sort(rng.choice(total, size=n_naive, replace=False))
+    owner = np.searchsorted(offsets, subset, side="right") - 1
+    t0 = time.perf_counter()
+    sequences = [np.concatenate([prefixes[o], child_tokens[o][j - offsets[o]][None]]) for o, j in zip(owner, subset)]
+    t_seq = time.perf_counter() - t0
+    t_naive, _, naive_scores = timed(lambda: surrogate.predict(sequences), args.naive_reps)
+    diff = float(np.abs(naive_scores - scores[subset]).max())
+    # check also that the sequences really are the children (tokens of space.child(parent, index))
+    spot = [space.tokens(space.child(parents[o], int(j - offsets[o]))) for o, j in zip(owner[:50], subset[:50])]
+    same_tokens = all(np.array_equal(a, b) for a, b in zip(spot, sequences[:50]))
+
+    # -- proposed hoisted scorer ---------------------------------------------------------------------
+    if not args.no_proposed:
+        t_prop, _, prop_scores = timed(lambda: proposed_predict_children(surrogate, prefixes, child_tokens), args.reps)
+        diff_prop = float(np.abs(prop_scores - scores).max())
+
+    # -- selection -------------------------------------------------------------------------------------
+    scores64 = scores.astype(np.float64)
+    sel_rng = np.random.default_rng(args.seed)
+    t_sel, _, (chosen, prob) = timed(lambda: select(scores64, args.parents, "epnas", 1.0, sel_rng), max(args.reps, 10))
+    t_sel_p, _, _ = timed(lambda: select(scores64, args.parents, "pnas", 1.0, sel_rng), max(args.reps, 10))
+
+    # -- report ----------------------------------------------------------------------------------------
+    def row(name, seconds, n=total, note=""):
+        print(f"{name:<46} {seconds * 1e3:>10.1f} {n / seconds:>14,.0f}  {note}")
+
+    print(f"\nmedian of {args.reps} repetitions (naive: {args.naive_reps}); candidates/s = candidates / time")
+    print(f"{'step':<46} {'ms':>10} {'candidates/s':>14}")
+    row("(i)  tokens + child_tokens (25 parents)", t_tok)
+    row("(ii) predict_children", t_pc, note=f"min {min(pc_times) * 1e3:.1f} ms, max {max(pc_times) * 1e3:.1f} ms")
+    row("(i)+(ii) tokens and scores", t_tok + t_pc)
+    row(f"naive predict, {n_naive:,} full sequences", t_naive, n=n_naive,
+        note=f"(+ {t_seq * 1e3:.0f} ms building the sequences, untimed)")
+    if not args.no_proposed:
+        row("proposed: hoisted one-step LSTM (benchmark only)", t_prop, note=f"max |diff| vs (ii) {diff_prop:.2e}")
+    row(f"select(scores, {args.parents}, 'epnas', 1.0, rng)", t_sel)
+    row(f"select(scores, {args.parents}, 'pnas', 1.0, rng)", t_sel_p)
+
+    speed = total / t_pc
+    print(f"\npredict_children: {speed:,.0f} candidates/s (target >= 100,000: "
+          f"{'met' if speed >= 1e5 else 'NOT met'}); with token building: {total / (t_tok + t_pc):,.0f}/s")
+    print(f"speed-up of predict_children over naive predict: {speed / (n_naive / t_naive):.1f}x")
+    if not args.no_proposed:
+        print(f"speed-up of the proposed scorer over predict_children: {t_pc / t_prop:.1f}x")
+    print(f"max |predict_children - predict| on the {n_naive:,} subset: {diff:.2e} "
+          f"(sequences match space.child tokens: {same_tokens})")
+    print(f"select chose {len(chosen)} distinct: {len(set(chosen.tolist())) == len(chosen)}; "
+          f"probabilities sum to {prob.sum():.6f}")
+    load1, cpus = os.getloadavg()[0], os.cpu_count() or 1
+    print(f"1-min load average: {load0:.2f} at start, {load1:.2f} at end ({cpus} CPUs)"
+          + ("  -- other work was running: expect noisy numbers" if max(load0, load1) > cpus + 0.5 else ""))
+    if max(load0, load1) > cpus + 0.5 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
+        print("hint: with other processes on the cores, OpenMP's spin-waiting makes torch up to ~30x slower here; "
+              "rerun with OMP_WAIT_POLICY=PASSIVE (or --threads 1), see benchmarks/README.md")
+
+
+if __name__ == "__main__":
+    main()

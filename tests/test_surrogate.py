@@ -1,0 +1,169 @@
+"""LSTMSurrogate: paper architecture, exact prefix-cached child scoring, fitting, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import kendalltau
+from torch import nn
+
+from optuna_epnas.spaces import MacroSpace
+from optuna_epnas.surrogate import LSTMSurrogate
+
+torch.set_num_threads(1)
+
+
+def random_arch(space, level, rng):
+    arch = space.root()
+    for _ in range(level):
+        arch = space.child(arch, int(rng.integers(space.num_children(arch))))
+    return arch
+
+
+def synthetic_accuracy(arch) -> float:
+    return 0.3 + 0.5 * sum(op == "conv3x3" for op in arch.ops) / arch.level
+
+
+def dataset(space, n, seed, levels=(1, 2, 3, 4)):
+    """Distinct random archs of the given levels, their token sequences and synthetic accuracies."""
+    rng = np.random.default_rng(seed)
+    archs, keys = [], set()
+    while len(archs) < n:
+        arch = random_arch(space, int(rng.choice(levels)), rng)
+        if space.key(arch) not in keys:
+            keys.add(space.key(arch))
+            archs.append(arch)
+    return archs, [space.tokens(a) for a in archs], np.array([synthetic_accuracy(a) for a in archs])
+
+
+# -- architecture -----------------------------------------------------------------------------------
+def test_paper_architecture_and_init():
+    space = MacroSpace(12)
+    s = LSTMSurrogate(space.token_dim, seed=0)
+    net = s.net
+    assert isinstance(net.embed, nn.Linear)
+    assert (net.embed.in_features, net.embed.out_features) == (space.token_dim, 100)
+    assert isinstance(net.lstm, nn.LSTM)
+    assert (net.lstm.input_size, net.lstm.hidden_size, net.lstm.num_layers) == (100, 100, 1)
+    assert isinstance(net.head, nn.Linear)
+    assert (net.head.in_features, net.head.out_features) == (100, 1)
+    for linear in (net.embed, net.head):
+        for t in (linear.weight, linear.bias):
+            assert t.min() >= -1.0 and t.max() <= 1.0
+    # really U[-1, 1], not PyTorch's default U[-1/sqrt(fan_in), 1/sqrt(fan_in)] (0.26 and 0.1 here)
+    w = net.embed.weight.detach()
+    assert w.min() < -0.95 and w.max() > 0.95
+    assert 0.5 < w.std() < 0.65  # std of U[-1, 1] is 0.577
+    assert net.head.weight.abs().max() > 0.8
+    assert net.head.weight.std() > 0.4
+    assert net.embed.bias.abs().max() > 0.8
+
+
+def test_predictions_in_unit_interval():
+    space = MacroSpace(12)
+    s = LSTMSurrogate(space.token_dim, seed=3)
+    _, seqs, _ = dataset(space, 40, seed=0, levels=(1, 5, 12))
+    pred = s.predict(seqs)
+    assert pred.shape == (40,) and pred.dtype == np.float32
+    assert ((pred > 0) & (pred < 1)).all()
+    assert np.unique(pred).size > 1  # depends on the input
+    assert s.predict([]).shape == (0,)
+
+
+# -- predict_children == predict ---------------------------------------------------------------------
+def logit(p):
+    p = np.asarray(p, dtype=np.float64)
+    return np.log(p) - np.log1p(-p)
+
+
+@pytest.mark.parametrize("level,n_parents,fitted", [(0, 1, False), (1, 3, False), (3, 4, False), (6, 2, False),
+                                                    (0, 2, True), (2, 3, True)])
+def test_predict_children_equals_predict(level, n_parents, fitted):
+    space = MacroSpace(8)
+    rng = np.random.default_rng(level)
+    s = LSTMSurrogate(space.token_dim, seed=1, chunk=37)  # small chunk: several chunks, ragged end
+    if fitted:  # the trained net too, not only the initial one
+        _, seqs, y = dataset(space, 40, seed=9, levels=(1, 2, 3))
+        s.fit(seqs, y)
+    parents = [random_arch(space, level, rng) for _ in range(n_parents)]
+    prefixes = [space.tokens(p) for p in parents]
+    child_tokens = [space.child_tokens(p) for p in parents]
+    if level == 0:
+        assert prefixes[0].shape == (0, space.token_dim)
+    scores = s.predict_children(prefixes, child_tokens)
+    full = [space.tokens(c) for p in parents for c in space.children(p)]
+    assert scores.shape == (len(full),) == (n_parents * 6 * 2**level,)
+    expected = s.predict(full)
+    np.testing.assert_allclose(scores, expected, atol=1e-5, rtol=0)
+    # also before the sigmoid, where near-0/1 scores would hide differences
+    np.testing.assert_allclose(logit(scores), logit(expected), atol=1e-3, rtol=1e-4)
+    assert np.ptp(expected) > 1e-2  # the children really are scored differently
+    assert 0.05 < np.median(expected) < 0.95  # not a saturated net
+
+
+def test_predict_children_root_with_several_parents_and_empty():
+    space = MacroSpace(4)
+    s = LSTMSurrogate(space.token_dim, seed=2)
+    root = space.root()
+    prefixes = [space.tokens(root)] * 3
+    child_tokens = [space.child_tokens(root), space.child_tokens(root)[:2], space.child_tokens(root)[3:]]
+    scores = s.predict_children(prefixes, child_tokens)
+    expected = s.predict([t[None, :] for ct in child_tokens for t in ct])
+    np.testing.assert_allclose(scores, expected, atol=1e-5, rtol=0)
+    full = space.tokens(random_arch(space, 4, np.random.default_rng(0)))
+    assert s.predict_children([full], [space.child_tokens(space.parse(""))[:0]]).shape == (0,)
+
+
+# -- fitting -------------------------------------------------------------------------------------------
+def test_fit_learns_a_ranking():
+    space = MacroSpace(4)
+    archs, seqs, y = dataset(space, 200, seed=0)
+    train, test = slice(0, 150), slice(150, 200)
+    s = LSTMSurrogate(space.token_dim, seed=0)  # the default 400 Adam steps
+    before = s.predict(seqs[test])
+    l1_before = np.abs(before - y[test]).mean()
+    assert s.fit(seqs[train], y[train]) is s
+    assert s.fitted
+    after = s.predict(seqs[test])
+    tau, _ = kendalltau(after, y[test])
+    assert tau > 0.5, tau
+    l1_after = np.abs(after - y[test]).mean()
+    assert l1_after < l1_before
+    assert l1_after < 0.1, l1_after
+    tau_before, _ = kendalltau(before, y[test])
+    assert tau > tau_before + 0.2
+
+
+def test_fit_is_reproducible_per_seed():
+    space = MacroSpace(4)
+    _, seqs, y = dataset(space, 60, seed=1)
+
+    def fitted(seed):
+        return LSTMSurrogate(space.token_dim, seed=seed, steps=20).fit(seqs[:40], y[:40]).predict(seqs[40:])
+
+    a, b, c = fitted(0), fitted(0), fitted(1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(logit(a), logit(c), atol=1e-2)  # compared before the sigmoid: never saturated
+
+
+def test_construction_does_not_touch_global_rng():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    LSTMSurrogate(10, seed=0)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_fit_errors_and_empty():
+    space = MacroSpace(3)
+    _, seqs, y = dataset(space, 5, seed=0, levels=(1, 2))
+    s = LSTMSurrogate(space.token_dim, steps=3)
+    with pytest.raises(ValueError):
+        s.fit(seqs, y[:4])
+    with pytest.raises(ValueError):
+        s.fit(seqs[:2], y)
+    before = [p.detach().clone() for p in s.net.parameters()]
+    s.fit([], [])
+    assert not s.fitted
+    assert all(torch.equal(p, q) for p, q in zip(s.net.parameters(), before))
