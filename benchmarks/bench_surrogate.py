@@ -6,14 +6,16 @@ children (6 ops x 2^(L-1) skip subsets = 12,288 each, 307,200 in all), and every
 
   (i)   building the tokens: ``space.tokens(parent)`` and ``space.child_tokens(parent)`` per parent
         (what ``EPNASSampler`` does before scoring);
-  (ii)  ``surrogate.predict_children(prefixes, child_tokens)``: the parent prefix run once, one LSTM
-        step per child;
+  (ii)  ``surrogate.predict_children(prefixes, child_tokens, log=True)``, exactly as ``EPNASSampler``
+        calls it (log-sigmoid scores): the parent prefix run once, one LSTM step per child; also
+        with ``log=False`` (probabilities), which is what the naive comparison checks against;
   naive ``surrogate.predict`` on the children's full token sequences, for a random subset (default
         20k candidates), extrapolated to candidates/s, and the max |difference| from (ii) on that subset;
   proposed  (not package code) the same one-step scores computed with the LSTM cell written out: the
         parent's W_hh h + biases once per parent, and embed + W_ih folded into one token_dim x 4H
         matrix, so each child costs a tiny matmul plus the gate arithmetic (see the README);
-  select  ``optuna_epnas.sampler.select(scores, K, "epnas", 1.0, rng)`` on all the scores (and "pnas").
+  select  ``optuna_epnas.sampler.select(log_scores, K, "epnas", 1.0, rng)`` on all the (log) scores, as the
+        sampler calls it (and "pnas").
 
 Target: (ii) >= 100k candidates/s on 2 CPU cores. Nothing here asserts on timings.
 
@@ -58,7 +60,8 @@ def timed(fn, reps: int):
 
 
 @torch.no_grad()
-def proposed_predict_children(surrogate: LSTMSurrogate, prefixes, child_tokens, chunk: int = 16384) -> np.ndarray:
+def proposed_predict_children(surrogate: LSTMSurrogate, prefixes, child_tokens, log: bool = False,
+                              chunk: int = 16384) -> np.ndarray:
     """One LSTM step per child with the per-parent and per-token parts hoisted (exact up to rounding).
 
     gates = tokens @ (W_ih W_e)^T + (W_ih b_e + b_ih) + (W_hh h_p + b_hh);  PyTorch gate order i, f, g, o.
@@ -81,7 +84,8 @@ def proposed_predict_children(surrogate: LSTMSurrogate, prefixes, child_tokens, 
             i, f, g, o = gates.split(hidden, dim=1)
             c_new = torch.sigmoid(f) * c[p] + torch.sigmoid(i) * torch.tanh(g)
             h_new = torch.sigmoid(o) * torch.tanh(c_new)
-            out.append(torch.sigmoid(torch.mv(h_new, w_head) + b_head))
+            z = torch.mv(h_new, w_head) + b_head
+            out.append(torch.nn.functional.logsigmoid(z) if log else torch.sigmoid(z))
     return torch.cat(out).numpy()
 
 
@@ -128,8 +132,11 @@ def main(argv=None) -> None:
         return [space.tokens(p) for p in parents], [space.child_tokens(p) for p in parents]
 
     t_tok, _, (prefixes, child_tokens) = timed(build_tokens, args.reps)
-    t_pc, pc_times, scores = timed(lambda: surrogate.predict_children(prefixes, child_tokens), args.reps)
-    assert len(scores) == total
+    t_pc, pc_times, log_scores = timed(lambda: surrogate.predict_children(prefixes, child_tokens, log=True),
+                                       args.reps)
+    t_pc_p, _, scores = timed(lambda: surrogate.predict_children(prefixes, child_tokens), args.reps)
+    assert len(scores) == len(log_scores) == total
+    diff_log = float(np.abs(np.exp(log_scores.astype(np.float64)) - scores).max())
 
     # -- naive full-sequence predict on a subset -------------------------------------------------------
     n_naive = min(args.naive, total)
@@ -147,14 +154,15 @@ def main(argv=None) -> None:
 
     # -- proposed hoisted scorer ---------------------------------------------------------------------
     if not args.no_proposed:
-        t_prop, _, prop_scores = timed(lambda: proposed_predict_children(surrogate, prefixes, child_tokens), args.reps)
-        diff_prop = float(np.abs(prop_scores - scores).max())
+        t_prop, _, prop_log = timed(lambda: proposed_predict_children(surrogate, prefixes, child_tokens, log=True),
+                                    args.reps)
+        diff_prop = float(np.abs(np.exp(prop_log.astype(np.float64)) - scores).max())
 
     # -- selection -------------------------------------------------------------------------------------
-    scores64 = scores.astype(np.float64)
+    log64 = log_scores.astype(np.float64)  # the sampler's .astype(np.float64)
     sel_rng = np.random.default_rng(args.seed)
-    t_sel, _, (chosen, prob) = timed(lambda: select(scores64, args.parents, "epnas", 1.0, sel_rng), max(args.reps, 10))
-    t_sel_p, _, _ = timed(lambda: select(scores64, args.parents, "pnas", 1.0, sel_rng), max(args.reps, 10))
+    t_sel, _, (chosen, prob) = timed(lambda: select(log64, args.parents, "epnas", 1.0, sel_rng), max(args.reps, 10))
+    t_sel_p, _, _ = timed(lambda: select(log64, args.parents, "pnas", 1.0, sel_rng), max(args.reps, 10))
 
     # -- report ----------------------------------------------------------------------------------------
     def row(name, seconds, n=total, note=""):
@@ -163,22 +171,25 @@ def main(argv=None) -> None:
     print(f"\nmedian of {args.reps} repetitions (naive: {args.naive_reps}); candidates/s = candidates / time")
     print(f"{'step':<46} {'ms':>10} {'candidates/s':>14}")
     row("(i)  tokens + child_tokens (25 parents)", t_tok)
-    row("(ii) predict_children", t_pc, note=f"min {min(pc_times) * 1e3:.1f} ms, max {max(pc_times) * 1e3:.1f} ms")
+    row("(ii) predict_children(..., log=True)", t_pc,
+        note=f"min {min(pc_times) * 1e3:.1f} ms, max {max(pc_times) * 1e3:.1f} ms")
     row("(i)+(ii) tokens and scores", t_tok + t_pc)
+    row("     predict_children(..., log=False)", t_pc_p, note=f"max |exp(log) - probability| {diff_log:.1e}")
     row(f"naive predict, {n_naive:,} full sequences", t_naive, n=n_naive,
         note=f"(+ {t_seq * 1e3:.0f} ms building the sequences, untimed)")
     if not args.no_proposed:
-        row("proposed: hoisted one-step LSTM (benchmark only)", t_prop, note=f"max |diff| vs (ii) {diff_prop:.2e}")
-    row(f"select(scores, {args.parents}, 'epnas', 1.0, rng)", t_sel)
-    row(f"select(scores, {args.parents}, 'pnas', 1.0, rng)", t_sel_p)
+        row("proposed: hoisted one-step LSTM, log (bench only)", t_prop,
+            note=f"max |diff| vs (ii) in probability {diff_prop:.2e}")
+    row(f"select(log_scores, {args.parents}, 'epnas', 1.0, rng)", t_sel)
+    row(f"select(log_scores, {args.parents}, 'pnas', 1.0, rng)", t_sel_p)
 
     speed = total / t_pc
-    print(f"\npredict_children: {speed:,.0f} candidates/s (target >= 100,000: "
+    print(f"\npredict_children(log=True): {speed:,.0f} candidates/s (target >= 100,000: "
           f"{'met' if speed >= 1e5 else 'NOT met'}); with token building: {total / (t_tok + t_pc):,.0f}/s")
-    print(f"speed-up of predict_children over naive predict: {speed / (n_naive / t_naive):.1f}x")
+    print(f"speed-up of predict_children(log=False) over naive predict: {(total / t_pc_p) / (n_naive / t_naive):.1f}x")
     if not args.no_proposed:
         print(f"speed-up of the proposed scorer over predict_children: {t_pc / t_prop:.1f}x")
-    print(f"max |predict_children - predict| on the {n_naive:,} subset: {diff:.2e} "
+    print(f"max |predict_children(log=False) - predict| on the {n_naive:,} subset: {diff:.2e} "
           f"(sequences match space.child tokens: {same_tokens})")
     print(f"select chose {len(chosen)} distinct: {len(set(chosen.tolist())) == len(chosen)}; "
           f"probabilities sum to {prob.sum():.6f}")

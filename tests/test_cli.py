@@ -1,0 +1,101 @@
+"""The `epnas` command: a small real search, the baselines, resume after a hard kill, bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from optuna_epnas.cli import main
+from optuna_epnas.sampler import STAGE_ATTR
+
+SMALL = ["search", "--layers", "3", "--k", "2", "--iterations", "2", "--channels", "4", "--epochs", "1",
+         "--max-train", "200", "--quiet"]
+PLANNED = 2 * (6 + 2 + 2)
+
+
+def completed(url, name):
+    return optuna.load_study(storage=url, study_name=name).get_trials(states=(TrialState.COMPLETE,))
+
+
+def test_search_runs_the_schedule_summarises_and_a_rerun_resumes_with_nothing_to_do(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/e.db"
+    assert main(SMALL + ["--storage", url, "--study-name", "e"]) == 0
+    out = capsys.readouterr().out
+    assert f"{PLANNED} trials planned, 0 already done" in out
+    assert "best architecture" in out and "validation accuracy" in out and url in out
+    trials = completed(url, "e")
+    assert len(trials) == PLANNED
+    assert (tmp_path / "e.db.e.supernet.pt").exists()
+    assert main(SMALL + ["--storage", url, "--study-name", "e"]) == 0
+    assert f"{PLANNED} already done" in capsys.readouterr().out
+    assert len(completed(url, "e")) == PLANNED
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_baselines_search_the_same_space_with_the_same_objective(tmp_path, sampler, capsys):
+    url = f"sqlite:///{tmp_path}/b.db"
+    assert main(SMALL + ["--storage", url, "--sampler", sampler, "--n-trials", "5"]) == 0
+    trials = completed(url, f"macro-digits-{sampler}")
+    assert len(trials) == 5
+    for t in trials:  # complete 3-layer architectures in the very same parameters
+        assert sorted(t.params) == ["layer_01.op", "layer_02.op", "layer_02.skip_00", "layer_03.op",
+                                    "layer_03.skip_00", "layer_03.skip_01"]
+        assert t.user_attrs["level"] == 3 and "arch" in t.user_attrs and t.user_attrs["params"] > 0
+
+
+def test_bad_arguments_exit_with_a_clear_message(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--k", "0"])
+    assert exc.value.code == 2 and "must be a positive integer" in capsys.readouterr().err
+    url = f"sqlite:///{tmp_path}/x.db"
+    assert main(SMALL + ["--storage", url, "--study-name", "x"]) == 0
+    capsys.readouterr()
+    assert main(SMALL + ["--storage", url, "--study-name", "x", "--channels", "8"]) == 2
+    assert "other settings" in capsys.readouterr().err
+    assert len(completed(url, "x")) == PLANNED  # nothing lost
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from optuna_epnas import cli, objective
+    calls = 0
+    train = objective.SupernetObjective.train
+    def train_then_die(self, arch, step):
+        global calls
+        calls += 1
+        train(self, arch, step)
+        if calls == int(os.environ["KILL_AT"]):
+            os.kill(os.getpid(), signal.SIGKILL)  # mid-trial: trained, not yet checkpointed or told
+    objective.SupernetObjective.train = train_then_die
+    sys.exit(cli.main(sys.argv[1:]))
+    """
+)
+
+
+def test_a_killed_search_rerun_with_the_same_command_ends_with_the_same_trials(tmp_path):
+    def record(url):
+        rows = [(tuple(t.system_attrs[STAGE_ATTR]), t.user_attrs["arch"], t.value) for t in completed(url, "k")]
+        return sorted(rows)
+
+    reference = f"sqlite:///{tmp_path}/ref.db"
+    killed = f"sqlite:///{tmp_path}/killed.db"
+    cmd = [sys.executable, "-m", "optuna_epnas.cli"] + SMALL + ["--study-name", "k", "--storage"]
+    subprocess.run(cmd + [reference], check=True, capture_output=True)
+    script = tmp_path / "killer.py"
+    script.write_text(KILLER)
+    died = subprocess.run([sys.executable, str(script)] + SMALL + ["--study-name", "k", "--storage", killed],
+                          env={**__import__("os").environ, "KILL_AT": "9"}, capture_output=True)
+    assert died.returncode != 0
+    assert len(completed(killed, "k")) == 8  # level 2 of iteration 1 was under way
+    resumed = subprocess.run(cmd + [killed], check=True, capture_output=True, text=True)
+    assert "resuming" in resumed.stdout
+    assert record(killed) == record(reference)  # same architectures, same accuracies, none repeated
+    states = [t.state for t in optuna.load_study(storage=killed, study_name="k").trials]
+    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == PLANNED
