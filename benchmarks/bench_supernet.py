@@ -266,7 +266,8 @@ def main(argv=None) -> None:
     print(f"data: synthetic {args.dataset}-shaped {in_ch}x{size}x{size}, {num_classes} classes, "
           f"batch {args.batch_size} | space: MacroSpace({args.layers}) reductions after {space.reduction_layers()} "
           f"| C={args.channels}")
-    print(f"arch (seed {args.arch_seed}, {sum(map(len, arch.skips))} skips): {arch.key}")
+    origin = "given" if args.arch else f"seed {args.arch_seed}"
+    print(f"arch ({origin}, {sum(map(len, arch.skips))} skips): {arch.key}")
 
     torch.manual_seed(args.seed)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format

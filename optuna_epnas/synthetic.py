@@ -7,6 +7,10 @@ architecture. Two kinds, to be honest about where progressive search helps and w
   + 0.1 × (agreement of skip bits with the target). Models "a network is as good as its longest
   right beginning": partial architectures are informative about their extensions, as progressive
   search assumes; the layers interact (a right op after a wrong one earns nothing).
+- ``"chain"``: 0.9 × (fraction of layers whose op is the one a hidden rule prescribes after the
+  previous layer's op; a hidden start op for layer 1) + 0.1 × (skip agreement). A local rule that
+  holds at every depth, as "what works after what" does in real networks: a sequence model can
+  learn it from shallow architectures and apply it deeper; independent per-parameter models cannot.
 - ``"separable"``: the mean over layers of 0.5 × [op matches] + 0.5 × (skip agreement). Every
   parameter contributes independently: the easy case for TPE and for random search.
 
@@ -20,7 +24,7 @@ import optuna
 
 from optuna_epnas.spaces.macro import MacroArch, MacroSpace
 
-KINDS = ("prefix", "separable")
+KINDS = ("chain", "prefix", "separable")
 
 
 class SyntheticScore:
@@ -34,6 +38,12 @@ class SyntheticScore:
         arch = space.root()
         for _ in range(space.num_layers):
             arch = space.child(arch, int(rng.integers(space.num_children(arch))))
+        self._rule = {op: space.ops[int(rng.integers(len(space.ops)))] for op in space.ops}
+        if kind == "chain":  # the target follows the rule from a hidden start op
+            ops = [space.ops[int(rng.integers(len(space.ops)))]]
+            for _ in range(space.num_layers - 1):
+                ops.append(self._rule[ops[-1]])
+            arch = MacroArch(tuple(ops), arch.skips)
         self.target = arch
 
     def best(self) -> MacroArch:
@@ -47,6 +57,10 @@ class SyntheticScore:
             for layer, sources in enumerate(arch.skips)
         ]
         op_match = [op == t for op, t in zip(arch.ops, target.ops)]
+        if self.kind == "chain":
+            previous = (target.ops[0],) + arch.ops[:-1]
+            follows = [op == (target.ops[0] if i == 0 else self._rule[previous[i]]) for i, op in enumerate(arch.ops)]
+            return float(0.9 * sum(follows) / L + 0.1 * sum(skip_agree) / L)
         if self.kind == "separable":
             return float(sum(0.5 * m + 0.5 * a for m, a in zip(op_match, skip_agree)) / L)
         prefix = next((i for i, m in enumerate(op_match) if not m), len(op_match))
