@@ -141,6 +141,9 @@ class EPNASSampler(BaseSampler):
         seed: seeds candidate sampling and surrogate training. ``None`` picks one and stores it in
             the study, so that a resumed search keeps it.
         surrogate_steps: Adam steps per surrogate fit (one fit per level).
+        surrogate_ensemble: LSTMs fitted per level (different seeds), their predictions averaged.
+            1 is the paper's EPNAS; PNAS used 5. More members, fewer made-up differences between
+            candidates that differ only in a unit no measured architecture had at that depth.
         max_retries: a slot whose trial failed is retried this many times before it is given up.
         independent_sampler: samples parameters that are not architecture parameters
             (default: ``RandomSampler(seed)``).
@@ -156,6 +159,7 @@ class EPNASSampler(BaseSampler):
         temperature: TemperatureSpec = (10.0, 1.0),
         seed: int | None = None,
         surrogate_steps: int = 400,
+        surrogate_ensemble: int = 1,
         max_retries: int = 1,
         independent_sampler: BaseSampler | None = None,
         poll_interval: float = 0.2,
@@ -167,7 +171,8 @@ class EPNASSampler(BaseSampler):
         if not isinstance(space, SearchSpace):
             raise TypeError(f"space must be a SearchSpace such as MacroSpace(), got {space!r}")
         for name, value, low in (("k", k, 1), ("iterations", iterations, 1), ("max_retries", max_retries, 0),
-                                 ("surrogate_steps", surrogate_steps, 1)):
+                                 ("surrogate_steps", surrogate_steps, 1),
+                                 ("surrogate_ensemble", surrogate_ensemble, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if selection not in SELECTIONS:
@@ -175,6 +180,7 @@ class EPNASSampler(BaseSampler):
         self.space, self.k, self.iterations, self.selection = space, k, iterations, selection
         self._temperature = temperature_schedule(temperature, iterations)
         self.seed = seed
+        self.surrogate_ensemble = surrogate_ensemble
         self.surrogate_steps, self.max_retries, self.poll_interval = surrogate_steps, max_retries, poll_interval
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self._plans: dict[tuple[int, int], dict[str, Any]] = {}
@@ -249,6 +255,7 @@ class EPNASSampler(BaseSampler):
             "selection": self.selection,
             "temperatures": [round(self.temperature(i), 12) for i in range(self.iterations)],
             "seed": self.seed,
+            "surrogate": {"steps": self.surrogate_steps, "ensemble": self.surrogate_ensemble},
         }
         stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_ATTR)
         if stored is None:
@@ -383,14 +390,18 @@ class EPNASSampler(BaseSampler):
                 "were pruned), so there is nothing to grow; look at the failed trials' errors"
             )
         keys, values = self._training_rows(it, level, ledger)
-        surrogate = LSTMSurrogate(
-            self.space.token_dim, steps=self.surrogate_steps,
-            seed=int(np.random.SeedSequence(self._rng_seed(it, level)).generate_state(1)[0] % 2**31),
-        ).fit([self.space.tokens(self.space.parse(k)) for k in keys], values)
+        seeds = np.random.SeedSequence(self._rng_seed(it, level)).generate_state(self.surrogate_ensemble)
+        rows = [self.space.tokens(self.space.parse(k)) for k in keys]
+        members = [LSTMSurrogate(self.space.token_dim, steps=self.surrogate_steps, seed=int(s % 2**31)).fit(rows, values)
+                   for s in seeds]
         fitted = time.perf_counter()
-        log_scores = surrogate.predict_children(
-            [self.space.tokens(p) for p in parents], [self.space.child_tokens(p) for p in parents], log=True
-        ).astype(np.float64)
+        prefixes = [self.space.tokens(p) for p in parents]
+        children = [self.space.child_tokens(p) for p in parents]
+        if len(members) == 1:  # log-sigmoid: no underflow to ties at 0 when the net is saturated
+            log_scores = members[0].predict_children(prefixes, children, log=True).astype(np.float64)
+        else:  # an ensemble (PNAS) averages away what each member made up about units it never saw
+            mean = np.mean([m.predict_children(prefixes, children).astype(np.float64) for m in members], axis=0)
+            log_scores = np.log(np.clip(mean, 1e-300, None))
         chosen, probability = select(log_scores, self.k, self.selection, tau, np.random.default_rng(self._rng_seed(it, level)))
         offsets = np.cumsum([0] + [self.space.num_children(p) for p in parents])
         owner = np.searchsorted(offsets, chosen, side="right") - 1
