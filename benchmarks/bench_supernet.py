@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from optuna_epnas.nn import MacroNet  # noqa: E402
 from optuna_epnas.spaces.macro import MacroArch, MacroSpace  # noqa: E402
+from _common import report_load  # benchmarks/ is on sys.path when a script here runs
 
 #: (in_channels, image size, classes) of each supported data set; only the shape matters here.
 SHAPES = {"digits": (1, 8, 10), "fashion-mnist": (1, 28, 10), "cifar10": (3, 32, 10)}
@@ -332,12 +333,7 @@ def main(argv=None) -> None:
     if max(ratio, paired, best) / min(ratio, paired, best) > 1.1:
         print("  the estimates disagree by > 10%: timing noise (stalls); rerun with more --reps on a quieter machine")
     print(f"ratio standalone/supernet = {med[runners[2].name] / a:.3f}")
-    load1, cpus = os.getloadavg()[0], os.cpu_count() or 1
-    print(f"1-min load average: {load0:.2f} at start, {load1:.2f} at end ({cpus} CPUs)"
-          + ("  -- other work was running: expect noisy numbers" if max(load0, load1) > cpus + 0.5 else ""))
-    if max(load0, load1) > cpus + 0.5 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
-        print("hint: with other processes on the cores, OpenMP's spin-waiting makes torch up to ~30x slower here; "
-              "rerun with OMP_WAIT_POLICY=PASSIVE (or --threads 1), see benchmarks/README.md")
+    report_load(load0)
 
 
 if __name__ == "__main__":

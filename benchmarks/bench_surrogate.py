@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 from optuna_epnas.sampler import select  # noqa: E402
 from optuna_epnas.spaces.macro import MacroArch, MacroSpace  # noqa: E402
 from optuna_epnas.surrogate import LSTMSurrogate  # noqa: E402
+from _common import report_load  # benchmarks/ is on sys.path when a script here runs
 
 
 def random_arch(space: MacroSpace, level: int, rng: np.random.Generator) -> MacroArch:
@@ -207,12 +208,7 @@ def main(argv=None) -> None:
           f"(sequences match space.child tokens: {same_tokens})")
     print(f"select chose {len(chosen)} distinct: {len(set(chosen.tolist())) == len(chosen)}; "
           f"probabilities sum to {prob.sum():.6f}")
-    load1, cpus = os.getloadavg()[0], os.cpu_count() or 1
-    print(f"1-min load average: {load0:.2f} at start, {load1:.2f} at end ({cpus} CPUs)"
-          + ("  -- other work was running: expect noisy numbers" if max(load0, load1) > cpus + 0.5 else ""))
-    if max(load0, load1) > cpus + 0.5 and os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
-        print("hint: with other processes on the cores, OpenMP's spin-waiting makes torch up to ~30x slower here; "
-              "rerun with OMP_WAIT_POLICY=PASSIVE (or --threads 1), see benchmarks/README.md")
+    report_load(load0)
 
 
 if __name__ == "__main__":

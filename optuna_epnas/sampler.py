@@ -158,7 +158,7 @@ class EPNASSampler(BaseSampler):
         selection: str = "epnas",
         temperature: TemperatureSpec = (10.0, 1.0),
         seed: int | None = None,
-        surrogate_steps: int = 400,
+        surrogate_steps: int = 500,
         surrogate_ensemble: int = 1,
         max_retries: int = 1,
         independent_sampler: BaseSampler | None = None,

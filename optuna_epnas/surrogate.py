@@ -67,7 +67,7 @@ class LSTMSurrogate:
     """
 
     def __init__(
-        self, token_dim: int, hidden: int = 100, steps: int = 400, lr: float = 0.005,
+        self, token_dim: int, hidden: int = 100, steps: int = 500, lr: float = 0.002,
         batch_size: int = 32, seed: int = 0, chunk: int = 65536,
     ) -> None:
         self.token_dim, self.hidden, self.steps = token_dim, hidden, steps
