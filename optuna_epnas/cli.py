@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--iterations", type=_positive_int, default=3, help="progressions from level 1 to full depth")
     s.add_argument("--tau-start", type=_positive_float, default=10.0, help="temperature of the first iteration")
     s.add_argument("--tau-end", type=_positive_float, default=1.0, help="temperature of the last iteration")
+    s.add_argument("--ensemble", type=_positive_int, default=1,
+                   help="LSTM surrogates averaged per level (1: the paper's EPNAS; PNAS used 5)")
     s.add_argument("--n-trials", type=_positive_int, default=None,
                    help="trial budget of tpe/random (default: the trials of the EPNAS schedule)")
     s.add_argument("--epochs", type=_positive_int, default=3, help="training epochs per sampled architecture")
@@ -101,7 +103,7 @@ def search(args: argparse.Namespace) -> int:
     if progressive:
         sampler: optuna.samplers.BaseSampler = EPNASSampler(
             space, k=args.k, iterations=args.iterations, selection=args.sampler,
-            temperature=(args.tau_start, args.tau_end), seed=args.seed,
+            temperature=(args.tau_start, args.tau_end), seed=args.seed, surrogate_ensemble=args.ensemble,
         )
     else:
         budget = args.n_trials or budget
