@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import optuna
+import pytest
 
 from optuna_epnas import EPNASSampler, MacroSpace
 from optuna_epnas.synthetic import SyntheticScore
@@ -38,3 +39,17 @@ def test_epnas_beats_random_search_on_a_separable_synthetic_score():
     print(f"\nbest complete score over {BUDGET} trials, seeds {SEEDS}: EPNAS {np.round(epnas, 3)} "
           f"mean {np.mean(epnas):.3f}; random {np.round(random, 3)} mean {np.mean(random):.3f}")
     assert np.mean(epnas) > np.mean(random) + 0.02
+
+
+def test_synthetic_scores_are_accuracies_with_the_target_as_the_known_best():
+    rng = np.random.default_rng(0)
+    for kind in ("chain", "prefix", "separable"):
+        score = SyntheticScore(SPACE, seed=3, kind=kind)
+        assert score.score(score.best()) == 1.0
+        for _ in range(50):
+            arch = SPACE.root()
+            for _ in range(int(rng.integers(1, SPACE.num_layers + 1))):
+                arch = SPACE.child(arch, int(rng.integers(SPACE.num_children(arch))))
+            assert 0.0 <= score.score(arch) < 1.0 or SPACE.key(arch) == SPACE.key(score.best())
+    with pytest.raises(ValueError, match="kind"):
+        SyntheticScore(SPACE, kind="easy")
