@@ -198,8 +198,7 @@ class SupernetObjective:
         self.optimizer.load_state_dict(state["optimizer"])
         self.trained = list(state["trained"])
         if study is not None:
-            complete = {t.number for t in study.get_trials(deepcopy=False,
-                                                                  states=(optuna.trial.TrialState.COMPLETE,))}
+            complete = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
             extra = [n for n in self.trained if n not in complete]
             if extra:
                 warnings.warn(f"the supernet checkpoint contains training of trial(s) {extra} that the study "
