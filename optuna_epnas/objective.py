@@ -7,6 +7,7 @@ trial, so a search restarted on the same storage resumes with the weights it had
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -26,6 +27,9 @@ from optuna_epnas.spaces.base import SearchSpace
 _logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
+#: Study system attribute holding :meth:`SupernetObjective.spec`: what ``epnas train`` reads to rebuild
+#: the space of a search run with any sampler.
+OBJECTIVE_ATTR = "epnas:objective"
 
 
 def checkpoint_path_for(storage: Any, study_name: str) -> Path | None:
@@ -149,6 +153,8 @@ class SupernetObjective:
         """
         if self.net is not None:
             return
+        if study is not None:
+            self._record_spec(study)
         self.net = self.build()
         self.optimizer = torch.optim.SGD(
             self.net.parameters(), lr=self.lr, momentum=self.momentum, nesterov=self.momentum > 0,
@@ -157,6 +163,16 @@ class SupernetObjective:
         self._path = self._resolve_path(study)
         if self._path is not None and self._path.exists():
             self.load(self._path, study)
+
+    def _record_spec(self, study: optuna.Study) -> None:
+        spec = json.loads(json.dumps(self.spec()))  # as the storage gives it back (tuples -> lists)
+        stored = study._storage.get_study_system_attrs(study._study_id).get(OBJECTIVE_ATTR)
+        if stored is None:
+            study._storage.set_study_system_attr(study._study_id, OBJECTIVE_ATTR, spec)
+        elif stored != spec:
+            raise ValueError(
+                f"study {study.study_name!r} was searched with other objective settings ({stored}) than these "
+                f"({spec}); resume with the same settings, or use a new study name")
 
     def _ensure_supernet(self, trial: optuna.trial.Trial | None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         if self.net is None:

@@ -100,9 +100,3 @@ class MacroNet(nn.Module):
                 modules.append(self.layers[i].merge_bn)
         return [p for m in modules for p in m.parameters()]
 
-
-def count_parameters(space: MacroSpace, arch: MacroArch, num_classes: int, in_channels: int, channels: int) -> int:
-    """Parameters of the stand-alone network of ``arch`` (built on the meta device: no memory, no time)."""
-    with torch.device("meta"):
-        net = MacroNet(space, num_classes, in_channels, channels, arch=arch)
-    return sum(p.numel() for p in net.parameters())

@@ -1,0 +1,137 @@
+"""A found architecture as a plain ``torch.nn.Module``: ``build_model`` and the architecture JSON.
+
+A :class:`ModelSpec` is everything needed to rebuild a stand-alone network: the search space's
+settings, the architecture's canonical key and the network's sizes. It is what ``epnas train`` writes
+beside the weights, so a trained model comes back with::
+
+    model = build_model("arch.json")
+    model.load_state_dict(torch.load("model.pt", weights_only=True))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from optuna_epnas.nn import build_network
+from optuna_epnas.spaces import MacroArch, MacroSpace, MicroArch, MicroSpace, SearchSpace, space_from_spec
+
+SPEC_FORMAT = "optuna_epnas.model/1"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A stand-alone network: search space settings, architecture key, sizes. Round-trips through JSON."""
+
+    space: dict[str, Any]
+    arch: str
+    num_classes: int
+    in_channels: int = 3
+    channels: int = 36
+    cells: int | None = None  # micro only: normal cells per stage (default: the space's)
+
+    def __post_init__(self) -> None:
+        for name in ("num_classes", "in_channels", "channels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.cells is not None and self.space.get("space") != "micro":
+            raise ValueError("cells is a setting of the micro space; leave it out for a macro architecture")
+        self.resolve()  # fail now, not when the model is built
+
+    def resolve(self) -> tuple[SearchSpace, Any]:
+        """The search space and the architecture object."""
+        space = space_from_spec(self.space)
+        arch = space.parse(self.arch)
+        if space.level(arch) == 0:
+            raise ValueError("the architecture is empty: a model needs at least one layer or block")
+        return space, arch
+
+    @classmethod
+    def from_arch(cls, arch: MacroArch | MicroArch, space: SearchSpace | None = None, **sizes: Any) -> "ModelSpec":
+        space = space or default_space(arch)
+        space._check(arch)  # type: ignore[attr-defined]
+        return cls(space=space.spec(), arch=space.key(arch), **sizes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": SPEC_FORMAT, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelSpec":
+        if not isinstance(data, dict) or data.get("format") != SPEC_FORMAT:
+            raise ValueError(f"not an optuna_epnas model description (expected format {SPEC_FORMAT!r})")
+        fields = {k: v for k, v in data.items() if k != "format"}
+        try:
+            return cls(**fields)
+        except TypeError as err:
+            raise ValueError(f"malformed model description: {err}") from None
+
+    def save(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ModelSpec":
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not JSON: {err}") from None
+
+    def build(self) -> nn.Module:
+        space, arch = self.resolve()
+        return build_network(space, self.num_classes, self.in_channels, self.channels, arch=arch, cells=self.cells)
+
+
+def default_space(arch: MacroArch | MicroArch) -> SearchSpace:
+    """The smallest space holding ``arch`` at full depth (the network only depends on the depth)."""
+    if isinstance(arch, MacroArch):
+        return MacroSpace(num_layers=max(arch.level, 1))
+    if isinstance(arch, MicroArch):
+        return MicroSpace(num_blocks=max(arch.level, 1))
+    raise TypeError(f"expected a MacroArch or MicroArch, got {type(arch).__name__}")
+
+
+def build_model(
+    arch: ModelSpec | MacroArch | MicroArch | dict | str | os.PathLike, num_classes: int | None = None,
+    channels: int | None = None, in_channels: int | None = None, cells: int | None = None,
+    space: SearchSpace | None = None,
+) -> nn.Module:
+    """A stand-alone network, freshly initialised, as a plain ``torch.nn.Module``.
+
+    Args:
+        arch: a :class:`ModelSpec`, its dict or JSON file (as written by ``epnas train``), an
+            architecture object, or an architecture key (then ``space`` is needed).
+        num_classes, channels, in_channels, cells: network sizes; given ones override the spec's.
+        space: the search space of an architecture object or key (default: the smallest that holds
+            it, with the paper's ops and N=2).
+    """
+    sizes = {k: v for k, v in (("num_classes", num_classes), ("channels", channels), ("in_channels", in_channels),
+                               ("cells", cells)) if v is not None}
+    if isinstance(arch, (MacroArch, MicroArch)):
+        if "num_classes" not in sizes:
+            raise ValueError("build_model(arch) needs num_classes")
+        spec = ModelSpec.from_arch(arch, space, **sizes)
+    elif isinstance(arch, str) and space is not None:
+        if "num_classes" not in sizes:
+            raise ValueError("build_model(key, space=...) needs num_classes")
+        spec = ModelSpec.from_arch(space.parse(arch), space, **sizes)
+    else:
+        if isinstance(arch, ModelSpec):
+            spec = arch
+        elif isinstance(arch, dict):
+            spec = ModelSpec.from_dict(arch)
+        elif isinstance(arch, (str, os.PathLike)):
+            if not Path(arch).is_file():
+                raise ValueError(f"{str(arch)!r} is neither a model description file nor, without space=, "
+                                 "an architecture key: pass space=MacroSpace(...) or MicroSpace(...) with a key")
+            spec = ModelSpec.load(arch)
+        else:
+            raise TypeError(f"cannot build a model from {type(arch).__name__}")
+        spec = replace(spec, **sizes)
+    return spec.build()
