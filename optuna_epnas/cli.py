@@ -1,4 +1,5 @@
-"""The ``epnas`` command: ``epnas search`` runs a resumable architecture search and summarises it."""
+"""The ``epnas`` command: ``epnas search`` runs a resumable architecture search and summarises it;
+``epnas train`` trains the architecture it found from scratch and reports its test accuracy."""
 
 from __future__ import annotations
 
@@ -16,7 +17,12 @@ from optuna_epnas.data import available_datasets, load_dataset
 from optuna_epnas.objective import SupernetObjective, checkpoint_path_for
 from optuna_epnas.sampler import EPNASSampler
 from optuna_epnas.schedule import planned_trials
-from optuna_epnas.spaces import MacroSpace
+from optuna_epnas.draw import draw_arch
+from optuna_epnas.export import ModelSpec
+from optuna_epnas.objective import OBJECTIVE_ATTR
+from optuna_epnas.spaces import space_from_spec
+from optuna_epnas.train import add_train_parser, load_search_study, resolve_source, train_command
+from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace
 
 SAMPLERS = ("epnas", "pnas", "tpe", "random")
 
@@ -26,6 +32,14 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def _op_list(text: str) -> tuple[str, ...]:
+    ops = tuple(o.strip() for o in text.split(",") if o.strip())
+    unknown = [o for o in ops if o not in MICRO_OPS]
+    if not ops or unknown:
+        raise argparse.ArgumentTypeError(f"unknown operation(s) {unknown or [text]}; choose from {','.join(MICRO_OPS)}")
+    return ops
 
 
 def _positive_float(text: str) -> float:
@@ -45,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an architecture search; re-running the same command resumes it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    s.add_argument("--space", choices=("macro",), default="macro", help="search space")
+    s.add_argument("--space", choices=("macro", "micro"), default="macro",
+                   help="macro: a chain of layers with skips; micro: a cell of blocks, stacked")
     s.add_argument("--dataset", choices=available_datasets(), default="digits")
     s.add_argument("--data-root", default=None, help="folder holding the data set files (fashion-mnist, cifar10)")
     s.add_argument("--max-train", type=_positive_int, default=None, help="use at most this many training images")
@@ -62,13 +77,35 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-trials", type=_positive_int, default=None,
                    help="trial budget of tpe/random (default: the trials of the EPNAS schedule)")
     s.add_argument("--epochs", type=_positive_int, default=3, help="training epochs per sampled architecture")
-    s.add_argument("--layers", type=_positive_int, default=12, help="layers of a complete macro architecture")
+    s.add_argument("--layers", type=_positive_int, default=12, help="macro: layers of a complete architecture")
+    s.add_argument("--blocks", type=_positive_int, default=5, help="micro: blocks of a complete cell")
+    s.add_argument("--cells", type=_positive_int, default=2, help="micro: normal cells between reductions (N)")
+    s.add_argument("--ops", type=_op_list, default=None,
+                   help=f"comma-separated subset of the operations (default: all; macro {','.join(MACRO_OPS)}; "
+                        "micro adds identity)")
     s.add_argument("--channels", type=_positive_int, default=24, help="supernet width")
     s.add_argument("--batch-size", type=_positive_int, default=128)
     s.add_argument("--lr", type=_positive_float, default=0.05)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     s.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    add_train_parser(commands)
+
+    d = commands.add_parser(
+        "draw", help="draw an architecture (SVG, PNG, PDF, or Graphviz source)",
+        description="Draw the best full-size architecture of a search, one of its trials, a trained model's "
+                    "arch.json, or an architecture key.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d.add_argument("what", nargs="?", default=None, metavar="ARCH_JSON", help="an arch.json written by epnas train")
+    d.add_argument("--study", default=None, metavar="NAME", help="a search study (default: its best full-size trial)")
+    d.add_argument("--storage", default="sqlite:///epnas.db", help="Optuna storage URL of --study")
+    d.add_argument("--trial", type=int, default=None, help="with --study: draw this trial's architecture instead")
+    d.add_argument("--arch", default=None, metavar="KEY", help="an architecture key")
+    d.add_argument("--space", choices=("macro", "micro"), default=None, help="the space of an --arch key (default: macro)")
+    d.add_argument("--layers", type=_positive_int, default=12, help="macro --arch: layers of the space")
+    d.add_argument("--blocks", type=_positive_int, default=5, help="micro --arch: blocks of a cell")
+    d.add_argument("--out", default="arch.svg", help="picture to write: .svg, .png, .pdf (Graphviz), .gv/.dot (source)")
     return parser
 
 
@@ -83,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "search":
             return search(args)
+        if args.command == "train":
+            return train_command(args)
+        if args.command == "draw":
+            return draw_command(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"epnas: error: {err}", file=sys.stderr)
         return 2
@@ -94,7 +135,7 @@ def search(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    space = MacroSpace(num_layers=args.layers)
+    space = make_space(args)
     device = None if args.device == "auto" else args.device
     data = load_dataset(args.dataset, root=args.data_root, device=device, seed=args.seed, max_train=args.max_train)
     study_name = args.study_name or f"{args.space}-{args.dataset}-{args.sampler}"
@@ -136,6 +177,12 @@ def search(args: argparse.Namespace) -> int:
             progress, optuna.study.MaxTrialsCallback(budget, states=(TrialState.COMPLETE, TrialState.PRUNED))])
     _summary(study, space, args.storage, checkpoint)
     return 0
+
+
+def make_space(args: argparse.Namespace) -> SearchSpace:
+    if args.space == "micro":
+        return MicroSpace(num_blocks=args.blocks, cells=args.cells, ops=args.ops or MICRO_OPS)
+    return MacroSpace(num_layers=args.layers, ops=args.ops or MACRO_OPS)
 
 
 def _finished(study: optuna.Study) -> int:
@@ -183,15 +230,43 @@ class _Progress:
 def _summary(study: optuna.Study, space, storage: str, checkpoint) -> None:
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     full = [t for t in complete if t.user_attrs.get("level") == space.max_level]
-    print(f"\n{len(complete)} trials complete, {len(full)} of them at full depth ({space.max_level} layers).")
+    unit = "layers" if isinstance(space, MacroSpace) else "blocks"
+    print(f"\n{len(complete)} trials complete, {len(full)} of them at full depth ({space.max_level} {unit}).")
     if full:
         best = max(full, key=lambda t: t.value)
         print(f"best architecture (trial {best.number}): {best.user_attrs['arch']}")
-        print(f"  validation accuracy (supernet weights, {best.user_attrs.get('level')} layers): {best.value:.4f}")
+        print(f"  validation accuracy (supernet weights, {best.user_attrs.get('level')} {unit}): {best.value:.4f}")
         print(f"  parameters (stand-alone): {best.user_attrs.get('params')}")
         print("  note: a weight-sharing estimate for ranking, not the accuracy of the network trained alone")
+        print(f"train it from scratch with: epnas train --study {study.study_name} --storage {storage}")
     print(f"study stored in {storage} as {study.study_name!r}" + (f"; supernet in {checkpoint}" if checkpoint else ""))
     print(f"look at it with: optuna-dashboard {storage}")
+
+
+def draw_command(args: argparse.Namespace) -> int:
+    if args.what is not None:
+        if args.study is not None or args.arch is not None:
+            raise ValueError("give one of ARCH_JSON, --study or --arch")
+        target: object = ModelSpec.load(args.what)
+        space = None
+    elif args.study is not None and args.trial is not None:
+        if args.arch is not None:
+            raise ValueError("give one of ARCH_JSON, --study or --arch")
+        study = load_search_study(args.study, args.storage)
+        spec = study._storage.get_study_system_attrs(study._study_id).get(OBJECTIVE_ATTR)
+        if spec is None:
+            raise ValueError(f"study {args.study!r} was not made by an optuna_epnas search (no {OBJECTIVE_ATTR!r})")
+        trials = [t for t in study.get_trials(deepcopy=False) if t.number == args.trial and "arch" in t.user_attrs]
+        if not trials:
+            raise ValueError(f"study {args.study!r} has no trial {args.trial} with an architecture")
+        space = space_from_spec(spec["space"])
+        target = space.parse(trials[0].user_attrs["arch"])
+    else:
+        args.trial = None
+        space, target, _, _ = resolve_source(args)
+    path = draw_arch(target, args.out, space=space)
+    print(f"drew {path}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -40,6 +40,8 @@ class ModelSpec:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.cells is not None and (isinstance(self.cells, bool) or not isinstance(self.cells, int) or self.cells < 1):
+            raise ValueError(f"cells must be a positive integer or None, got {self.cells!r}")
         if self.cells is not None and self.space.get("space") != "micro":
             raise ValueError("cells is a setting of the micro space; leave it out for a macro architecture")
         self.resolve()  # fail now, not when the model is built

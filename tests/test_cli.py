@@ -49,6 +49,37 @@ def test_baselines_search_the_same_space_with_the_same_objective(tmp_path, sampl
         assert t.user_attrs["level"] == 3 and "arch" in t.user_attrs and t.user_attrs["params"] > 0
 
 
+MICRO = ["search", "--space", "micro", "--blocks", "2", "--cells", "1", "--ops", "conv3x3,identity", "--k", "2",
+         "--iterations", "1", "--channels", "4", "--epochs", "1", "--max-train", "200", "--quiet"]
+
+
+@pytest.mark.parametrize("sampler", ["epnas", "pnas", "tpe", "random"])
+def test_a_micro_search_runs_with_every_sampler(tmp_path, sampler, capsys):
+    url = f"sqlite:///{tmp_path}/m.db"
+    planned = 10 + 2  # level 1: the 10 unordered pairs of 4 (input, op) choices; level 2: K
+    assert main(MICRO + ["--storage", url, "--sampler", sampler, "--n-trials", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "MicroSpace(num_blocks=2" in out and "epnas train --study micro-digits-" + sampler in out
+    trials = completed(url, f"micro-digits-{sampler}")
+    levels = sorted(t.user_attrs["level"] for t in trials)
+    if sampler in ("epnas", "pnas"):
+        assert levels == [1] * 10 + [2] * 2
+        assert len({t.user_attrs["arch"] for t in trials if t.user_attrs["level"] == 1}) == 10
+    else:  # complete 2-block cells in the very same parameters
+        assert levels == [2] * 4
+        for t in trials:
+            assert sorted(t.params) == sorted(f"cell.block_{b}.{p}" for b in (1, 2) for p in ("in1", "op1", "in2", "op2"))
+    for t in trials:
+        assert set(t.user_attrs["arch"].replace("(", " ").split()) & {"conv3x3", "identity"}
+        assert t.user_attrs["params"] > 0
+
+
+def test_unknown_ops_are_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(MICRO + ["--ops", "conv3x3,conv7x7"])
+    assert exc.value.code == 2 and "conv7x7" in capsys.readouterr().err
+
+
 def test_bad_arguments_exit_with_a_clear_message(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["search", "--k", "0"])

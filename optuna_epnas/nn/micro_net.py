@@ -73,6 +73,23 @@ class MicroCell(nn.Module):
         return modules
 
 
+def live_cells(arch: MicroArch, num_cells: int) -> set[int]:
+    """Cell positions whose output reaches the classifier.
+
+    A cell that never reads ``prev`` makes the network skip every other cell (cell c then feeds only
+    cell c+2): those cells are not computed, not trained, and not built in a stand-alone network.
+    """
+    read = {i for in1, _, in2, _ in arch.blocks for i in (in1, in2)}
+    steps = [s for s, i in ((1, 0), (2, 1)) if i in read]
+    live, frontier = set(), [num_cells - 1]
+    while frontier:
+        position = frontier.pop()
+        if position >= 0 and position not in live:
+            live.add(position)
+            frontier += [position - s for s in steps]
+    return live
+
+
 class MicroNet(nn.Module):
     """Stem conv -> (N normal cells, reduction cell) x 2 -> N normal cells -> global pool -> linear.
 
@@ -107,14 +124,17 @@ class MicroNet(nn.Module):
             inputs_read = {i for in1, _, in2, _ in arch.blocks for i in (in1, in2)}
             outputs = arch.outputs()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False), norm(channels))
-        self.cells = nn.ModuleList()
+        self.num_cells = 3 * cells + 2
+        live = range(self.num_cells) if arch is None else live_cells(arch, self.num_cells)
+        self.cells = nn.ModuleDict()  # keyed by position: a stand-alone net leaves out cells nothing reads
         c_prev2 = c_prev = c_cell = channels
         reduction_prev = False
-        for position in range(3 * cells + 2):
+        for position in range(self.num_cells):
             reduction = position in (cells, 2 * cells + 1)
             c_cell = c_cell * 2 if reduction else c_cell
-            self.cells.append(MicroCell(
-                c_prev2, c_prev, c_cell, reduction, reduction_prev, blocks, inputs_read, outputs, norm))
+            if position in live:
+                self.cells[str(position)] = MicroCell(
+                    c_prev2, c_prev, c_cell, reduction, reduction_prev, blocks, inputs_read, outputs, norm)
             c_prev2, c_prev, reduction_prev = c_prev, c_cell, reduction
         self.classifier = nn.Linear(c_prev, num_classes)
 
@@ -122,15 +142,17 @@ class MicroNet(nn.Module):
         arch = arch if arch is not None else self.arch
         if arch is None:
             raise ValueError("the supernet needs an architecture: call net(x, arch)")
+        live = live_cells(arch, self.num_cells)
         s_prev2 = s_prev = self.stem(x)
-        for cell in self.cells:
-            s_prev2, s_prev = s_prev, cell(s_prev2, s_prev, arch)
+        for position in range(self.num_cells):
+            out = self.cells[str(position)](s_prev2, s_prev, arch) if position in live else None
+            s_prev2, s_prev = s_prev, out
         return self.classifier(F.adaptive_avg_pool2d(F.relu(s_prev), 1).flatten(1))
 
     def path_parameters(self, arch: MicroArch) -> list[nn.Parameter]:
         """The parameters that ``arch`` uses in this network (those that training it changes)."""
         modules: list[nn.Module] = [self.stem, self.classifier]
-        for cell in self.cells:
-            modules += cell.path_modules(arch)
+        for position in live_cells(arch, self.num_cells):
+            modules += self.cells[str(position)].path_modules(arch)
         unique = {id(p): p for m in modules for p in m.parameters()}  # both branches may be one module
         return list(unique.values())
