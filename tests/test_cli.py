@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -130,3 +133,32 @@ def test_a_killed_search_rerun_with_the_same_command_ends_with_the_same_trials(t
     assert record(killed) == record(reference)  # same architectures, same accuracies, none repeated
     states = [t.state for t in optuna.load_study(storage=killed, study_name="k").trials]
     assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == PLANNED
+
+
+def test_search_then_train_then_draw_through_the_command(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert main(SMALL + ["--storage", url, "--study-name", "s", "--iterations", "1"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "trained"
+    assert main(["train", "--study", "s", "--storage", url, "--epochs", "1", "--channels", "4", "--max-train", "200",
+                 "--out", str(out), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "test accuracy of the stand-alone network trained from scratch" in text
+    picture = out / ("arch.svg" if shutil.which("dot") else "arch.gv")
+    assert sorted(p.name for p in out.iterdir()) == sorted(["arch.json", "model.pt", "result.json", picture.name])
+    key = json.loads((out / "result.json").read_text())["arch"]
+    ops = re.findall(r"[a-z]+\dx\d", key)
+    assert len(ops) == 3 and all(op in picture.read_text() for op in ops)
+
+    assert main(["draw", str(out / "arch.json"), "--out", str(tmp_path / "from_json.gv")]) == 0
+    assert main(["draw", "--study", "s", "--storage", url, "--trial", "0", "--out", str(tmp_path / "t0.gv")]) == 0
+    first = optuna.load_study(storage=url, study_name="s").trials[0].user_attrs["arch"]
+    assert first.split("[")[0].strip() in (tmp_path / "t0.gv").read_text()
+    assert main(["draw", "--study", "s", "--storage", url, "--out", str(tmp_path / "best.gv")]) == 0
+    # the same architecture drawn from the study and from the trained model's JSON
+    assert (tmp_path / "best.gv").read_text() == (tmp_path / "from_json.gv").read_text()
+    capsys.readouterr()
+    assert main(["draw", "--study", "s", "--storage", url, "--trial", "999", "--out", str(tmp_path / "x.gv")]) == 2
+    assert "no trial 999" in capsys.readouterr().err
+    assert main(["draw", "--arch", "conv3x3 | max3x3", "--layers", "2", "--out", str(tmp_path / "x.jpg")]) == 2
+    assert ".svg" in capsys.readouterr().err and not (tmp_path / "x.jpg").exists()
