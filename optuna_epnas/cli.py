@@ -13,25 +13,17 @@ from typing import Sequence
 import optuna
 from optuna.trial import TrialState
 
+from optuna_epnas.argtypes import positive_float, positive_int
 from optuna_epnas.data import available_datasets, load_dataset
-from optuna_epnas.objective import SupernetObjective, checkpoint_path_for
-from optuna_epnas.sampler import EPNASSampler
-from optuna_epnas.schedule import planned_trials
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
-from optuna_epnas.objective import OBJECTIVE_ATTR
-from optuna_epnas.spaces import space_from_spec
+from optuna_epnas.objective import OBJECTIVE_ATTR, SupernetObjective, checkpoint_path_for
+from optuna_epnas.sampler import EPNASSampler
+from optuna_epnas.schedule import planned_trials
+from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace, space_from_spec
 from optuna_epnas.train import add_train_parser, load_search_study, resolve_source, train_command
-from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace
 
 SAMPLERS = ("epnas", "pnas", "tpe", "random")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def _op_list(text: str) -> tuple[str, ...]:
@@ -40,13 +32,6 @@ def _op_list(text: str) -> tuple[str, ...]:
     if not ops or unknown:
         raise argparse.ArgumentTypeError(f"unknown operation(s) {unknown or [text]}; choose from {','.join(MICRO_OPS)}")
     return ops
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,29 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="macro: a chain of layers with skips; micro: a cell of blocks, stacked")
     s.add_argument("--dataset", choices=available_datasets(), default="digits")
     s.add_argument("--data-root", default=None, help="folder holding the data set files (fashion-mnist, cifar10)")
-    s.add_argument("--max-train", type=_positive_int, default=None, help="use at most this many training images")
+    s.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training images")
     s.add_argument("--sampler", choices=SAMPLERS, default="epnas",
                    help="epnas: sampling with annealed τ; pnas: top-K; tpe/random: baselines on the same space")
     s.add_argument("--storage", default="sqlite:///epnas.db", help="Optuna storage URL")
     s.add_argument("--study-name", default=None, help="default: <space>-<dataset>-<sampler>")
-    s.add_argument("--k", type=_positive_int, default=25, help="architectures kept per level")
-    s.add_argument("--iterations", type=_positive_int, default=3, help="progressions from level 1 to full depth")
-    s.add_argument("--tau-start", type=_positive_float, default=10.0, help="temperature of the first iteration")
-    s.add_argument("--tau-end", type=_positive_float, default=1.0, help="temperature of the last iteration")
-    s.add_argument("--ensemble", type=_positive_int, default=1,
+    s.add_argument("--k", type=positive_int, default=25, help="architectures kept per level")
+    s.add_argument("--iterations", type=positive_int, default=3, help="progressions from level 1 to full depth")
+    s.add_argument("--tau-start", type=positive_float, default=10.0, help="temperature of the first iteration")
+    s.add_argument("--tau-end", type=positive_float, default=1.0, help="temperature of the last iteration")
+    s.add_argument("--ensemble", type=positive_int, default=1,
                    help="LSTM surrogates averaged per level (1: the paper's EPNAS; PNAS used 5)")
-    s.add_argument("--n-trials", type=_positive_int, default=None,
+    s.add_argument("--n-trials", type=positive_int, default=None,
                    help="trial budget of tpe/random (default: the trials of the EPNAS schedule)")
-    s.add_argument("--epochs", type=_positive_int, default=3, help="training epochs per sampled architecture")
-    s.add_argument("--layers", type=_positive_int, default=12, help="macro: layers of a complete architecture")
-    s.add_argument("--blocks", type=_positive_int, default=5, help="micro: blocks of a complete cell")
-    s.add_argument("--cells", type=_positive_int, default=2, help="micro: normal cells between reductions (N)")
+    s.add_argument("--epochs", type=positive_int, default=3, help="training epochs per sampled architecture")
+    s.add_argument("--layers", type=positive_int, default=12, help="macro: layers of a complete architecture")
+    s.add_argument("--blocks", type=positive_int, default=5, help="micro: blocks of a complete cell")
+    s.add_argument("--cells", type=positive_int, default=2, help="micro: normal cells between reductions (N)")
     s.add_argument("--ops", type=_op_list, default=None,
                    help=f"comma-separated subset of the operations (default: all; macro {','.join(MACRO_OPS)}; "
                         "micro adds identity)")
-    s.add_argument("--channels", type=_positive_int, default=24, help="supernet width")
-    s.add_argument("--batch-size", type=_positive_int, default=128)
-    s.add_argument("--lr", type=_positive_float, default=0.05)
+    s.add_argument("--channels", type=positive_int, default=24, help="supernet width")
+    s.add_argument("--batch-size", type=positive_int, default=128)
+    s.add_argument("--lr", type=positive_float, default=0.05)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     s.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
@@ -103,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--trial", type=int, default=None, help="with --study: draw this trial's architecture instead")
     d.add_argument("--arch", default=None, metavar="KEY", help="an architecture key")
     d.add_argument("--space", choices=("macro", "micro"), default=None, help="the space of an --arch key (default: macro)")
-    d.add_argument("--layers", type=_positive_int, default=12, help="macro --arch: layers of the space")
-    d.add_argument("--blocks", type=_positive_int, default=5, help="micro --arch: blocks of a cell")
+    d.add_argument("--layers", type=positive_int, default=12, help="macro --arch: layers of the space")
+    d.add_argument("--blocks", type=positive_int, default=5, help="micro --arch: blocks of a cell")
     d.add_argument("--out", default="arch.svg", help="picture to write: .svg, .png, .pdf (Graphviz), .gv/.dot (source)")
     return parser
 

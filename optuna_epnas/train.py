@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
+from optuna_epnas.argtypes import positive_float, positive_int
 from optuna_epnas.data import DeviceData, available_datasets, load_dataset, make_generator
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
@@ -227,20 +228,6 @@ def baseline_cnn(num_classes: int, in_channels: int, target_params: int, depth: 
 
 
 # -- the `epnas train` command -----------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except ``None``: those options say in their help what they default to."""
 
@@ -264,21 +251,21 @@ def add_train_parser(commands: Any) -> argparse.ArgumentParser:
     source.add_argument("--arch", default=None, metavar="KEY", help="an architecture key, e.g. 'conv3x3 | sep5x5[0]'")
     source.add_argument("--space", choices=("macro", "micro"), default=None,
                         help="the space of an --arch key (default: macro; a --study brings its own)")
-    source.add_argument("--layers", type=_positive_int, default=12,
+    source.add_argument("--layers", type=positive_int, default=12,
                         help="macro --arch: layers of the space (it sets where the resolution halves)")
-    source.add_argument("--blocks", type=_positive_int, default=5, help="micro --arch: blocks of a cell")
+    source.add_argument("--blocks", type=positive_int, default=5, help="micro --arch: blocks of a cell")
     t.add_argument("--dataset", choices=available_datasets(), default=None,
                    help="data set (default: the one the study searched on, else digits)")
     t.add_argument("--data-root", default=None, help="folder holding the data set files (fashion-mnist, cifar10)")
-    t.add_argument("--max-train", type=_positive_int, default=None, help="use at most this many training images")
-    t.add_argument("--epochs", type=_positive_int, default=30, help="training epochs, from scratch")
-    t.add_argument("--channels", type=_positive_int, default=None,
+    t.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training images")
+    t.add_argument("--epochs", type=positive_int, default=30, help="training epochs, from scratch")
+    t.add_argument("--channels", type=positive_int, default=None,
                    help=f"network width (default: {DEFAULT_CHANNELS['macro']} macro, {DEFAULT_CHANNELS['micro']} "
                         "micro: minutes on a CPU on digits; the paper trained 200-512 macro, 96-128 micro)")
-    t.add_argument("--cells", type=_positive_int, default=3,
+    t.add_argument("--cells", type=positive_int, default=3,
                    help="micro: normal cells per stage (the paper's final training: 3; search: 2)")
-    t.add_argument("--batch-size", type=_positive_int, default=128, help="SGD batch size")
-    t.add_argument("--lr", type=_positive_float, default=0.05, help="initial learning rate, cosine-decayed to 0")
+    t.add_argument("--batch-size", type=positive_int, default=128, help="SGD batch size")
+    t.add_argument("--lr", type=positive_float, default=0.05, help="initial learning rate, cosine-decayed to 0")
     t.add_argument("--weight-decay", type=float, default=5e-4, help="SGD weight decay")
     t.add_argument("--seed", type=int, default=0, help="initialisation, data order, augmentation, val split")
     t.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optuna_epnas.nn.ops import ReLUConvBN, batch_norm, make_op
+from optuna_epnas.nn.ops import ReLUConvBN, batch_norm, check_buildable, make_op, stem
 from optuna_epnas.spaces.macro import MacroArch, MacroSpace
 
 
@@ -49,15 +49,12 @@ class MacroNet(nn.Module):
         arch: MacroArch | None = None,
     ) -> None:
         super().__init__()
-        if arch is not None:
-            space._check(arch)
-            if arch.level == 0:
-                raise ValueError("cannot build a network for the empty architecture")
+        check_buildable(space, arch)
         self.space, self.arch, self.channels = space, arch, channels
         self.num_classes, self.in_channels = num_classes, in_channels
         norm = batch_norm(track_running_stats=arch is not None)
         depth = space.num_layers if arch is None else arch.level
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False), norm(channels))
+        self.stem = stem(in_channels, channels, norm)
         self.layers = nn.ModuleList(
             MacroLayer(
                 space.ops if arch is None else (arch.ops[i],), channels,

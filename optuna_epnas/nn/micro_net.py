@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optuna_epnas.nn.ops import ReLUConvBN, batch_norm, make_op
+from optuna_epnas.nn.ops import ReLUConvBN, batch_norm, check_buildable, make_op, stem
+from optuna_epnas.spaces.base import check_positive_int
 from optuna_epnas.spaces.micro import MicroArch, MicroSpace, input_name
 
 
@@ -106,13 +107,9 @@ class MicroNet(nn.Module):
         arch: MicroArch | None = None, cells: int | None = None,
     ) -> None:
         super().__init__()
-        if arch is not None:
-            space._check(arch)
-            if arch.level == 0:
-                raise ValueError("cannot build a network for the empty architecture")
+        check_buildable(space, arch)
         cells = space.cells if cells is None else cells
-        if isinstance(cells, bool) or not isinstance(cells, int) or cells < 1:
-            raise ValueError(f"cells must be a positive integer, got {cells!r}")
+        check_positive_int("cells", cells)
         self.space, self.arch, self.channels, self.cells_per_stage = space, arch, channels, cells
         self.num_classes, self.in_channels = num_classes, in_channels
         norm = batch_norm(track_running_stats=arch is not None)
@@ -123,7 +120,7 @@ class MicroNet(nn.Module):
             blocks = [sorted({(in1, op1), (in2, op2)}) for in1, op1, in2, op2 in arch.blocks]
             inputs_read = {i for in1, _, in2, _ in arch.blocks for i in (in1, in2)}
             outputs = arch.outputs()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False), norm(channels))
+        self.stem = stem(in_channels, channels, norm)
         self.num_cells = 3 * cells + 2
         live = range(self.num_cells) if arch is None else live_cells(arch, self.num_cells)
         self.cells = nn.ModuleDict()  # keyed by position: a stand-alone net leaves out cells nothing reads

@@ -61,3 +61,16 @@ def make_op(name: str, channels: int, stride: int, norm: NormFactory) -> nn.Modu
         return OPS[name](channels, stride, norm)
     except KeyError:
         raise ValueError(f"unknown op {name!r}; known ops: {sorted(OPS)}") from None
+
+
+def stem(in_channels: int, channels: int, norm: NormFactory) -> nn.Sequential:
+    """The image -> C channels convolution both networks start with (not searched)."""
+    return nn.Sequential(nn.Conv2d(in_channels, channels, 3, 1, 1, bias=False), norm(channels))
+
+
+def check_buildable(space, arch) -> None:
+    """A stand-alone network needs a non-empty architecture of ``space`` (``None`` = the supernet)."""
+    if arch is not None:
+        space._check(arch)
+        if space.level(arch) == 0:
+            raise ValueError("cannot build a network for the empty architecture")

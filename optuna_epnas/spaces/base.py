@@ -9,13 +9,31 @@ Children are addressed by index so that scoring ~300k candidates never builds 30
 from __future__ import annotations
 
 import abc
-from typing import Any, Generic, Hashable, TypeVar
+from typing import Any, Generic, Hashable, Sequence, TypeVar
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 
 Arch = TypeVar("Arch", bound=Hashable)
+
+
+def check_positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_ops(ops: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
+    """``ops`` as a tuple, after checking it is a non-empty, duplicate-free subset of ``allowed``."""
+    ops = tuple(ops)
+    if not ops:
+        raise ValueError("ops must name at least one operation")
+    unknown = [o for o in ops if o not in allowed]
+    if unknown:
+        raise ValueError(f"unknown op(s) {unknown}; choose from {list(allowed)}")
+    if len(set(ops)) != len(ops):
+        raise ValueError(f"ops must be distinct, got {list(ops)}")
+    return ops
 
 
 class SearchSpace(abc.ABC, Generic[Arch]):

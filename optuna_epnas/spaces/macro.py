@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from optuna_epnas.spaces.base import SearchSpace
+from optuna_epnas.spaces.base import SearchSpace, check_ops, check_positive_int
 
 #: The paper's six operations, in a fixed order (the order of the Optuna choices and token slots).
 MACRO_OPS: tuple[str, ...] = ("conv3x3", "conv5x5", "sep3x3", "sep5x5", "max3x3", "avg3x3")
@@ -60,22 +60,13 @@ class MacroSpace(SearchSpace[MacroArch]):
     """
 
     def __init__(self, num_layers: int = 12, ops: Sequence[str] = MACRO_OPS) -> None:
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive integer, got {num_layers!r}")
-        ops = tuple(ops)
-        if not ops:
-            raise ValueError("ops must name at least one operation")
-        unknown = [o for o in ops if o not in MACRO_OPS]
-        if unknown:
-            raise ValueError(f"unknown op(s) {unknown}; choose from {list(MACRO_OPS)}")
-        if len(set(ops)) != len(ops):
-            raise ValueError(f"ops must be distinct, got {list(ops)}")
+        check_positive_int("num_layers", num_layers)
         self.num_layers = num_layers
-        self.ops = ops
+        self.ops = check_ops(ops, MACRO_OPS)
         self.max_level = num_layers
         # token = one-hot op ++ multi-hot skip sources (stem + layers 1..L-2; L slots keeps it simple)
-        self.token_dim = len(ops) + num_layers
-        self._op_index = {o: i for i, o in enumerate(ops)}
+        self.token_dim = len(self.ops) + num_layers
+        self._op_index = {o: i for i, o in enumerate(self.ops)}
 
     def __repr__(self) -> str:
         return f"MacroSpace(num_layers={self.num_layers}, ops={list(self.ops)})"

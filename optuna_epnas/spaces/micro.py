@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from optuna_epnas.spaces.base import SearchSpace
+from optuna_epnas.spaces.base import SearchSpace, check_ops, check_positive_int
 from optuna_epnas.spaces.macro import MACRO_OPS
 
 #: The macro ops plus identity, in a fixed order (the order of the Optuna choices and token slots).
@@ -100,17 +100,9 @@ class MicroSpace(SearchSpace[MicroArch]):
     """
 
     def __init__(self, num_blocks: int = 5, ops: Sequence[str] = MICRO_OPS, cells: int = 2) -> None:
-        for name, value in (("num_blocks", num_blocks), ("cells", cells)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        ops = tuple(ops)
-        if not ops:
-            raise ValueError("ops must name at least one operation")
-        unknown = [o for o in ops if o not in MICRO_OPS]
-        if unknown:
-            raise ValueError(f"unknown op(s) {unknown}; choose from {list(MICRO_OPS)}")
-        if len(set(ops)) != len(ops):
-            raise ValueError(f"ops must be distinct, got {list(ops)}")
+        check_positive_int("num_blocks", num_blocks)
+        check_positive_int("cells", cells)
+        ops = check_ops(ops, MICRO_OPS)
         self.num_blocks, self.ops, self.cells = num_blocks, ops, cells
         self.max_level = num_blocks
         self._op_index = {o: i for i, o in enumerate(ops)}
