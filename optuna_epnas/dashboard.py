@@ -1,0 +1,465 @@
+"""A search as optuna-dashboard shows it: notes, architecture drawings, and ``epnas dashboard``.
+
+:class:`DashboardRecorder` is an Optuna callback. After each finished trial that measured an
+architecture it writes the trial's note (Markdown: architecture, where the schedule was, surrogate
+prediction, measured accuracy, size, time) and attaches the drawing of the architecture as a trial
+artifact (SVG, in ``<db>.artifacts/`` beside a SQLite study); every few trials it rewrites the study
+note (best full-size architecture, progress, settings). :func:`record_study` does the same for a
+study searched before. ``epnas dashboard`` serves the storage with that artifact folder.
+
+Nothing here writes what the sampler reads: notes live in the study system attrs optuna-dashboard
+uses for them (``dashboard:...``), drawings in the folder plus ``dashboard:artifacts:...`` attrs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from statistics import mean
+from typing import Any, Sequence
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import optuna
+import optuna_dashboard
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+from optuna_dashboard.artifact._backend import _dashboard_artifact_prefix, list_trial_artifacts
+
+from optuna_epnas.draw import draw_arch
+from optuna_epnas.objective import OBJECTIVE_ATTR
+from optuna_epnas.sampler import CONFIG_ATTR
+from optuna_epnas.schedule import planned_trials
+from optuna_epnas.spaces import MacroSpace, SearchSpace, space_from_spec
+
+__all__ = ["DashboardRecorder", "record_study", "artifact_dir_for", "get_trial_note", "make_dashboard_server",
+           "add_dashboard_parser", "dashboard_command"]
+
+_logger = logging.getLogger(__name__)
+
+WEIGHT_SHARING_NOTE = (
+    "Accuracies are **weight-sharing estimates**: the validation accuracy of the architecture's path "
+    "through the shared supernet after a few epochs, good for ranking architectures, not the accuracy "
+    "of the network trained alone (`epnas train --study NAME` measures that).")
+
+
+def artifact_dir_for(storage: str | BaseStorage) -> Path | None:
+    """``<db>.artifacts/`` beside a SQLite storage (one folder for all its studies, as the dashboard
+    serves one artifact store per storage); None for other storages."""
+    url = storage if isinstance(storage, str) else getattr(getattr(storage, "_backend", storage), "url", None)
+    if not isinstance(url, str) or not url.startswith("sqlite:///") or ":memory:" in url:
+        return None
+    db = Path(url[len("sqlite:///"):].split("?")[0])
+    return db.with_name(db.name + ".artifacts")
+
+
+def drawing_name(trial: FrozenTrial) -> str:
+    """The drawing's artifact file name: also how a re-run finds the artifact it made before."""
+    return f"arch-trial-{trial.number:04d}.svg"
+
+
+# -- what the notes are made of ------------------------------------------------------------------
+@dataclass(frozen=True)
+class SearchInfo:
+    """What a study says about its search (read once: written before the first trial, never changed)."""
+
+    space: SearchSpace | None
+    config: dict[str, Any] | None  # the EPNAS/PNAS sampler's settings; None for TPE/random
+    objective: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> "SearchInfo":
+        # Optuna has no public getter for study system attrs; objective.py and train.py read them so too.
+        attrs = study._storage.get_study_system_attrs(study._study_id)
+        objective, config = attrs.get(OBJECTIVE_ATTR), attrs.get(CONFIG_ATTR)
+        spec = (objective or config or {}).get("space")
+        space = space_from_spec(spec) if spec else None
+        return cls(space, config, objective)
+
+    def planned(self) -> int | None:
+        if self.space is None or self.config is None:
+            return None
+        return planned_trials(self.space, self.config["k"], self.config["iterations"])
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def trial_note(trial: FrozenTrial, info: SearchInfo, drawing_url: str | None = None) -> str:
+    """The Markdown note of one trial (lists, not tables: architecture keys contain ``|``)."""
+    a = trial.user_attrs
+    lines = [f"### Trial {trial.number}: `{a['arch']}`", ""]
+    where = []
+    if "level" in a:
+        where.append(f"level {a['level']}" + (f" of {info.space.max_level}" if info.space else ""))
+    if "iteration" in a:
+        of = f" of {info.config['iterations']}" if info.config else ""
+        where.append(f"iteration {a['iteration']}{of}")
+    if "temperature" in a:
+        where.append(f"τ = {a['temperature']:.3g}")
+    if where:
+        lines.append("- " + " · ".join(where))
+    if "predicted_accuracy" in a:
+        lines.append(f"- surrogate prediction {a['predicted_accuracy']:.4f} · "
+                     f"selection probability {_fmt(a.get('selection_probability'), '.3g')}")
+    if trial.state == TrialState.COMPLETE and trial.value is not None:
+        lines.append(f"- measured accuracy **{trial.value:.4f}** (validation, supernet weights)")
+    else:
+        lines.append(f"- measured accuracy – (trial {trial.state.name})")
+    if "params" in a:
+        lines.append(f"- parameters (stand-alone) {a['params']:,}")
+    if "train_seconds" in a:
+        lines.append(f"- training {a['train_seconds']:.2f} s")
+    if drawing_url:
+        lines += ["", f"![architecture of trial {trial.number}]({drawing_url})"]
+    return "\n".join(lines) + "\n"
+
+
+def best_full_size(study: optuna.Study, info: SearchInfo, trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+    """The best COMPLETE trial at the space's full depth (shallower levels are not comparable)."""
+    if info.space is None:
+        return None
+    full = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+            and t.user_attrs.get("level") == info.space.max_level and "arch" in t.user_attrs]
+    if not full:
+        return None
+    pick = max if study.direction == StudyDirection.MAXIMIZE else min
+    return pick(full, key=lambda t: t.value)
+
+
+def _settings_lines(info: SearchInfo) -> list[str]:
+    lines = []
+    if info.space is not None:
+        space = info.space
+        shape = (f"macro, {space.num_layers} layers" if isinstance(space, MacroSpace)
+                 else f"micro, {space.max_level} blocks, {space.cells} normal cell{'s' * (space.cells != 1)} per stage")
+        lines.append(f"- space: {shape}; ops {', '.join(space.ops)} ({space.cardinality():.3g} architectures)")
+    c = info.config
+    if c is not None:
+        taus = " → ".join(f"{t:.3g}" for t in c["temperatures"])
+        selection = "EPNAS (sampled, p ∝ s^(1/τ))" if c["selection"] == "epnas" else "PNAS (top K)"
+        surrogate = c.get("surrogate", {})
+        iterations = f"{c['iterations']} iteration{'s' * (c['iterations'] != 1)}"
+        lines.append(f"- sampler: {selection}, K = {c['k']}, {iterations}, τ {taus}, "
+                     f"seed {c['seed']}; surrogate {surrogate.get('steps')} steps × {surrogate.get('ensemble')}")
+    else:
+        lines.append("- sampler: not EPNAS/PNAS (no `epnas:config`: a TPE or random baseline)")
+    o = info.objective
+    if o is not None:
+        lines.append(f"- objective: {o.get('dataset')}, supernet {o.get('channels')} channels, seed {o.get('seed')}")
+    return lines
+
+
+def _seconds(trial: FrozenTrial) -> float | None:
+    if trial.datetime_start is None or trial.datetime_complete is None:
+        return None
+    return (trial.datetime_complete - trial.datetime_start).total_seconds()
+
+
+def study_note(study: optuna.Study, info: SearchInfo, trials: Sequence[FrozenTrial],
+               drawing_url: str | None = None, planned: int | None = None) -> str:
+    """The Markdown note of the whole search (the drawing last: a deep network's is tall)."""
+    lines = [f"## Architecture search `{study.study_name}`", ""]
+    best = best_full_size(study, info, trials)
+    if best is not None:
+        lines += [f"**Best full-size architecture** (trial {best.number}): `{best.user_attrs['arch']}`", "",
+                  f"- validation accuracy **{best.value:.4f}** (supernet weights)"]
+        if "params" in best.user_attrs:
+            lines.append(f"- parameters (stand-alone) {best.user_attrs['params']:,}")
+    else:
+        lines.append("No full-size architecture measured yet.")
+
+    finished = [t for t in trials if t.state.is_finished()]
+    complete = [t for t in finished if t.state == TrialState.COMPLETE]
+    full = [t for t in complete if info.space is not None and t.user_attrs.get("level") == info.space.max_level]
+    planned = planned if planned is not None else info.planned()
+    walls = [s for s in map(_seconds, complete) if s is not None]
+    trains = [t.user_attrs["train_seconds"] for t in complete if "train_seconds" in t.user_attrs]
+    lines += ["", "### Progress", "",
+              f"- trials finished: {len(finished)}" + (f" of {planned} planned" if planned else "")
+              + f" ({len(complete)} complete, {len(full)} at full depth, "
+                f"{len(finished) - len(complete)} failed or pruned)"]
+    if walls:
+        lines.append(f"- time per trial: {mean(walls):.2f} s" + (f" (training {mean(trains):.2f} s)" if trains else ""))
+    lines.append(f"- note updated {datetime.datetime.now().isoformat(sep=' ', timespec='seconds')}")
+    lines += ["", "### Settings", "", *_settings_lines(info), "", f"> {WEIGHT_SHARING_NOTE}"]
+    if best is not None and drawing_url:
+        lines += ["", f"### Best architecture (trial {best.number})", "",
+                  f"![best architecture, trial {best.number}]({drawing_url})"]
+    return "\n".join(lines) + "\n"
+
+
+# -- writing to the storage ----------------------------------------------------------------------
+@dataclass
+class _NoteTarget:
+    """What ``optuna_dashboard.save_note`` reads from a Trial. A finished trial cannot be wrapped in an
+    ``optuna.Trial`` (its constructor calls the sampler's ``before_trial``, which writes to the trial)."""
+
+    storage: BaseStorage
+    study: optuna.Study
+    _trial_id: int
+
+
+def save_trial_note(study: optuna.Study, trial: FrozenTrial, body: str) -> None:
+    """``optuna_dashboard.save_note`` for a finished trial."""
+    optuna_dashboard.save_note(_NoteTarget(study._storage, study, trial._trial_id), body)  # type: ignore[arg-type]
+
+
+def get_trial_note(study: optuna.Study, trial: FrozenTrial) -> str:
+    """``optuna_dashboard.get_note`` for a finished trial ("" when it has none)."""
+    return optuna_dashboard.get_note(_NoteTarget(study._storage, study, trial._trial_id))  # type: ignore[arg-type]
+
+
+def trial_artifact_url(study: optuna.Study, trial: FrozenTrial, artifact_id: str) -> str:
+    """Where the dashboard serves a trial artifact (the path its own note editor inserts)."""
+    return f"/artifacts/{study._study_id}/{trial._trial_id}/{artifact_id}"
+
+
+def find_drawing(study: optuna.Study, trial: FrozenTrial, study_attrs: dict[str, Any] | None = None) -> str | None:
+    """The artifact id of the trial's drawing, if one was attached."""
+    if study_attrs is None:
+        study_attrs = study._storage.get_study_system_attrs(study._study_id)
+    name = drawing_name(trial)
+    for meta in list_trial_artifacts(study_attrs, trial.system_attrs, trial):
+        if meta.get("filename") == name:
+            return meta["artifact_id"]
+    return None
+
+
+def attach_drawing(study: optuna.Study, trial: FrozenTrial, space: SearchSpace, store: FileSystemArtifactStore,
+                   study_attrs: dict[str, Any] | None = None) -> str:
+    """Draw the trial's architecture into the store as its trial artifact; returns the artifact id.
+
+    ``optuna.artifacts.upload_artifact`` writes a trial system attr, which Optuna refuses once the trial
+    is finished (as it is in a callback). optuna-dashboard also lists a trial's artifacts from study
+    system attrs ``dashboard:artifacts:<trial_id>:<artifact_id>`` (what its own uploads used to write),
+    so the meta goes there. A drawing attached before is redrawn under the same id: re-runs add nothing.
+    """
+    artifact_id = find_drawing(study, trial, study_attrs)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = draw_arch(space.parse(trial.user_attrs["arch"]), Path(tmp) / drawing_name(trial), space=space)
+        if artifact_id is None:
+            artifact_id = str(uuid.uuid4())
+            meta = {"artifact_id": artifact_id, "filename": path.name, "mimetype": "image/svg+xml", "encoding": None}
+            with path.open("rb") as f:
+                store.write(artifact_id, f)  # the file first: the dashboard never lists a missing one
+            study._storage.set_study_system_attr(
+                study._study_id, _dashboard_artifact_prefix(trial._trial_id) + artifact_id, json.dumps(meta))
+        else:
+            with path.open("rb") as f:
+                store.write(artifact_id, f)
+    return artifact_id
+
+
+class DashboardRecorder:
+    """Optuna callback: a note and a drawing per trial, and an up-to-date study note.
+
+    Args:
+        artifact_dir: folder of the drawings (a ``FileSystemArtifactStore``); ``None``: ``<db>.artifacts/``
+            beside a SQLite storage, no drawings for other storages; ``False``: no drawings.
+        study_note_every: rewrite the study note after this many trials (also after the first trial,
+            on a new best full-size architecture, and when the planned trials are done).
+        planned_trials: the trial budget shown in the study note (default: the EPNAS schedule's).
+
+    Notes go through ``optuna_dashboard.save_note``: study system attrs ``dashboard:...``, which the
+    sampler never reads. Rewriting replaces the notes this recorder wrote (and edits made to them).
+    """
+
+    def __init__(self, artifact_dir: str | Path | None | bool = None, study_note_every: int = 10,
+                 planned_trials: int | None = None) -> None:
+        if study_note_every < 1:
+            raise ValueError(f"study_note_every must be >= 1, got {study_note_every!r}")
+        self.artifact_dir, self.study_note_every, self.planned_trials = artifact_dir, study_note_every, planned_trials
+        self._info: SearchInfo | None = None
+        self._store: FileSystemArtifactStore | None = None
+        self._store_ready = False
+        self._since_study_note: int | None = None  # None: no study note written by this recorder yet
+        self._best: float | None = None
+        self._warned = False
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if "arch" not in trial.user_attrs:
+            return  # not a trial of an architecture search (e.g. it failed before suggesting one)
+        try:
+            self.record_trial(study, trial)
+            if self._study_note_due(study, trial):
+                self.write_study_note(study)
+        except Exception:  # a note is not worth a search: an exception in a callback ends study.optimize
+            _logger.warning("could not record trial %d for the dashboard", trial.number, exc_info=True)
+
+    # -- pieces, also used by record_study -------------------------------------------------------
+    def info(self, study: optuna.Study) -> SearchInfo:
+        if self._info is None or self._info.space is None:  # read again until the search has written it
+            self._info = SearchInfo.of(study)
+        return self._info
+
+    def store(self, study: optuna.Study) -> FileSystemArtifactStore | None:
+        if not self._store_ready:
+            self._store_ready = True
+            folder = artifact_dir_for(study._storage) if self.artifact_dir in (None, True) else self.artifact_dir
+            if folder is not None and folder is not False:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+                self._store = FileSystemArtifactStore(Path(folder))
+        return self._store
+
+    def record_trial(self, study: optuna.Study, trial: FrozenTrial, study_attrs: dict[str, Any] | None = None) -> None:
+        info, store = self.info(study), self.store(study)
+        url = None
+        if store is not None and info.space is not None:
+            try:
+                url = trial_artifact_url(study, trial, attach_drawing(study, trial, info.space, store, study_attrs))
+            except (RuntimeError, ValueError) as err:  # no Graphviz `dot`, a key of another space: said once
+                if not self._warned:
+                    _logger.warning("no architecture drawings in the dashboard: %s", err)
+                    self._warned = True
+        save_trial_note(study, trial, trial_note(trial, info, url))
+
+    def write_study_note(self, study: optuna.Study) -> str:
+        """Rewrite the study note now (also call it after ``study.optimize``); returns the note."""
+        info = self.info(study)
+        trials = study.get_trials(deepcopy=False)
+        best = best_full_size(study, info, trials)
+        drawing = find_drawing(study, best) if best is not None and self.store(study) is not None else None
+        url = trial_artifact_url(study, best, drawing) if best is not None and drawing else None
+        body = study_note(study, info, trials, url, self.planned_trials)
+        optuna_dashboard.save_note(study, body)
+        self._since_study_note = 0
+        self._best = best.value if best is not None else None
+        return body
+
+    def _study_note_due(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if self._since_study_note is None:
+            return True
+        self._since_study_note += 1
+        planned = self.planned_trials or self.info(study).planned()
+        done = planned is not None and trial.number + 1 >= planned  # cheap test; the note counts exactly
+        return self._improves(study, trial) or done or self._since_study_note >= self.study_note_every
+
+    def _improves(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """Whether the trial is a new best full-size architecture (worth a study note at once)."""
+        space = self.info(study).space
+        if trial.state != TrialState.COMPLETE or space is None or trial.user_attrs.get("level") != space.max_level:
+            return False
+        if self._best is None:
+            return True
+        return trial.value > self._best if study.direction == StudyDirection.MAXIMIZE else trial.value < self._best
+
+
+def record_study(study: optuna.Study, artifact_dir: str | Path | None | bool = None) -> DashboardRecorder:
+    """(Re)write every note and drawing of a study, e.g. one searched before the recorder existed.
+
+    Safe to run again: each trial keeps one drawing (redrawn in place) and one note (replaced).
+    """
+    recorder = DashboardRecorder(artifact_dir=artifact_dir)
+    study_attrs = study._storage.get_study_system_attrs(study._study_id)  # read once, not per trial
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state.is_finished() and "arch" in trial.user_attrs:
+            recorder.record_trial(study, trial, study_attrs)
+    recorder.write_study_note(study)
+    return recorder
+
+
+# -- `epnas dashboard` ---------------------------------------------------------------------------
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # the page fires many API calls at once; a stuck one must not block exit
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- one line per request is noise
+        pass
+
+
+def make_dashboard_server(storage: str | BaseStorage, host: str = "127.0.0.1", port: int = 8080,
+                          artifact_dir: str | Path | None = None) -> WSGIServer:
+    """optuna-dashboard's app (``optuna_dashboard.wsgi``) on a threaded server, drawings wired in.
+
+    ``port=0`` takes a free port (``server.server_port``). Call ``serve_forever()`` on the result.
+    """
+    folder = Path(artifact_dir) if artifact_dir is not None else artifact_dir_for(storage)
+    store = None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+        store = FileSystemArtifactStore(folder)
+    app = optuna_dashboard.wsgi(storage, artifact_store=store)
+    return make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
+
+
+def dashboard_url(server: WSGIServer) -> str:
+    host, port = server.server_address[:2]
+    return f"http://{host}:{port}/dashboard"
+
+
+def add_dashboard_parser(commands: Any) -> argparse.ArgumentParser:
+    """``epnas dashboard``: the subcommand's parser, added to ``commands`` (an argparse subparsers)."""
+    d = commands.add_parser(
+        "dashboard", help="look at searches in optuna-dashboard (notes and architecture drawings)",
+        description="Serve optuna-dashboard on a study storage, with the architecture drawings that "
+                    "`epnas search` attaches to trials (in <db>.artifacts/ beside a SQLite storage).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    d.add_argument("--storage", default="sqlite:///epnas.db", help="Optuna storage URL")
+    d.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    d.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free port)")
+    d.add_argument("--artifact-dir", default=None,
+                   help="folder of the drawings (default: <db>.artifacts beside a SQLite storage)")
+    d.add_argument("--record", action="store_true",
+                   help="first write notes and drawings for every study (searches run before they were recorded)")
+    return d
+
+
+def _sqlite_file(storage: str) -> Path | None:
+    if storage.startswith("sqlite:///") and ":memory:" not in storage:
+        return Path(storage[len("sqlite:///"):].split("?")[0])
+    return None
+
+
+def dashboard_command(args: argparse.Namespace) -> int:
+    """Serve the dashboard until Ctrl-C."""
+    db = _sqlite_file(args.storage)
+    if db is not None and not db.is_file():  # the dashboard would create an empty database there
+        raise FileNotFoundError(f"no study storage at {db}: run `epnas search` first, or pass --storage")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    studies = optuna.storages.get_storage(args.storage).get_all_studies()
+    if args.record:
+        for s in studies:
+            study = optuna.load_study(study_name=s.study_name, storage=args.storage)
+            if SearchInfo.of(study).space is None:
+                continue  # not an optuna_epnas search: leave its notes alone
+            record_study(study, args.artifact_dir)
+            print(f"recorded notes and drawings of study {s.study_name!r}", flush=True)
+    try:
+        server = make_dashboard_server(args.storage, args.host, args.port, args.artifact_dir)
+    except OSError as err:  # e.g. the port is taken: say so, as the other commands' errors
+        raise RuntimeError(f"cannot serve on {args.host}:{args.port}: {err}") from None
+    url = dashboard_url(server)
+    print(f"optuna-dashboard on {url}  (Ctrl-C to stop)", flush=True)
+    for s in studies:
+        print(f"  study {s.study_name!r}: {url}/studies/{s._study_id}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m optuna_epnas.dashboard`` (the same as ``epnas dashboard``)."""
+    parser = argparse.ArgumentParser(prog="python -m optuna_epnas.dashboard")
+    add_dashboard_parser(parser.add_subparsers(dest="command", required=True))
+    return dashboard_command(parser.parse_args(["dashboard", *(sys.argv[1:] if argv is None else argv)]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
