@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_epnas.argtypes import positive_float, positive_int
+from optuna_epnas.dashboard import DashboardRecorder, add_dashboard_parser, dashboard_command
 from optuna_epnas.data import available_datasets, load_dataset
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     s.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     add_train_parser(commands)
+    add_dashboard_parser(commands)
 
     d = commands.add_parser(
         "draw", help="draw an architecture (SVG, PNG, PDF, or Graphviz source)",
@@ -109,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return train_command(args)
         if args.command == "draw":
             return draw_command(args)
+        if args.command == "dashboard":
+            return dashboard_command(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"epnas: error: {err}", file=sys.stderr)
         return 2
@@ -153,13 +157,15 @@ def search(args: argparse.Namespace) -> int:
         flush=True,
     )
     progress = _Progress(study, space, budget, sampler if progressive else None, quiet=args.quiet)
+    recorder = DashboardRecorder(planned_trials=budget)  # trial notes + drawings, a study note
     if progressive:
         assert isinstance(sampler, EPNASSampler)
         if not sampler.is_finished(study):
-            study.optimize(objective, callbacks=[progress, _stop_when_finished(sampler)])
+            study.optimize(objective, callbacks=[progress, recorder, _stop_when_finished(sampler)])
     elif done < budget:
         study.optimize(objective, callbacks=[
-            progress, optuna.study.MaxTrialsCallback(budget, states=(TrialState.COMPLETE, TrialState.PRUNED))])
+            progress, recorder, optuna.study.MaxTrialsCallback(budget, states=(TrialState.COMPLETE, TrialState.PRUNED))])
+    recorder.write_study_note(study)  # final numbers, also when nothing was left to run
     _summary(study, space, args.storage, checkpoint)
     return 0
 
@@ -225,7 +231,7 @@ def _summary(study: optuna.Study, space, storage: str, checkpoint) -> None:
         print("  note: a weight-sharing estimate for ranking, not the accuracy of the network trained alone")
         print(f"train it from scratch with: epnas train --study {study.study_name} --storage {storage}")
     print(f"study stored in {storage} as {study.study_name!r}" + (f"; supernet in {checkpoint}" if checkpoint else ""))
-    print(f"look at it with: optuna-dashboard {storage}")
+    print(f"look at it with: epnas dashboard --storage {storage}")
 
 
 def draw_command(args: argparse.Namespace) -> int:

@@ -171,7 +171,7 @@ class SupernetObjective:
             study._storage.set_study_system_attr(study._study_id, OBJECTIVE_ATTR, spec)
         elif stored != spec:
             raise ValueError(
-                f"study {study.study_name!r} was searched with other objective settings ({stored}) than these "
+                f"study {study.study_name!r} was searched with other settings ({stored}) than these "
                 f"({spec}); resume with the same settings, or use a new study name")
 
     def _ensure_supernet(self, trial: optuna.trial.Trial | None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:

@@ -44,8 +44,8 @@ def _frozen(value: float | None, attrs: dict, state: TrialState = TrialState.COM
     return create_trial(state=state, value=value, user_attrs=attrs)
 
 
-def _study(url: str, epnas: bool = True, name: str = "s") -> optuna.Study:
-    """A study as `epnas search` leaves it (settings in system attrs), without training anything."""
+def _study(url: str | None, epnas: bool = True, name: str = "s") -> optuna.Study:
+    """A study as `epnas search` leaves it (settings in system attrs), without training anything; None: in memory."""
     study = optuna.create_study(storage=url, study_name=name, direction="maximize")
     study._storage.set_study_system_attr(study._study_id, OBJECTIVE_ATTR, OBJECTIVE)
     if epnas:
@@ -81,8 +81,8 @@ def test_a_trial_note_of_a_tpe_trial_has_no_schedule_and_says_when_it_failed():
     assert "trial FAIL" in failed and "level 1 of 3" in failed
 
 
-def test_the_study_note_shows_the_best_full_size_architecture_settings_and_progress(tmp_path):
-    study = _study(f"sqlite:///{tmp_path}/n.db")
+def test_the_study_note_shows_the_best_full_size_architecture_settings_and_progress():
+    study = _study(None)
     _add(study, 0.9, _level(1))  # better, but shallower: not comparable
     _add(study, 0.3, _level(3))
     best = _add(study, 0.6, EPNAS_ATTRS)
@@ -94,7 +94,7 @@ def test_the_study_note_shows_the_best_full_size_architecture_settings_and_progr
     assert "macro, 3 layers" in note and "K = 2" in note and "digits, supernet 4 channels" in note
     assert note.rstrip().endswith("](/artifacts/1/3/x)")  # the drawing last: the text stays in view
 
-    tpe = _study(f"sqlite:///{tmp_path}/n.db", epnas=False, name="tpe")
+    tpe = _study(None, epnas=False, name="tpe")
     _add(tpe, 0.4, _level(2))
     note = study_note(tpe, SearchInfo.of(tpe), tpe.get_trials(deepcopy=False), planned=5)
     assert "No full-size architecture" in note and "1 of 5 planned" in note and "not EPNAS/PNAS" in note
