@@ -19,6 +19,7 @@ from optuna_epnas.data import available_datasets, load_dataset
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR, SupernetObjective, checkpoint_path_for
+from optuna_epnas.ranking import add_ranking_parser, ranking_command
 from optuna_epnas.sampler import EPNASSampler
 from optuna_epnas.schedule import planned_trials
 from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace, space_from_spec
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     add_train_parser(commands)
     add_dashboard_parser(commands)
+    add_ranking_parser(commands)
 
     d = commands.add_parser(
         "draw", help="draw an architecture (SVG, PNG, PDF, or Graphviz source)",
@@ -113,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return draw_command(args)
         if args.command == "dashboard":
             return dashboard_command(args)
+        if args.command == "ranking":
+            return ranking_command(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"epnas: error: {err}", file=sys.stderr)
         return 2

@@ -35,6 +35,9 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from optuna_dashboard.artifact._backend import _dashboard_artifact_prefix, list_trial_artifacts
 
+#: Where `epnas ranking` starts its section of the study note (kept when the note is rewritten).
+RANKING_MARKER = "<!-- epnas:ranking -->"
+
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.sampler import CONFIG_ATTR
@@ -332,6 +335,10 @@ class DashboardRecorder:
         drawing = find_drawing(study, best) if best is not None and self.store(study) is not None else None
         url = trial_artifact_url(study, best, drawing) if best is not None and drawing else None
         body = study_note(study, info, trials, url, self.planned_trials)
+        # Keep a ranking report that `epnas ranking` appended after its marker (a resumed search rewrites the rest).
+        old = optuna_dashboard.get_note(study)
+        if RANKING_MARKER in old:
+            body = body.rstrip() + "\n\n" + old[old.index(RANKING_MARKER):]
         optuna_dashboard.save_note(study, body)
         self._since_study_note = 0
         self._best = best.value if best is not None else None

@@ -104,7 +104,9 @@ class LSTMSurrogate:
 
     def _train(self, groups: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
         rng = np.random.default_rng(self.seed)
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr)
+        # Single-tensor Adam: same numbers as the default multi-tensor one, 2x faster on these ~10 small
+        # tensors (the per-step cost is dispatch, not arithmetic).
+        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr, foreach=False)
         self.net.train()
         step = 0
         while step < self.steps:  # epochs of shuffled same-length minibatches until `steps` is reached
