@@ -14,14 +14,13 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_epnas.argtypes import positive_float, positive_int
-from optuna_epnas.dashboard import DashboardRecorder, add_dashboard_parser, dashboard_command
+from optuna_epnas.compare import add_compare_parser, compare_command, open_search
+from optuna_epnas.dashboard import add_dashboard_parser, dashboard_command
 from optuna_epnas.data import available_datasets, load_dataset
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
-from optuna_epnas.objective import OBJECTIVE_ATTR, SupernetObjective, checkpoint_path_for
+from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.ranking import add_ranking_parser, ranking_command
-from optuna_epnas.sampler import EPNASSampler
-from optuna_epnas.schedule import planned_trials
 from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace, space_from_spec
 from optuna_epnas.train import add_train_parser, load_search_study, resolve_source, train_command
 
@@ -79,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_dashboard_parser(commands)
     add_ranking_parser(commands)
+    add_compare_parser(commands)
 
     d = commands.add_parser(
         "draw", help="draw an architecture (SVG, PNG, PDF, or Graphviz source)",
@@ -117,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return dashboard_command(args)
         if args.command == "ranking":
             return ranking_command(args)
+        if args.command == "compare":
+            return compare_command(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         print(f"epnas: error: {err}", file=sys.stderr)
         return 2
@@ -132,45 +134,22 @@ def search(args: argparse.Namespace) -> int:
     device = None if args.device == "auto" else args.device
     data = load_dataset(args.dataset, root=args.data_root, device=device, seed=args.seed, max_train=args.max_train)
     study_name = args.study_name or f"{args.space}-{args.dataset}-{args.sampler}"
-    progressive = args.sampler in ("epnas", "pnas")
-    budget = planned_trials(space, args.k, args.iterations)
-    if progressive:
-        sampler: optuna.samplers.BaseSampler = EPNASSampler(
-            space, k=args.k, iterations=args.iterations, selection=args.sampler,
-            temperature=(args.tau_start, args.tau_end), seed=args.seed, surrogate_ensemble=args.ensemble,
-        )
-    else:
-        budget = args.n_trials or budget
-        sampler = (optuna.samplers.TPESampler(seed=args.seed) if args.sampler == "tpe"
-                   else optuna.samplers.RandomSampler(seed=args.seed))
-    study = optuna.create_study(
-        storage=args.storage, study_name=study_name, direction="maximize", sampler=sampler, load_if_exists=True,
+    run = open_search(  # a checkpoint or study made with other settings fails here, before any trial
+        space, data, args.sampler, args.storage, study_name, k=args.k, iterations=args.iterations,
+        temperature=(args.tau_start, args.tau_end), ensemble=args.ensemble, seed=args.seed, epochs=args.epochs,
+        channels=args.channels, batch_size=args.batch_size, lr=args.lr,
+        budget=None if args.sampler in ("epnas", "pnas") else args.n_trials,
     )
-    checkpoint = checkpoint_path_for(args.storage, study_name)
-    objective = SupernetObjective(
-        space, data, epochs=args.epochs, channels=args.channels, batch_size=args.batch_size, lr=args.lr,
-        seed=args.seed,
-    )
-    objective.attach(study)  # a checkpoint made with other settings fails here, before any trial
-    done = _finished(study)
+    done = run.finished
     print(
         f"epnas search: {args.sampler} on {space!r} ({space.cardinality():.3g} architectures), "
         f"{args.dataset} on {data.device} ({len(data.train_x)} train / {len(data.val_x)} val images)\n"
-        f"study {study_name!r} in {args.storage}: {budget} trials planned, {done} already done"
-        + (", resuming" if 0 < done < budget else ""),
+        f"study {study_name!r} in {args.storage}: {run.budget} trials planned, {done} already done"
+        + (", resuming" if 0 < done < run.budget else ""),
         flush=True,
     )
-    progress = _Progress(study, space, budget, sampler if progressive else None, quiet=args.quiet)
-    recorder = DashboardRecorder(planned_trials=budget)  # trial notes + drawings, a study note
-    if progressive:
-        assert isinstance(sampler, EPNASSampler)
-        if not sampler.is_finished(study):
-            study.optimize(objective, callbacks=[progress, recorder, _stop_when_finished(sampler)])
-    elif done < budget:
-        study.optimize(objective, callbacks=[
-            progress, recorder, optuna.study.MaxTrialsCallback(budget, states=(TrialState.COMPLETE, TrialState.PRUNED))])
-    recorder.write_study_note(study)  # final numbers, also when nothing was left to run
-    _summary(study, space, args.storage, checkpoint)
+    run.run([_Progress(run.study, space, run.budget, run.sampler if run.progressive else None, quiet=args.quiet)])
+    _summary(run.study, space, args.storage, run.checkpoint)
     return 0
 
 
@@ -182,14 +161,6 @@ def make_space(args: argparse.Namespace) -> SearchSpace:
 
 def _finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
-def _stop_when_finished(sampler: EPNASSampler):
-    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if sampler.is_finished(study):
-            study.stop()
-
-    return callback
 
 
 class _Progress:

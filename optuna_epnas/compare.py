@@ -266,6 +266,9 @@ def ranking_report(
         say("ranking report: cached")
         return cached
     picked = len(ranking.spread_trials(list(studies), space.max_level, n))
+    if picked == 0:
+        say("ranking report: skipped, no run measured a full-size architecture")
+        return None
     say(f"ranking report: training {picked} of the runs' pooled full-size architectures stand-alone "
         "(spread over supernet accuracy)")
 
@@ -284,7 +287,8 @@ def ranking_report(
         "markdown": ranking.ranking_markdown(supernet, None, {k: settings[k] for k in ("epochs", "channels", "seed")})
         + _surrogate_table(surrogate),
     }
-    _write_json(cache, _jsonable(report))
+    report = _jsonable(report)  # as the cache gives it back: NaN -> None
+    _write_json(cache, report)
     return report
 
 
@@ -495,8 +499,8 @@ def conclusions(summary: dict[str, dict[str, Any]], target: float | None, target
     if by_supernet is not None and with_error and by_supernet != with_error[0]:
         lines.append(f"The best mean supernet accuracy ({_label(by_supernet)}, "
                      f"{summary[by_supernet]['best_supernet_mean']:.4f}) did not give the lowest stand-alone test "
-                     f"error ({_label(with_error[0])}): supernet numbers from different supernets are not a "
-                     "verdict on the architectures.")
+                     f"error ({_label(with_error[0])}): the higher supernet accuracy did not carry over to stand-alone "
+                     "training here.")
     lines.append("Search time per run (sum of trial durations), mean: " + ", ".join(
         f"{_label(s)} {v['search_seconds_mean']:.0f} s" for s, v in summary.items()) + f"; {budget} trials each.")
     if ranking_result is not None:
@@ -505,11 +509,14 @@ def conclusions(summary: dict[str, dict[str, Any]], target: float | None, target
             lines.append(f"Supernet vs stand-alone ranking over {c['n']} pooled architectures: "
                          f"undefined ({c['note']}).")
         else:
+            strength = ranking.strength(c["kendall_tau"])
+            agreement = (f"{strength} disagreement (the order is inverted)"
+                         if c["kendall_tau"] < 0 and strength != "no" else f"{strength} agreement")
             chance = ("not distinguishable from chance at this n (p ≥ 0.05)" if c["kendall_p"] >= 0.05
                       else "p < 0.05")
             lines.append(f"Supernet accuracy vs stand-alone test accuracy over {c['n']} pooled full-size "
                          f"architectures: Kendall τ = {c['kendall_tau']:+.2f} (p = {c['kendall_p']:.2g}), "
-                         f"{ranking.strength(c['kendall_tau'])} agreement, {chance}.")
+                         f"{agreement}, {chance}.")
     return lines
 
 
@@ -522,8 +529,9 @@ def plot_best_so_far(runs: Sequence[dict[str, Any]], samplers: Sequence[str], ta
                      path: Path) -> Path:
     """Best-so-far full-size supernet accuracy vs finished trials: mean over seeds, band min to max."""
     from matplotlib.figure import Figure  # a Figure, not pyplot: no global state, no display needed
+    from matplotlib.ticker import MaxNLocator
 
-    fig = Figure(figsize=(7.5, 4.5), layout="constrained")
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.subplots()
     for sampler in samplers:
         curves = [r["curve"] for r in runs if r["sampler"] == sampler and r["curve"]]
@@ -544,9 +552,10 @@ def plot_best_so_far(runs: Sequence[dict[str, Any]], samplers: Sequence[str], ta
     ax.set_xlabel("finished trials")
     ax.set_ylabel("best full-size supernet val accuracy so far")
     ax.set_title("Search progress (band: min to max over seeds)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.savefig(path, dpi=120)
     return path
 
@@ -584,6 +593,7 @@ def plot_history(study: optuna.Study, max_level: int, path: Path) -> Path:
     accuracies are not comparable, and the plot's best-value line would be a shallow one.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     full = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs.get("level") == max_level]
     view = optuna.create_study(direction="maximize", study_name=study.study_name)
@@ -593,6 +603,7 @@ def plot_history(study: optuna.Study, max_level: int, path: Path) -> Path:
         ax = optuna.visualization.matplotlib.plot_optimization_history(view, target_name="supernet val accuracy")
     ax.set_title(f"{study.study_name}: full-size trials (optuna.visualization)")
     ax.set_xlabel("full-size trial")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig = ax.figure
     fig.set_size_inches(7.5, 4.5)
     fig.savefig(path, dpi=120, bbox_inches="tight")

@@ -43,7 +43,7 @@ def main() -> None:
     }
     print(f"{args.kind} score, MacroSpace({args.layers}), K={args.k}, {args.iterations} iterations, "
           f"ensemble {args.ensemble}: {budget} trials per search, seeds 0..{args.seeds - 1}")
-    print(f"| sampler | best complete score, mean ± std | per seed | seconds |\n|---|---|---|---|")
+    print("| sampler | best complete score, mean ± std | per seed | seconds |\n|---|---|---|---|")
     for name, make in samplers.items():
         started, best = time.perf_counter(), []
         for seed in range(args.seeds):
