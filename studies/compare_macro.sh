@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# EPNAS vs PNAS vs TPE vs random search (with weight sharing) on the macro space: the commands behind
+# studies/results/compare-macro-*/. Each writes a results folder (results.md, results.json, plots) plus
+# its studies and supernet checkpoints; re-running a command resumes it. The committed copies hold the
+# readable results only (results.md, results.json, *.png).
+#   bash studies/compare_macro.sh digits     # ~15-20 min on a 2-core CPU
+#   bash studies/compare_macro.sh fashion    # CPU-feasible Fashion-MNIST: a 2,000-image subset
+set -euo pipefail
+out=${OUT:-studies/runs}
+case "${1:-digits}" in
+  digits)
+    epnas compare --space macro --dataset digits --layers 4 --k 4 --iterations 2 \
+      --samplers epnas,pnas,tpe,random --seeds 3 --top 2 --final-epochs 10 --final-channels 32 \
+      --ranking-n 20 --quiet --out "$out/compare-macro-digits" ;;
+  fashion)
+    epnas compare --space macro --dataset fashion-mnist --max-train 2000 --layers 4 --k 4 --iterations 2 \
+      --channels 16 --samplers epnas,pnas,tpe,random --seeds 3 --top 2 --final-epochs 5 --final-channels 32 \
+      --ranking-n 20 --quiet --out "$out/compare-macro-fashion" ;;
+  *) echo "usage: $0 digits|fashion" >&2; exit 2 ;;
+esac
