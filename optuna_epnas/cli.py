@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 import warnings
 from typing import Sequence
 
@@ -14,25 +13,16 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_epnas.argtypes import positive_float, positive_int
-from optuna_epnas.compare import add_compare_parser, compare_command, open_search
+from optuna_epnas.compare import add_compare_parser, compare_command
 from optuna_epnas.dashboard import add_dashboard_parser, dashboard_command
 from optuna_epnas.data import available_datasets, load_dataset
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.ranking import add_ranking_parser, ranking_command
-from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace, space_from_spec
+from optuna_epnas.search import SAMPLER_NAMES, Progress, make_space, op_list, open_search
+from optuna_epnas.spaces import MACRO_OPS, MacroSpace, space_from_spec
 from optuna_epnas.train import add_train_parser, load_search_study, resolve_source, train_command
-
-SAMPLERS = ("epnas", "pnas", "tpe", "random")
-
-
-def _op_list(text: str) -> tuple[str, ...]:
-    ops = tuple(o.strip() for o in text.split(",") if o.strip())
-    unknown = [o for o in ops if o not in MICRO_OPS]
-    if not ops or unknown:
-        raise argparse.ArgumentTypeError(f"unknown operation(s) {unknown or [text]}; choose from {','.join(MICRO_OPS)}")
-    return ops
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dataset", choices=available_datasets(), default="digits")
     s.add_argument("--data-root", default=None, help="folder holding the data set files (fashion-mnist, cifar10)")
     s.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training images")
-    s.add_argument("--sampler", choices=SAMPLERS, default="epnas",
+    s.add_argument("--sampler", choices=SAMPLER_NAMES, default="epnas",
                    help="epnas: sampling with annealed τ; pnas: top-K; tpe/random: baselines on the same space")
     s.add_argument("--storage", default="sqlite:///epnas.db", help="Optuna storage URL")
     s.add_argument("--study-name", default=None, help="default: <space>-<dataset>-<sampler>")
@@ -66,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layers", type=positive_int, default=12, help="macro: layers of a complete architecture")
     s.add_argument("--blocks", type=positive_int, default=5, help="micro: blocks of a complete cell")
     s.add_argument("--cells", type=positive_int, default=2, help="micro: normal cells between reductions (N)")
-    s.add_argument("--ops", type=_op_list, default=None,
+    s.add_argument("--ops", type=op_list, default=None,
                    help=f"comma-separated subset of the operations (default: all; macro {','.join(MACRO_OPS)}; "
                         "micro adds identity)")
     s.add_argument("--channels", type=positive_int, default=24, help="supernet width")
@@ -148,49 +138,9 @@ def search(args: argparse.Namespace) -> int:
         + (", resuming" if 0 < done < run.budget else ""),
         flush=True,
     )
-    run.run([_Progress(run.study, space, run.budget, run.sampler if run.progressive else None, quiet=args.quiet)])
+    run.run([Progress(run.study, space, run.budget, run.sampler if run.progressive else None, quiet=args.quiet)])
     _summary(run.study, space, args.storage, run.checkpoint)
     return 0
-
-
-def make_space(args: argparse.Namespace) -> SearchSpace:
-    if args.space == "micro":
-        return MicroSpace(num_blocks=args.blocks, cells=args.cells, ops=args.ops or MICRO_OPS)
-    return MacroSpace(num_layers=args.layers, ops=args.ops or MACRO_OPS)
-
-
-def _finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-
-
-class _Progress:
-    """One line per finished trial: where the schedule is, the result, the best so far."""
-
-    def __init__(self, study, space, budget, sampler, quiet) -> None:
-        self.space, self.budget, self.sampler, self.quiet = space, budget, sampler, quiet
-        self.started = time.perf_counter()
-        self.best_full: float | None = None
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            self._update(t)
-
-    def _update(self, trial) -> None:
-        if trial.user_attrs.get("level") == self.space.max_level and trial.value is not None:
-            self.best_full = max(self.best_full or 0.0, trial.value)
-
-    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self._update(trial)
-        if self.quiet:
-            return
-        a = trial.user_attrs
-        where = (f"iter {a['iteration']}/{self.sampler.iterations} level {a['level']}/{self.space.max_level} "
-                 f"τ={a['temperature']:.3g}" if "iteration" in a else f"level {a.get('level', '?')}")
-        value = "failed" if trial.value is None else f"acc {trial.value:.4f}"
-        best = "-" if self.best_full is None else f"{self.best_full:.4f}"
-        print(
-            f"[{_finished(study):>4}/{self.budget}] trial {trial.number:>4} {where:<32} {value}  "
-            f"best full-depth {best}  ({time.perf_counter() - self.started:.0f}s)",
-            flush=True,
-        )
 
 
 def _summary(study: optuna.Study, space, storage: str, checkpoint) -> None:

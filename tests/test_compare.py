@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from optuna_epnas import compare, ranking
+from optuna_epnas import compare, compare_report, ranking
 from optuna_epnas.compare import add_compare_parser, compare_command
 from optuna_epnas.objective import OBJECTIVE_ATTR, SupernetObjective
 from optuna_epnas.train import TrainResult
@@ -174,8 +174,8 @@ def test_the_chosen_architecture_is_the_best_by_validation_not_by_test(tmp_path,
 def test_choose_by_validation_breaks_ties_by_supernet_rank():
     candidates = [{"rank": 1, "val_accuracy": 0.7, "test_accuracy": 0.1}, {"rank": 2, "val_accuracy": 0.9},
                   {"rank": 3, "val_accuracy": 0.9, "test_accuracy": 0.99}]
-    assert compare.choose_by_validation(candidates)["rank"] == 2
-    assert compare.choose_by_validation([]) is None
+    assert compare_report.choose_by_validation(candidates)["rank"] == 2
+    assert compare_report.choose_by_validation([]) is None
 
 
 # -- budgets and resuming ------------------------------------------------------------------------------
@@ -216,10 +216,10 @@ def _trial(number: int, level: int, value: float, arch: str) -> optuna.trial.Fro
 
 def test_best_so_far_counts_full_size_trials_only_and_top_takes_the_latest_measurement():
     trials = [_trial(0, 1, 0.9, "a"), _trial(1, 2, 0.5, "a|b"), _trial(2, 2, 0.7, "a|c"), _trial(3, 2, 0.4, "a|c")]
-    curve = compare.best_so_far(trials, max_level=2)
+    curve = compare_report.best_so_far(trials, max_level=2)
     assert curve == [None, 0.5, 0.7, 0.7]
-    assert compare.trials_to_reach(curve, 0.6) == 3 and compare.trials_to_reach(curve, 0.8) is None
-    top = compare.top_architectures(trials, max_level=2, n=3)
+    assert compare_report.trials_to_reach(curve, 0.6) == 3 and compare_report.trials_to_reach(curve, 0.8) is None
+    top = compare_report.top_architectures(trials, max_level=2, n=3)
     assert [(c["arch"], c["supernet_accuracy"]) for c in top] == [("a|b", 0.5), ("a|c", 0.4)]
 
 
@@ -232,7 +232,7 @@ def test_conclusions_say_when_the_spread_is_larger_than_the_difference():
                    "reached_target": 3, "trials_to_target": [10, 20, 30], "best_supernet_mean": 0.8,
                    "search_seconds_mean": 90.0},
     }
-    lines = compare.conclusions(summary, 0.85, "a rule", 92, 359, None)
+    lines = compare_report.conclusions(summary, 0.85, "a rule", 92, 359, None)
     text = "\n".join(lines)
     assert "EPNAS's mean stand-alone test error is higher than random's by 1.00 points" in text
     assert "lower on 1 of 3 seeds, higher on 2" in text and "do not tell them apart" in text
