@@ -32,9 +32,11 @@ def search(make_sampler, kind: str) -> list[float]:
 def test_epnas_beats_random_search_on_a_separable_synthetic_score():
     # τ annealed from near-uniform to 0.05 (sharper than the paper's end value of 1; with τ=1 the
     # draw is ~uniform over ~10^4 candidates of similar predicted score, see studies/synthetic_samplers.py)
-    # and an ensemble of 5 surrogates, as PNAS used.
+    # and an ensemble of 5 surrogates, as PNAS used. 250 Adam steps per fit instead of the default 500
+    # halves the test's time (105 fits per seed); measured means over seeds 0-2: 250 steps 0.719,
+    # 500 steps 0.689, random 0.623 (and an ensemble of 3 at 500 steps: 0.653).
     epnas = search(lambda s: EPNASSampler(SPACE, k=K, iterations=ITERATIONS, seed=s, temperature=(10.0, 0.05),
-                                          surrogate_ensemble=5), "separable")
+                                          surrogate_ensemble=5, surrogate_steps=250), "separable")
     random = search(lambda s: optuna.samplers.RandomSampler(seed=s), "separable")
     print(f"\nbest complete score over {BUDGET} trials, seeds {SEEDS}: EPNAS {np.round(epnas, 3)} "
           f"mean {np.mean(epnas):.3f}; random {np.round(random, 3)} mean {np.mean(random):.3f}")
