@@ -12,7 +12,7 @@ from typing import Sequence
 import optuna
 from optuna.trial import TrialState
 
-from optuna_epnas.argtypes import positive_float, positive_int
+from optuna_epnas.argtypes import add_data_arguments, positive_float, positive_int
 from optuna_epnas.compare import add_compare_parser, compare_command
 from optuna_epnas.dashboard import add_dashboard_parser, dashboard_command
 from optuna_epnas.data import available_datasets, load_dataset
@@ -37,9 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--space", choices=("macro", "micro"), default="macro",
                    help="macro: a chain of layers with skips; micro: a cell of blocks, stacked")
-    s.add_argument("--dataset", choices=available_datasets(), default="digits")
-    s.add_argument("--data-root", default=None, help="folder holding the data set files (fashion-mnist, cifar10)")
-    s.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training images")
+    add_data_arguments(s, available_datasets())
     s.add_argument("--sampler", choices=SAMPLER_NAMES, default="epnas",
                    help="epnas: sampling with annealed τ; pnas: top-K; tpe/random: baselines on the same space")
     s.add_argument("--storage", default="sqlite:///epnas.db", help="Optuna storage URL")
@@ -122,7 +120,8 @@ def search(args: argparse.Namespace) -> int:
 
     space = make_space(args)
     device = None if args.device == "auto" else args.device
-    data = load_dataset(args.dataset, root=args.data_root, device=device, seed=args.seed, max_train=args.max_train)
+    data = load_dataset(args.dataset, root=args.data_root, device=device, seed=args.seed, max_train=args.max_train,
+                        image_size=args.image_size)
     study_name = args.study_name or f"{args.space}-{args.dataset}-{args.sampler}"
     run = open_search(  # a checkpoint or study made with other settings fails here, before any trial
         space, data, args.sampler, args.storage, study_name, k=args.k, iterations=args.iterations,

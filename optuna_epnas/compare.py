@@ -31,7 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_epnas import ranking
-from optuna_epnas.argtypes import positive_float, positive_int
+from optuna_epnas.argtypes import add_data_arguments, positive_float, positive_int
 from optuna_epnas.compare_report import (
     best_so_far, choose_by_validation, conclusions, default_target, fmt_acc, results_markdown, sampler_of,
     sampler_table, search_seconds, summarise, surrogate_table, top_architectures, trials_to_reach, write_plots,
@@ -294,9 +294,7 @@ def add_compare_parser(commands: Any) -> argparse.ArgumentParser:
     space.add_argument("--ops", type=op_list, default=None,
                        help="comma-separated subset of the operations (default: all)")
     data = c.add_argument_group("data")
-    data.add_argument("--dataset", choices=available_datasets(), default="digits")
-    data.add_argument("--data-root", default=None, help="folder holding the data set files (fashion-mnist, cifar10)")
-    data.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training images")
+    add_data_arguments(data, available_datasets())
     runs = c.add_argument_group("runs")
     runs.add_argument("--samplers", type=sampler_list, default=SAMPLER_NAMES,
                       help=f"comma-separated, of {','.join(SAMPLER_NAMES)} (default: all four)")
@@ -380,7 +378,8 @@ def compare_command(args: argparse.Namespace) -> int:
 
     space = make_space(args)
     device = None if args.device == "auto" else args.device
-    data = load_dataset(args.dataset, root=args.data_root, device=device, seed=DATA_SEED, max_train=args.max_train)
+    data = load_dataset(args.dataset, root=args.data_root, device=device, seed=DATA_SEED, max_train=args.max_train,
+                        image_size=args.image_size)
     plan = make_plan(args, space, data)
     total, planned = len(args.samplers) * args.seeds, planned_trials(space, args.k, args.iterations)
     say(f"epnas compare: {', '.join(args.samplers)} × seeds 0..{args.seeds - 1} on {space!r} "
@@ -422,7 +421,7 @@ def make_plan(args: argparse.Namespace, space: SearchSpace, data: DeviceData) ->
                 "batch_size": args.batch_size, "lr": args.lr},
         final={"epochs": args.final_epochs, "channels": args.final_channels or DEFAULT_CHANNELS[kind],
                "cells": args.final_cells if kind == "micro" else None, "dataset": args.dataset,
-               "max_train": args.max_train, "data_seed": DATA_SEED, "device": str(data.device),
+               "max_train": args.max_train, "image_size": data.image_size, "data_seed": DATA_SEED, "device": str(data.device),
                "schedule": FINAL_SCHEDULE},
         top=args.top, quiet=args.quiet, max_train=args.max_train,
     )

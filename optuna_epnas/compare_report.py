@@ -411,7 +411,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         "",
         *[f"- {name}: `{json.dumps(value)}`" for name, value in (
             ("search space", s["space"]),
-            ("data", {k: s[k] for k in ("dataset", "data_root", "max_train", "data_seed")}),
+            ("data", {k: s.get(k) for k in ("dataset", "data_root", "max_train", "image_size", "data_seed")}),
             ("runs", {"samplers": s["samplers"], "seeds": s["seeds"], "budget": results["budget"]}),
             ("search", {k: s[k] for k in ("k", "iterations", "tau_start", "tau_end", "ensemble", "epochs", "channels",
                                           "batch_size", "lr")}),

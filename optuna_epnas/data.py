@@ -305,12 +305,15 @@ def load_dataset(
     val_fraction: float = 0.1,
     seed: int = 0,
     max_train: int | None = None,
+    image_size: int | None = None,
 ) -> DeviceData:
     """Load ``name`` onto ``device`` (default: cuda if available, else cpu).
 
     Validation is a stratified ``val_fraction`` of the official training set, drawn with
     ``numpy.random.RandomState(seed)``; ``max_train`` then (stratified, same RNG) subsamples
     what is left for training.  The test split is never touched by ``seed``/``max_train``.
+    ``image_size`` shrinks every split to that many pixels a side (area averaging): a proxy
+    task a CPU can search on; it never enlarges.
     """
     key = str(name).lower().replace("_", "-")
     if key not in _DATASETS:
@@ -319,6 +322,8 @@ def load_dataset(
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if max_train is not None and max_train < 1:
         raise ValueError(f"max_train must be a positive integer or None, got {max_train}")
+    if image_size is not None and image_size < 1:
+        raise ValueError(f"image_size must be a positive integer or None, got {image_size}")
     device = default_device() if device is None else torch.device(device)
 
     if key == "digits":
@@ -339,6 +344,14 @@ def load_dataset(
         train_x, train_y, test_x, test_y = _load_cifar10(root)
         num_classes, crop_padding, flip = 10, 4, True
 
+    native = int(train_x.shape[-1])
+    if image_size is not None and image_size > native:
+        raise ValueError(f"image_size {image_size} is larger than the {key} images ({native}x{native}); "
+                         f"give a size of at most {native} (images are only ever shrunk)")
+    size = native if image_size is None else int(image_size)
+    # The crop shift is a fraction of the image: scale it with the image, at least one pixel.
+    crop_padding = max(1, round(crop_padding * size / native))
+
     rng = np.random.RandomState(seed)
     val_idx, tr_idx = _stratified_take(train_y, _held_count(len(train_y), val_fraction), rng)
     if max_train is not None and max_train < len(tr_idx):
@@ -349,7 +362,8 @@ def load_dataset(
         # Copy uint8 to the device first (4x less traffic than float32), convert there.
         # Always a fresh tensor, so normalising in place below cannot touch the source arrays.
         t = torch.from_numpy(np.ascontiguousarray(a)).to(device)
-        return t.float().div_(255.0) if t.dtype == torch.uint8 else t.to(torch.float32, copy=True)
+        t = t.float().div_(255.0) if t.dtype == torch.uint8 else t.to(torch.float32, copy=True)
+        return t if size == native else torch.nn.functional.interpolate(t, size=(size, size), mode="area")
 
     tx, vx, sx = put(train_x[tr_idx]), put(train_x[val_idx]), put(test_x)
     var, mean = torch.var_mean(tx, dim=(0, 2, 3), correction=0)

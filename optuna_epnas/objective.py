@@ -102,6 +102,7 @@ class SupernetObjective:
         return {
             "space": self.space.spec(), "channels": self.channels, "dataset": self.data.name,
             "num_classes": self.data.num_classes, "in_channels": self.data.in_channels, "seed": self.seed,
+            "image_size": self.data.image_size, "train_images": len(self.data.train_y),
         }
 
     def build(self) -> torch.nn.Module:

@@ -38,7 +38,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from optuna_epnas.argtypes import positive_int
+from optuna_epnas.argtypes import add_data_arguments, positive_int
 from optuna_epnas.dashboard import RANKING_MARKER
 from optuna_epnas.data import DeviceData, load_dataset
 from optuna_epnas.export import ModelSpec
@@ -410,9 +410,7 @@ def add_ranking_parser(commands: Any) -> argparse.ArgumentParser:
                    help="micro: normal cells per stage (default: the search's)")
     r.add_argument("--seed", type=int, default=None,
                    help="initialisation, data order and validation split (default: the search's seed)")
-    r.add_argument("--data-root", default=None, help="folder holding the data set files (fashion-mnist, cifar10)")
-    r.add_argument("--max-train", type=positive_int, default=None,
-                   help="use at most this many training images (as the search did, if it was limited)")
+    add_data_arguments(r, None, from_search=True)
     r.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     r.add_argument("--surrogate-only", action="store_true", help="skip the stand-alone training (seconds, not minutes)")
     r.add_argument("--no-note", action="store_true", help="leave the study's optuna-dashboard note alone")
@@ -461,9 +459,11 @@ def ranking_command(args: argparse.Namespace) -> int:
         seed = spec.get("seed", 0) if args.seed is None else args.seed
         channels = args.channels or int(spec["channels"])
         device = None if args.device == "auto" else args.device
-        data = load_dataset(spec["dataset"], root=args.data_root, device=device, seed=seed, max_train=args.max_train)
+        data = load_dataset(spec["dataset"], root=args.data_root, device=device, seed=seed, max_train=args.max_train,
+                            image_size=args.image_size or spec.get("image_size"))
         settings = {"epochs": args.epochs, "channels": channels, "cells": args.cells, "seed": seed,
-                    "dataset": spec["dataset"], "max_train": args.max_train, "device": str(data.device)}
+                    "dataset": spec["dataset"], "max_train": args.max_train, "image_size": data.image_size,
+                    "device": str(data.device)}
         available = len(_latest_full_size(_labelled(study), space.max_level))
         print(f"epnas ranking: study {args.study!r}: {available} distinct full-size architectures, training "
               f"{min(args.n, available)} from scratch ({args.epochs} epochs, {channels} channels, {spec['dataset']} "

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
-from optuna_epnas.argtypes import positive_float, positive_int
+from optuna_epnas.argtypes import add_data_arguments, positive_float, positive_int
 from optuna_epnas.data import DeviceData, available_datasets, load_dataset, make_generator
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
@@ -254,10 +254,8 @@ def add_train_parser(commands: Any) -> argparse.ArgumentParser:
     source.add_argument("--layers", type=positive_int, default=12,
                         help="macro --arch: layers of the space (it sets where the resolution halves)")
     source.add_argument("--blocks", type=positive_int, default=5, help="micro --arch: blocks of a cell")
-    t.add_argument("--dataset", choices=available_datasets(), default=None,
-                   help="data set (default: the one the study searched on, else digits)")
-    t.add_argument("--data-root", default=None, help="folder holding the data set files (fashion-mnist, cifar10)")
-    t.add_argument("--max-train", type=positive_int, default=None, help="use at most this many training images")
+    add_data_arguments(t, available_datasets(), dataset_default=None, from_search=True,
+                       dataset_help="data set (default: the one the study searched on, else digits)")
     t.add_argument("--epochs", type=positive_int, default=30, help="training epochs, from scratch")
     t.add_argument("--channels", type=positive_int, default=None,
                    help=f"network width (default: {DEFAULT_CHANNELS['macro']} macro, {DEFAULT_CHANNELS['micro']} "
@@ -391,7 +389,9 @@ def train_command(args: argparse.Namespace) -> int:
 
     dataset = args.dataset or search_spec.get("dataset") or "digits"
     device = None if args.device == "auto" else args.device
-    data = load_dataset(dataset, root=args.data_root, device=device, seed=args.seed, max_train=args.max_train)
+    image_size = args.image_size or search_spec.get("image_size")
+    data = load_dataset(dataset, root=args.data_root, device=device, seed=args.seed, max_train=args.max_train,
+                        image_size=image_size)
     spec = ModelSpec(space=space.spec(), arch=space.key(arch), num_classes=data.num_classes,
                      in_channels=data.in_channels, channels=channels, cells=args.cells if kind == "micro" else None)
     model = _seeded(args.seed, spec.build)
@@ -399,7 +399,8 @@ def train_command(args: argparse.Namespace) -> int:
     cuda = data.device.type == "cuda"
     settings = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "momentum": 0.9,
                 "weight_decay": args.weight_decay, "seed": args.seed, "channels": channels, "cells": spec.cells,
-                "dataset": dataset, "max_train": args.max_train, "device": str(data.device),
+                "dataset": dataset, "max_train": args.max_train, "image_size": data.image_size,
+                "device": str(data.device),
                 "amp_bf16": cuda, "channels_last": cuda}
     fit = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, weight_decay=args.weight_decay,
                seed=args.seed)

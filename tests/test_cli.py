@@ -91,6 +91,8 @@ def test_bad_arguments_exit_with_a_clear_message(tmp_path, capsys):
     capsys.readouterr()
     assert main(SMALL + ["--storage", url, "--study-name", "x", "--channels", "8"]) == 2
     assert "other settings" in capsys.readouterr().err
+    assert main(SMALL + ["--storage", url, "--study-name", "x", "--image-size", "6"]) == 2
+    assert "'image_size': 6" in capsys.readouterr().err
     assert len(completed(url, "x")) == PLANNED  # nothing lost
 
 

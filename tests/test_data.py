@@ -106,6 +106,28 @@ def test_digits_max_train_subsamples_only_train(digits):
     assert len(load_dataset("digits", device="cpu", max_train=10**6).train_y) == len(digits.train_y)
 
 
+def test_image_size_shrinks_every_split_by_area_averaging(tmp_path):
+    ref = write_fashion_mnist(tmp_path, n_train=60, n_test=20)
+    full = load_dataset("fashion-mnist", root=tmp_path, device="cpu")
+    small = load_dataset("fashion-mnist", root=tmp_path, device="cpu", image_size=14)
+    assert small.image_size == 14 and small.crop_padding == 1 and full.crop_padding == 2
+    for split in ("train", "val", "test"):
+        assert getattr(small, f"{split}_x").shape[2:] == (14, 14)
+        assert torch.equal(getattr(small, f"{split}_y"), getattr(full, f"{split}_y"))  # same images, same order
+    # 2x2 means of the raw test pixels, normalised with the shrunk train statistics
+    raw = torch.from_numpy(ref["test_images"]).float().div(255).reshape(20, 1, 14, 2, 14, 2).mean((3, 5))
+    expect = (raw - small.mean[0]) / small.std[0]
+    assert torch.allclose(small.test_x, expect, atol=1e-5)
+    assert abs(small.train_x.mean().item()) < 1e-5
+    assert load_dataset("fashion-mnist", root=tmp_path, device="cpu", image_size=28).crop_padding == 2
+
+
+@pytest.mark.parametrize("size, message", [(9, r"larger than the digits images \(8x8\)"), (0, "positive integer")])
+def test_bad_image_size(size, message):
+    with pytest.raises(ValueError, match=message):
+        load_dataset("digits", device="cpu", image_size=size)
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
 def test_bad_val_fraction(fraction):
     with pytest.raises(ValueError, match="val_fraction"):
