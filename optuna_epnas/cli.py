@@ -12,7 +12,7 @@ from typing import Sequence
 import optuna
 from optuna.trial import TrialState
 
-from optuna_epnas.argtypes import add_data_arguments, positive_float, positive_int
+from optuna_epnas.argtypes import add_data_arguments, positive_int
 from optuna_epnas.compare import add_compare_parser, compare_command
 from optuna_epnas.dashboard import add_dashboard_parser, dashboard_command
 from optuna_epnas.data import available_datasets, load_dataset
@@ -20,8 +20,10 @@ from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.ranking import add_ranking_parser, ranking_command
-from optuna_epnas.search import SAMPLER_NAMES, Progress, make_space, op_list, open_search
-from optuna_epnas.spaces import MACRO_OPS, MacroSpace, space_from_spec
+from optuna_epnas.search import (
+    SAMPLER_NAMES, Progress, add_search_arguments, add_space_arguments, make_space, open_search,
+)
+from optuna_epnas.spaces import MacroSpace, space_from_spec
 from optuna_epnas.train import add_train_parser, load_search_study, resolve_source, train_command
 
 
@@ -35,31 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run an architecture search; re-running the same command resumes it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    s.add_argument("--space", choices=("macro", "micro"), default="macro",
-                   help="macro: a chain of layers with skips; micro: a cell of blocks, stacked")
+    add_space_arguments(s)
     add_data_arguments(s, available_datasets())
     s.add_argument("--sampler", choices=SAMPLER_NAMES, default="epnas",
                    help="epnas: sampling with annealed τ; pnas: top-K; tpe/random: baselines on the same space")
     s.add_argument("--storage", default="sqlite:///epnas.db", help="Optuna storage URL")
     s.add_argument("--study-name", default=None, help="default: <space>-<dataset>-<sampler>")
-    s.add_argument("--k", type=positive_int, default=25, help="architectures kept per level")
-    s.add_argument("--iterations", type=positive_int, default=3, help="progressions from level 1 to full depth")
-    s.add_argument("--tau-start", type=positive_float, default=10.0, help="temperature of the first iteration")
-    s.add_argument("--tau-end", type=positive_float, default=1.0, help="temperature of the last iteration")
-    s.add_argument("--ensemble", type=positive_int, default=1,
-                   help="LSTM surrogates averaged per level (1: the paper's EPNAS; PNAS used 5)")
     s.add_argument("--n-trials", type=positive_int, default=None,
                    help="trial budget of tpe/random (default: the trials of the EPNAS schedule)")
-    s.add_argument("--epochs", type=positive_int, default=3, help="training epochs per sampled architecture")
-    s.add_argument("--layers", type=positive_int, default=12, help="macro: layers of a complete architecture")
-    s.add_argument("--blocks", type=positive_int, default=5, help="micro: blocks of a complete cell")
-    s.add_argument("--cells", type=positive_int, default=2, help="micro: normal cells between reductions (N)")
-    s.add_argument("--ops", type=op_list, default=None,
-                   help=f"comma-separated subset of the operations (default: all; macro {','.join(MACRO_OPS)}; "
-                        "micro adds identity)")
-    s.add_argument("--channels", type=positive_int, default=24, help="supernet width")
-    s.add_argument("--batch-size", type=positive_int, default=128)
-    s.add_argument("--lr", type=positive_float, default=0.05)
+    add_search_arguments(s)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     s.add_argument("--quiet", action="store_true", help="no per-trial progress lines")

@@ -31,7 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_epnas import ranking
-from optuna_epnas.argtypes import add_data_arguments, positive_float, positive_int
+from optuna_epnas.argtypes import accuracy, add_data_arguments, non_negative_int, positive_int
 from optuna_epnas.compare_report import (
     best_so_far, choose_by_validation, conclusions, default_target, fmt_acc, results_markdown, sampler_of,
     sampler_table, search_seconds, summarise, surrogate_table, top_architectures, trials_to_reach, write_plots,
@@ -40,7 +40,8 @@ from optuna_epnas.data import DeviceData, available_datasets, load_dataset
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.schedule import planned_trials
 from optuna_epnas.search import (
-    PROGRESSIVE, SAMPLER_NAMES, Progress, finished_trials, make_space, op_list, open_search,
+    PROGRESSIVE, SAMPLER_NAMES, Progress, add_search_arguments, add_space_arguments, finished_trials, make_space,
+    open_search,
 )
 from optuna_epnas.spaces import MicroSpace, SearchSpace
 from optuna_epnas.train import DEFAULT_CHANNELS, _HelpFormatter, _seeded, train_final
@@ -255,25 +256,11 @@ def sampler_list(text: str) -> tuple[str, ...]:
     return names
 
 
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, got {text}")
-    return value
-
-
-def accuracy(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be an accuracy in (0, 1], got {text}")
-    return value
-
-
 #: The options that make a comparison, in the parser's order: `results.md` rebuilds the command from them.
 SETTING_OPTIONS = (
-    "space", "layers", "blocks", "cells", "ops", "dataset", "data_root", "max_train", "samplers", "seeds", "budget",
-    "k", "iterations", "tau_start", "tau_end", "ensemble", "epochs", "channels", "batch_size", "lr", "top",
-    "final_epochs", "final_channels", "final_cells", "target", "ranking_n", "out", "device",
+    "space", "layers", "blocks", "cells", "ops", "dataset", "data_root", "max_train", "image_size", "samplers",
+    "seeds", "budget", "k", "iterations", "tau_start", "tau_end", "ensemble", "epochs", "channels", "batch_size", "lr",
+    "top", "final_epochs", "final_channels", "final_cells", "target", "ranking_n", "out", "device",
 )
 
 
@@ -286,13 +273,7 @@ def add_compare_parser(commands: Any) -> argparse.ArgumentParser:
                     "results.json and plots into --out. Re-running the same command resumes it.",
         formatter_class=_HelpFormatter,
     )
-    space = c.add_argument_group("search space (as epnas search)")
-    space.add_argument("--space", choices=("macro", "micro"), default="macro")
-    space.add_argument("--layers", type=positive_int, default=12, help="macro: layers of a complete architecture")
-    space.add_argument("--blocks", type=positive_int, default=5, help="micro: blocks of a complete cell")
-    space.add_argument("--cells", type=positive_int, default=2, help="micro: normal cells between reductions (search)")
-    space.add_argument("--ops", type=op_list, default=None,
-                       help="comma-separated subset of the operations (default: all)")
+    add_space_arguments(c.add_argument_group("search space (as epnas search)"))
     data = c.add_argument_group("data")
     add_data_arguments(data, available_datasets())
     runs = c.add_argument_group("runs")
@@ -301,16 +282,7 @@ def add_compare_parser(commands: Any) -> argparse.ArgumentParser:
     runs.add_argument("--seeds", type=positive_int, default=3, help="runs per sampler, seeds 0..N-1")
     runs.add_argument("--budget", type=positive_int, default=None,
                       help="finished trials per run, every sampler (default: the trials the EPNAS schedule plans)")
-    search = c.add_argument_group("search (as epnas search)")
-    search.add_argument("--k", type=positive_int, default=25, help="architectures kept per level")
-    search.add_argument("--iterations", type=positive_int, default=3, help="progressions from level 1 to full depth")
-    search.add_argument("--tau-start", type=positive_float, default=10.0, help="EPNAS temperature, first iteration")
-    search.add_argument("--tau-end", type=positive_float, default=1.0, help="EPNAS temperature, last iteration")
-    search.add_argument("--ensemble", type=positive_int, default=1, help="LSTM surrogates averaged per level")
-    search.add_argument("--epochs", type=positive_int, default=3, help="supernet training epochs per trial")
-    search.add_argument("--channels", type=positive_int, default=24, help="supernet width")
-    search.add_argument("--batch-size", type=positive_int, default=128, help="supernet SGD batch size")
-    search.add_argument("--lr", type=positive_float, default=0.05, help="supernet SGD learning rate")
+    add_search_arguments(c.add_argument_group("search (as epnas search)"))
     final = c.add_argument_group("stand-alone training (train_final's schedule, as epnas train's defaults)")
     final.add_argument("--top", type=positive_int, default=3,
                        help="distinct full-size architectures per run, best supernet accuracy first")

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_epnas.argtypes import positive_float, positive_int
 from optuna_epnas.dashboard import DashboardRecorder
 from optuna_epnas.data import DeviceData
 from optuna_epnas.objective import SupernetObjective, checkpoint_path_for
@@ -31,6 +32,32 @@ def op_list(text: str) -> tuple[str, ...]:
     if not ops or unknown:
         raise argparse.ArgumentTypeError(f"unknown operation(s) {unknown or [text]}; choose from {','.join(MICRO_OPS)}")
     return ops
+
+
+def add_space_arguments(group: argparse._ActionsContainer) -> None:
+    """The search-space options of ``epnas search`` and ``epnas compare``."""
+    group.add_argument("--space", choices=("macro", "micro"), default="macro",
+                       help="macro: a chain of layers with skips; micro: a cell of blocks, stacked")
+    group.add_argument("--layers", type=positive_int, default=12, help="macro: layers of a complete architecture")
+    group.add_argument("--blocks", type=positive_int, default=5, help="micro: blocks of a complete cell")
+    group.add_argument("--cells", type=positive_int, default=2, help="micro: normal cells between reductions (N)")
+    group.add_argument("--ops", type=op_list, default=None,
+                       help=f"comma-separated subset of the operations (default: all; macro {','.join(MACRO_OPS)}; "
+                            "micro adds identity)")
+
+
+def add_search_arguments(group: argparse._ActionsContainer) -> None:
+    """The sampler and supernet-training options of ``epnas search`` and ``epnas compare``."""
+    group.add_argument("--k", type=positive_int, default=25, help="architectures kept per level")
+    group.add_argument("--iterations", type=positive_int, default=3, help="progressions from level 1 to full depth")
+    group.add_argument("--tau-start", type=positive_float, default=10.0, help="EPNAS temperature, first iteration")
+    group.add_argument("--tau-end", type=positive_float, default=1.0, help="EPNAS temperature, last iteration")
+    group.add_argument("--ensemble", type=positive_int, default=1,
+                       help="LSTM surrogates averaged per level (1: the paper's EPNAS; PNAS used 5)")
+    group.add_argument("--epochs", type=positive_int, default=3, help="supernet training epochs per trial")
+    group.add_argument("--channels", type=positive_int, default=24, help="supernet width")
+    group.add_argument("--batch-size", type=positive_int, default=128, help="supernet SGD batch size")
+    group.add_argument("--lr", type=positive_float, default=0.05, help="supernet SGD learning rate")
 
 
 def make_space(args: argparse.Namespace) -> SearchSpace:
