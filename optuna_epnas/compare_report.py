@@ -115,7 +115,8 @@ def _pair_line(a: str, b: str, summary: dict[str, dict[str, Any]], test_images: 
     diff = 100 * (sa["test_error_mean"] - sb["test_error_mean"])
     word = "higher than" if diff > 0 else "lower than" if diff < 0 else "equal to"
     images = abs(diff) / 100 * test_images
-    by = f" by {abs(diff):.2f} points (≈{images:.1f} of the {test_images} test images)" if diff else ""
+    count = f"{images:.0f}" if images >= 10 else f"{images:.1f}"  # a mean over seeds: tenths only when few
+    by = f" by {abs(diff):.2f} points (≈{count} of the {test_images:,} test images)" if diff else ""
     pairs = [(x, y) for x, y in zip(sa["test_errors"], sb["test_errors"]) if x is not None and y is not None]
     seeds = (f"; lower on {sum(x < y for x, y in pairs)} of {len(pairs)} seeds, higher on "
              f"{sum(x > y for x, y in pairs)}") if pairs else ""

@@ -5,7 +5,7 @@
 # readable results only (results.md, results.json, *.png).
 #   bash studies/compare_macro.sh digits     # ~15-20 min on a 2-core CPU
 #   bash studies/compare_macro.sh fashion    # CPU-feasible Fashion-MNIST: 2,000 images at 14x14, ~45 min
-#   bash studies/compare_macro.sh fashion-epnas-variants   # EPNAS, sharper last τ; and + 5 surrogates
+#   bash studies/compare_macro.sh fashion-epnas-variants   # EPNAS: sharper last τ, + 5 surrogates, sharper still
 set -euo pipefail
 out=${OUT:-studies/runs}
 fashion=(--space macro --dataset fashion-mnist --max-train 2000 --image-size 14 --layers 5 --k 6 --iterations 2
@@ -22,12 +22,14 @@ case "${1:-digits}" in
       --out "$out/compare-macro-fashion" ;;
   fashion-epnas-variants)
     # What EPNAS's settings change, on the same proxy task, seeds and budget; judged at the target of the
-    # main comparison (run `fashion` first). ~10 minutes each.
+    # main comparison (run `fashion` first); finished folders are skipped. ~10 minutes each.
     target=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['target'])" \
       "$out/compare-macro-fashion/results.json")
     epnas compare "${fashion[@]}" --samplers epnas --tau-start 10 --tau-end 0.05 --target "$target" \
       --ranking-n 0 --out "$out/compare-macro-fashion-epnas-tau10-0.05"
     epnas compare "${fashion[@]}" --samplers epnas --tau-start 10 --tau-end 0.05 --ensemble 5 --target "$target" \
-      --ranking-n 0 --out "$out/compare-macro-fashion-epnas-tau10-0.05-ensemble5" ;;
+      --ranking-n 0 --out "$out/compare-macro-fashion-epnas-tau10-0.05-ensemble5"
+    epnas compare "${fashion[@]}" --samplers epnas --tau-start 10 --tau-end 0.005 --target "$target" \
+      --ranking-n 0 --out "$out/compare-macro-fashion-epnas-tau10-0.005" ;;
   *) echo "usage: $0 digits|fashion|fashion-epnas-variants" >&2; exit 2 ;;
 esac
