@@ -412,6 +412,10 @@ def analyse(args: argparse.Namespace, plan: Plan, studies: Sequence[optuna.Study
     ranking_settings = {**plan.final, "seed": 0}
     ranked = ranking_report(studies, plan.space, plan.data, args.ranking_n, ranking_settings,
                             plan.out / "ranking.json", say)
+    if ranked is not None:  # each run's dashboard note carries the comparison's ranking report too
+        for study in studies:
+            ranking.append_to_study_note(study, f"*Pooled over the {len(studies)} runs of the comparison in "
+                                                f"`{plan.out}` ({study.study_name} is one).*\n\n" + ranked["markdown"])
     test_images = len(plan.data.test_x)
     results: dict[str, Any] = {
         "format": RESULTS_FORMAT, "command": command_line(args),

@@ -5,7 +5,7 @@
 # readable results only (results.md, results.json, *.png).
 #   bash studies/compare_macro.sh digits     # ~15-20 min on a 2-core CPU
 #   bash studies/compare_macro.sh fashion    # CPU-feasible Fashion-MNIST: 2,000 images at 14x14, ~45 min
-#   bash studies/compare_macro.sh fashion-epnas-variants   # EPNAS: sharper last τ, + 5 surrogates, sharper still
+#   bash studies/compare_macro.sh fashion-epnas-variants   # EPNAS: sharper τ, + 5 surrogates, sharper still, K=3 x 3 iterations
 set -euo pipefail
 out=${OUT:-studies/runs}
 fashion=(--space macro --dataset fashion-mnist --max-train 2000 --image-size 14 --layers 5 --k 6 --iterations 2
@@ -30,6 +30,9 @@ case "${1:-digits}" in
     epnas compare "${fashion[@]}" --samplers epnas --tau-start 10 --tau-end 0.05 --ensemble 5 --target "$target" \
       --ranking-n 0 --out "$out/compare-macro-fashion-epnas-tau10-0.05-ensemble5"
     epnas compare "${fashion[@]}" --samplers epnas --tau-start 10 --tau-end 0.005 --target "$target" \
-      --ranking-n 0 --out "$out/compare-macro-fashion-epnas-tau10-0.005" ;;
+      --ranking-n 0 --out "$out/compare-macro-fashion-epnas-tau10-0.005"
+    # Smaller K, more iterations (the paper's 3), same 60-trial budget: 3 x 18 trials, then 6 of a 4th.
+    epnas compare "${fashion[@]}" --samplers epnas --k 3 --iterations 3 --budget 60 --target "$target" \
+      --ranking-n 0 --out "$out/compare-macro-fashion-epnas-k3-3iterations" ;;
   *) echo "usage: $0 digits|fashion|fashion-epnas-variants" >&2; exit 2 ;;
 esac

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import optuna
+import optuna_dashboard
 import pytest
 from optuna.trial import TrialState
 
@@ -128,6 +129,9 @@ def test_the_results_folder_reads_what_the_json_says(compared):
     median = sorted(r["best_supernet_accuracy"] for r in results["runs"])
     assert results["target"] == pytest.approx((median[1] + median[2]) / 2)
     assert "## Conclusions" in markdown and "## Ranking quality" in markdown
+    for name in RUNS:  # and in every run's optuna-dashboard study note
+        note = optuna_dashboard.get_note(load(out, name))
+        assert ranking.NOTE_MARKER in note and results["ranking"]["markdown"] in note and name in note
     assert results["command"].startswith("epnas compare --space macro --layers 2")
     assert f"`{results['command']}`" in markdown
 
