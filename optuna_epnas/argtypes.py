@@ -1,8 +1,11 @@
-"""argparse value types and the data options shared by the ``epnas`` subcommands."""
+"""argparse value types, and the data options shared by the ``epnas`` subcommands with the loader that reads them."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any, Mapping
+
+from optuna_epnas.data import DeviceData, load_dataset
 
 
 def _int_at_least(text: str, minimum: int, what: str) -> int:
@@ -48,3 +51,12 @@ def add_data_arguments(group: argparse._ActionsContainer, datasets: tuple[str, .
     group.add_argument("--image-size", type=positive_int, default=None,
                        help="shrink images to this many pixels a side (a proxy task a CPU can search on)"
                        + ("; default: the search's size" if from_search else "; default: the data set's own"))
+
+
+def load_data(args: argparse.Namespace, dataset: str, seed: int,
+              search: Mapping[str, Any] | None = None) -> DeviceData:
+    """The data the options of :func:`add_data_arguments` (and ``--device``) ask for; ``search``: the
+    settings a search recorded, whose image size is used unless ``--image-size`` is given."""
+    return load_dataset(dataset, root=args.data_root, device=None if args.device == "auto" else args.device,
+                        seed=seed, max_train=args.max_train,
+                        image_size=args.image_size or (search or {}).get("image_size"))

@@ -12,10 +12,10 @@ from typing import Sequence
 import optuna
 from optuna.trial import TrialState
 
-from optuna_epnas.argtypes import add_data_arguments, positive_int
+from optuna_epnas.argtypes import add_data_arguments, load_data, positive_int
 from optuna_epnas.compare import add_compare_parser, compare_command
 from optuna_epnas.dashboard import add_dashboard_parser, dashboard_command
-from optuna_epnas.data import available_datasets, load_dataset
+from optuna_epnas.data import available_datasets
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
@@ -105,9 +105,7 @@ def search(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     space = make_space(args)
-    device = None if args.device == "auto" else args.device
-    data = load_dataset(args.dataset, root=args.data_root, device=device, seed=args.seed, max_train=args.max_train,
-                        image_size=args.image_size)
+    data = load_data(args, args.dataset, args.seed)
     study_name = args.study_name or f"{args.space}-{args.dataset}-{args.sampler}"
     run = open_search(  # a checkpoint or study made with other settings fails here, before any trial
         space, data, args.sampler, args.storage, study_name, k=args.k, iterations=args.iterations,

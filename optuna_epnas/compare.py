@@ -31,12 +31,14 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_epnas import ranking
-from optuna_epnas.argtypes import accuracy, add_data_arguments, non_negative_int, positive_int
+from optuna_epnas.argtypes import (
+    accuracy, add_data_arguments, load_data, non_negative_int, positive_int,
+)
 from optuna_epnas.compare_report import (
     best_so_far, choose_by_validation, conclusions, default_target, fmt_acc, results_markdown, sampler_of,
     sampler_table, search_seconds, summarise, surrogate_table, top_architectures, trials_to_reach, write_plots,
 )
-from optuna_epnas.data import DeviceData, available_datasets, load_dataset
+from optuna_epnas.data import DeviceData, available_datasets
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.schedule import planned_trials
 from optuna_epnas.search import (
@@ -349,9 +351,7 @@ def compare_command(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     space = make_space(args)
-    device = None if args.device == "auto" else args.device
-    data = load_dataset(args.dataset, root=args.data_root, device=device, seed=DATA_SEED, max_train=args.max_train,
-                        image_size=args.image_size)
+    data = load_data(args, args.dataset, DATA_SEED)
     plan = make_plan(args, space, data)
     total, planned = len(args.samplers) * args.seeds, planned_trials(space, args.k, args.iterations)
     say(f"epnas compare: {', '.join(args.samplers)} × seeds 0..{args.seeds - 1} on {space!r} "
@@ -393,7 +393,8 @@ def make_plan(args: argparse.Namespace, space: SearchSpace, data: DeviceData) ->
                 "batch_size": args.batch_size, "lr": args.lr},
         final={"epochs": args.final_epochs, "channels": args.final_channels or DEFAULT_CHANNELS[kind],
                "cells": args.final_cells if kind == "micro" else None, "dataset": args.dataset,
-               "max_train": args.max_train, "image_size": data.image_size, "data_seed": DATA_SEED, "device": str(data.device),
+               "max_train": args.max_train, "image_size": data.image_size, "data_seed": DATA_SEED,
+               "device": str(data.device),
                "schedule": FINAL_SCHEDULE},
         top=args.top, quiet=args.quiet, max_train=args.max_train,
     )

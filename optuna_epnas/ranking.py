@@ -38,9 +38,9 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from optuna_epnas.argtypes import add_data_arguments, positive_int
+from optuna_epnas.argtypes import add_data_arguments, load_data, positive_int
 from optuna_epnas.dashboard import RANKING_MARKER
-from optuna_epnas.data import DeviceData, load_dataset
+from optuna_epnas.data import DeviceData
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.spaces import SearchSpace, space_from_spec
@@ -458,9 +458,7 @@ def ranking_command(args: argparse.Namespace) -> int:
     if not args.surrogate_only:
         seed = spec.get("seed", 0) if args.seed is None else args.seed
         channels = args.channels or int(spec["channels"])
-        device = None if args.device == "auto" else args.device
-        data = load_dataset(spec["dataset"], root=args.data_root, device=device, seed=seed, max_train=args.max_train,
-                            image_size=args.image_size or spec.get("image_size"))
+        data = load_data(args, spec["dataset"], seed, search=spec)
         settings = {"epochs": args.epochs, "channels": channels, "cells": args.cells, "seed": seed,
                     "dataset": spec["dataset"], "max_train": args.max_train, "image_size": data.image_size,
                     "device": str(data.device)}

@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
-from optuna_epnas.argtypes import add_data_arguments, positive_float, positive_int
-from optuna_epnas.data import DeviceData, available_datasets, load_dataset, make_generator
+from optuna_epnas.argtypes import add_data_arguments, load_data, positive_float, positive_int
+from optuna_epnas.data import DeviceData, available_datasets, make_generator
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
@@ -388,10 +388,7 @@ def train_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out} exists and is not a folder")
 
     dataset = args.dataset or search_spec.get("dataset") or "digits"
-    device = None if args.device == "auto" else args.device
-    image_size = args.image_size or search_spec.get("image_size")
-    data = load_dataset(dataset, root=args.data_root, device=device, seed=args.seed, max_train=args.max_train,
-                        image_size=image_size)
+    data = load_data(args, dataset, args.seed, search=search_spec)
     spec = ModelSpec(space=space.spec(), arch=space.key(arch), num_classes=data.num_classes,
                      in_channels=data.in_channels, channels=channels, cells=args.cells if kind == "micro" else None)
     model = _seeded(args.seed, spec.build)
