@@ -28,22 +28,24 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from optuna_epnas import ranking
 from optuna_epnas.argtypes import (
     accuracy, add_data_arguments, load_data, non_negative_int, positive_int,
 )
 from optuna_epnas.compare_report import (
-    best_so_far, choose_by_validation, conclusions, default_target, fmt_acc, results_markdown, sampler_of,
+    best_so_far, choose_by_validation, conclusions, default_target, fmt_acc, paired_differences, results_markdown,
+    sampler_of,
     sampler_table, search_seconds, summarise, surrogate_table, top_architectures, trials_to_reach, write_plots,
 )
 from optuna_epnas.data import DeviceData, available_datasets
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.schedule import planned_trials
+from optuna_epnas.cost import cumulative_cost, total_cost
 from optuna_epnas.search import (
-    PROGRESSIVE, SAMPLER_NAMES, Progress, add_search_arguments, add_space_arguments, finished_trials, make_space,
-    open_search,
+    BASELINES, PROGRESSIVE, SAMPLER_NAMES, Progress, SearchSettings, add_search_arguments, add_space_arguments,
+    finished_trials, make_space, open_search, resolve_settings, settings_from_args,
 )
 from optuna_epnas.spaces import MicroSpace, SearchSpace
 from optuna_epnas.train import DEFAULT_CHANNELS, _HelpFormatter, _seeded, train_final
@@ -176,19 +178,30 @@ class Plan:
     data: DeviceData
     storage: optuna.storages.RDBStorage  # one for all runs: a storage per study re-checks the schema each time
     out: Path
-    budget: int
-    search: dict[str, Any]  # open_search keywords: the same for every run but the seed
+    budget: int  # trials: every run's (--budget-kind trials), or the equal-trial view's (compute)
+    given: dict[str, Any]  # search settings from the command line; each variant resolves its own from them
     final: dict[str, Any]  # stand-alone training settings but the seed
     top: int
     quiet: bool
     max_train: int | None = None
+    budget_kind: str = "trials"
+    final_seeds: int = 1
+
+    def settings(self, sampler: str) -> SearchSettings:
+        return resolve_settings(sampler, self.given)
 
 
-def run_settings(plan: Plan, sampler: str, seed: int) -> dict[str, Any]:
+#: Under ``--budget-kind compute`` TPE and random search stop at this many times the schedule's
+#: trials at the latest, whatever they have spent (a guard against an objective that records no cost).
+COMPUTE_TRIAL_CAP = 20
+
+
+def run_settings(plan: Plan, sampler: str, seed: int, cost_budget: float | None) -> dict[str, Any]:
     """What a run's study must have been made with to be resumed (JSON-normalised: tuples -> lists)."""
     return json.loads(json.dumps({
-        "sampler": sampler, "seed": seed, "budget": plan.budget, "space": plan.space.spec(),
-        "dataset": plan.data.name, "max_train": plan.max_train, "data_seed": DATA_SEED, **plan.search}))
+        "sampler": sampler, "seed": seed, "budget": plan.budget, "budget_kind": plan.budget_kind,
+        "cost_budget": cost_budget, "space": plan.space.spec(), "dataset": plan.data.name,
+        "max_train": plan.max_train, "data_seed": DATA_SEED, **plan.settings(sampler).to_dict()}))
 
 
 def _check_run_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
@@ -202,48 +215,87 @@ def _check_run_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
                          "command to resume the comparison, or use another --out")
 
 
-def do_run(plan: Plan, sampler: str, seed: int, position: str,
-           say: Callable[[str], None]) -> tuple[optuna.Study, dict[str, Any]]:
-    """Search (or resume, or skip a finished search), then train its top architectures stand-alone."""
-    study, record = search_run(plan, sampler, seed, position, say)
-    top = top_architectures(finished_trials(study), plan.space.max_level, plan.top)
-    record["candidates"] = standalone_results(record["run"], top, plan.space, plan.data, {**plan.final, "seed": seed},
-                                              plan.out / "standalone" / f"{record['run']}.json", say)
-    chosen = choose_by_validation(record["candidates"])
-    record["chosen"] = None if chosen is None else chosen["rank"]
-    record["test_error"] = None if chosen is None else chosen["test_error"]
+def choose_and_retest(plan: Plan, run: str, seed: int, trials: Sequence[FrozenTrial], cache: Path,
+                      say: Callable[[str], None]) -> dict[str, Any]:
+    """The top architectures of ``trials`` stand-alone (training seed ``seed``), the one chosen by
+    validation accuracy, and its test error averaged over ``plan.final_seeds`` training seeds."""
+    top = top_architectures(trials, plan.space.max_level, plan.top)
+    candidates = standalone_results(run, top, plan.space, plan.data, {**plan.final, "seed": seed}, cache, say)
+    chosen = choose_by_validation(candidates)
+    out: dict[str, Any] = {"candidates": candidates, "chosen": None, "test_error": None, "test_errors": []}
     if chosen is None:
-        say(f"run {record['run']}: no full-size architecture within the budget, nothing to train stand-alone")
-    else:
-        say(f"run {record['run']}: chosen #{chosen['rank']} by stand-alone validation accuracy "
-            f"{chosen['val_accuracy']:.4f}: test error {100 * chosen['test_error']:.2f}%")
+        say(f"run {run}: no full-size architecture within the budget, nothing to train stand-alone")
+        return out
+    errors = [chosen["test_error"]]
+    for extra in range(1, plan.final_seeds):  # the same network, other initialisations and data orders
+        again = standalone_results(run, [{**chosen, "rank": f"{chosen['rank']}, training seed {seed + 1000 * extra}"}],
+                                   plan.space, plan.data, {**plan.final, "seed": seed + 1000 * extra}, cache, say)
+        errors.append(again[0]["test_error"])
+    out.update(chosen=chosen["rank"], test_error=float(np.mean(errors)), test_errors=errors)
+    say(f"run {run}: chosen #{chosen['rank']} by stand-alone validation accuracy {chosen['val_accuracy']:.4f}: "
+        f"test error {100 * out['test_error']:.2f}% (mean of {len(errors)} training seeds: "
+        f"{', '.join(f'{100 * e:.2f}' for e in errors)})")
+    return out
+
+
+def do_run(plan: Plan, sampler: str, seed: int, position: str, say: Callable[[str], None],
+           cost_budget: float | None = None) -> tuple[optuna.Study, dict[str, Any]]:
+    """Search (or resume, or skip a finished search), then train its top architectures stand-alone.
+
+    Under a compute budget, a run that made more trials than the equal-trial budget is also judged
+    as if it had stopped there (the first ``plan.budget`` trials of a seeded run are the run that
+    budget would have made): ``record["equal_trials"]``.
+    """
+    study, record = search_run(plan, sampler, seed, position, say, cost_budget)
+    trials = finished_trials(study)
+    cache = plan.out / "standalone" / f"{record['run']}.json"
+    record.update(choose_and_retest(plan, record["run"], seed, trials, cache, say))
+    if plan.budget_kind == "compute":
+        if len(trials) > plan.budget:
+            prefix = trials[:plan.budget]
+            curve = best_so_far(prefix, plan.space.max_level)
+            record["equal_trials"] = {"trials": plan.budget, "best_supernet_accuracy": curve[-1] if curve else None,
+                                      "cost_macs": record["cost_curve"][plan.budget - 1],
+                                      **choose_and_retest(plan, record["run"], seed, prefix, cache, say)}
+        else:
+            record["equal_trials"] = {k: record[k] for k in ("trials", "best_supernet_accuracy", "candidates",
+                                                             "chosen", "test_error", "test_errors")}
+            record["equal_trials"]["cost_macs"] = record["total_cost_macs"]
     return study, record
 
 
-def search_run(plan: Plan, sampler: str, seed: int, position: str,
-               say: Callable[[str], None]) -> tuple[optuna.Study, dict[str, Any]]:
+def search_run(plan: Plan, sampler: str, seed: int, position: str, say: Callable[[str], None],
+               cost_budget: float | None = None) -> tuple[optuna.Study, dict[str, Any]]:
     """The run's search, run, resumed or skipped when finished, and what it measured."""
     name = f"{sampler}-seed{seed}"
-    search = open_search(plan.space, plan.data, sampler, plan.storage, name, seed=seed, budget=plan.budget,
-                         **plan.search)
-    _check_run_settings(search.study, run_settings(plan, sampler, seed))
+    if cost_budget is not None:  # TPE / random under --budget-kind compute
+        budget = COMPUTE_TRIAL_CAP * plan.budget
+    else:
+        budget = None if plan.budget_kind == "compute" else plan.budget  # compute: a schedule runs to its end
+    search = open_search(plan.space, plan.data, sampler, plan.storage, name, settings=plan.settings(sampler),
+                         seed=seed, budget=budget, cost_budget=cost_budget)
+    _check_run_settings(search.study, run_settings(plan, sampler, seed, cost_budget))
     done, skipped = search.finished, search.is_done()
     if not skipped:
-        say(f"run {name} {position}: search " + (f"resuming at {done}/{plan.budget} trials" if done
-                                                  else f"starting, {plan.budget} trials"))
-        progress = Progress(search.study, plan.space, plan.budget, search.sampler if search.progressive else None,
-                             quiet=plan.quiet)
+        goal = f"{search.budget} trials" if cost_budget is None else f"{cost_budget:.3g} MACs of compute"
+        say(f"run {name} {position}: search " + (f"resuming at {done} trials of {goal}" if done
+                                                  else f"starting, {goal}"))
+        progress = Progress(search.study, plan.space, search.budget, search.sampler if search.progressive else None,
+                            quiet=plan.quiet)
         search.run([progress])
     trials = finished_trials(search.study)
     curve = best_so_far(trials, plan.space.max_level)
+    costs = cumulative_cost(search.study, trials)
     record: dict[str, Any] = {
         "run": name, "sampler": sampler, "seed": seed, "trials": len(trials),
         "failed": len(search.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
         "best_supernet_accuracy": curve[-1] if curve else None, "curve": curve,
+        "cost_curve": costs, "total_cost_macs": total_cost(search.study), "cost_budget_macs": cost_budget,
         "search_seconds": search_seconds(search.study),
     }
-    say(f"run {name} {position}: search {'already ' if skipped else ''}done, {len(trials)} trials, best full-size "
-        f"supernet accuracy {fmt_acc(record['best_supernet_accuracy'])}, {record['search_seconds']:.0f}s of trials")
+    say(f"run {name} {position}: search {'already ' if skipped else ''}done, {len(trials)} trials, "
+        f"{record['total_cost_macs']:.3g} MACs, best full-size supernet accuracy "
+        f"{fmt_acc(record['best_supernet_accuracy'])}, {record['search_seconds']:.0f}s of trials")
     return search.study, record
 
 
@@ -261,8 +313,9 @@ def sampler_list(text: str) -> tuple[str, ...]:
 #: The options that make a comparison, in the parser's order: `results.md` rebuilds the command from them.
 SETTING_OPTIONS = (
     "space", "layers", "blocks", "cells", "ops", "dataset", "data_root", "max_train", "image_size", "samplers",
-    "seeds", "budget", "k", "iterations", "tau_start", "tau_end", "ensemble", "epochs", "channels", "batch_size", "lr",
-    "top", "final_epochs", "final_channels", "final_cells", "target", "ranking_n", "out", "device",
+    "seeds", "budget_kind", "budget", "k", "iterations", "tau_start", "tau_end", "score", "acquisition", "beta",
+    "ensemble", "rescore", "warmup_epochs", "epochs", "channels", "batch_size", "lr", "top", "final_epochs",
+    "final_channels", "final_cells", "final_seeds", "target", "ranking_n", "out", "device",
 )
 
 
@@ -279,9 +332,14 @@ def add_compare_parser(commands: Any) -> argparse.ArgumentParser:
     data = c.add_argument_group("data")
     add_data_arguments(data, available_datasets())
     runs = c.add_argument_group("runs")
-    runs.add_argument("--samplers", type=sampler_list, default=SAMPLER_NAMES,
-                      help=f"comma-separated, of {','.join(SAMPLER_NAMES)} (default: all four)")
+    runs.add_argument("--samplers", type=sampler_list, default=BASELINES,
+                      help=f"comma-separated, of {','.join(SAMPLER_NAMES)} (default: {','.join(BASELINES)})")
     runs.add_argument("--seeds", type=positive_int, default=3, help="runs per sampler, seeds 0..N-1")
+    runs.add_argument("--budget-kind", choices=("trials", "compute"), default="trials",
+                      help="trials: every sampler gets --budget finished trials; compute: EPNAS/PNAS variants run "
+                           "their schedule, TPE and random run until they have spent what the first of them in "
+                           "--samplers spent with the same seed (multiply-adds, optuna_epnas.cost), and each run is "
+                           "also judged at --budget trials")
     runs.add_argument("--budget", type=positive_int, default=None,
                       help="finished trials per run, every sampler (default: the trials the EPNAS schedule plans)")
     add_search_arguments(c.add_argument_group("search (as epnas search)"))
@@ -293,6 +351,8 @@ def add_compare_parser(commands: Any) -> argparse.ArgumentParser:
                        help=f"width (default: {DEFAULT_CHANNELS['macro']} macro, {DEFAULT_CHANNELS['micro']} micro)")
     final.add_argument("--final-cells", type=positive_int, default=DEFAULT_FINAL_CELLS,
                        help="micro: normal cells per stage")
+    final.add_argument("--final-seeds", type=positive_int, default=2,
+                       help="training seeds of each run's chosen network; its test error is their mean")
     report = c.add_argument_group("report")
     report.add_argument("--target", type=accuracy, default=None,
                         help="supernet accuracy for 'trials to reach' (default: the median over all runs of the "
@@ -322,10 +382,16 @@ def _check(args: argparse.Namespace) -> None:
     """What argparse checks, again, for a Namespace made in Python."""
     if not args.samplers or any(s not in SAMPLER_NAMES for s in args.samplers):
         raise ValueError(f"--samplers must name some of {','.join(SAMPLER_NAMES)}, got {args.samplers!r}")
-    for name in ("seeds", "top", "final_epochs", "k", "iterations", "epochs"):
+    for name in ("seeds", "top", "final_epochs", "final_seeds"):
         value = getattr(args, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    if args.budget_kind not in ("trials", "compute"):
+        raise ValueError(f"--budget-kind must be trials or compute, got {args.budget_kind!r}")
+    if args.budget_kind == "compute" and not any(x in PROGRESSIVE for x in args.samplers):
+        raise ValueError("--budget-kind compute gives TPE and random search what an EPNAS/PNAS schedule spends: "
+                         f"name one of {','.join(PROGRESSIVE)} in --samplers")
+    resolve_settings("epnas", settings_from_args(args))  # bad values in a Namespace made in Python
     if args.budget is not None and args.budget < 1:
         raise ValueError(f"--budget must be a positive integer, got {args.budget!r}")
     if args.ranking_n < 0:
@@ -353,21 +419,35 @@ def compare_command(args: argparse.Namespace) -> int:
     space = make_space(args)
     data = load_data(args, args.dataset, DATA_SEED)
     plan = make_plan(args, space, data)
-    total, planned = len(args.samplers) * args.seeds, planned_trials(space, args.k, args.iterations)
+    settings = plan.settings("epnas")
+    total, planned = len(args.samplers) * args.seeds, planned_trials(space, settings.k, settings.iterations)
     say(f"epnas compare: {', '.join(args.samplers)} × seeds 0..{args.seeds - 1} on {space!r} "
         f"({space.cardinality():.3g} architectures), {args.dataset} on {data.device} ({len(data.train_x)} train / "
         f"{len(data.val_x)} val / {len(data.test_x)} test images)\n"
-        f"{total} runs of {plan.budget} trials each" + ("" if plan.budget == planned else
-                                                        f" (the EPNAS schedule plans {planned})")
+        + (f"{total} runs of {plan.budget} trials each" + ("" if plan.budget == planned else
+                                                           f" (the EPNAS schedule plans {planned})")
+           if plan.budget_kind == "trials" else
+           f"{total} runs at equal compute: schedules run to their end, TPE/random spend what "
+           f"{reference_sampler(args.samplers)} spent (judged at {plan.budget} trials too)")
         + f", stand-alone top {args.top} per run; everything in {plan.out}/")
 
     studies, runs = [], []
+    order = sorted(args.samplers, key=lambda x: x not in PROGRESSIVE)  # the compute reference runs first
     for seed in range(args.seeds):  # seed-major: an interrupted comparison has every sampler at equal seeds
-        for sampler in args.samplers:
+        reference = None
+        for sampler in order:
             position = f"({len(runs) + 1}/{total})"
-            study, record = do_run(plan, sampler, seed, position, say)
+            cost_budget = None
+            if plan.budget_kind == "compute" and sampler not in PROGRESSIVE:
+                cost_budget = reference
+            study, record = do_run(plan, sampler, seed, position, say, cost_budget)
+            if sampler == reference_sampler(args.samplers):
+                reference = record["total_cost_macs"]
             studies.append(study)
             runs.append(record)
+    rank = {sampler: i for i, sampler in enumerate(args.samplers)}  # report in the order given
+    pairs = sorted(zip(studies, runs), key=lambda p: (p[1]["seed"], rank[p[1]["sampler"]]))
+    studies, runs = [p[0] for p in pairs], [p[1] for p in pairs]
 
     results = analyse(args, plan, studies, runs, say)
     out = plan.out
@@ -380,23 +460,28 @@ def compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def reference_sampler(samplers: Sequence[str]) -> str:
+    """The progressive sampler whose spending sets TPE's and random search's compute budget."""
+    return next(x for x in samplers if x in PROGRESSIVE)
+
+
 def make_plan(args: argparse.Namespace, space: SearchSpace, data: DeviceData) -> Plan:
     kind = "micro" if isinstance(space, MicroSpace) else "macro"
+    defaults = resolve_settings("epnas", settings_from_args(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     return Plan(
         space=space, data=data, storage=optuna.storages.RDBStorage(f"sqlite:///{(out / 'studies.db').resolve()}"),
         out=out,
-        budget=args.budget or planned_trials(space, args.k, args.iterations),
-        search={"k": args.k, "iterations": args.iterations, "temperature": (args.tau_start, args.tau_end),
-                "ensemble": args.ensemble, "epochs": args.epochs, "channels": args.channels,
-                "batch_size": args.batch_size, "lr": args.lr},
+        budget=args.budget or planned_trials(space, defaults.k, defaults.iterations),
+        given=settings_from_args(args),
         final={"epochs": args.final_epochs, "channels": args.final_channels or DEFAULT_CHANNELS[kind],
                "cells": args.final_cells if kind == "micro" else None, "dataset": args.dataset,
                "max_train": args.max_train, "image_size": data.image_size, "data_seed": DATA_SEED,
                "device": str(data.device),
                "schedule": FINAL_SCHEDULE},
-        top=args.top, quiet=args.quiet, max_train=args.max_train,
+        top=args.top, quiet=args.quiet, max_train=args.max_train, budget_kind=args.budget_kind,
+        final_seeds=args.final_seeds,
     )
 
 
@@ -424,7 +509,9 @@ def analyse(args: argparse.Namespace, plan: Plan, studies: Sequence[optuna.Study
                      "data_seed": DATA_SEED},  # "space": the space's full spec, not only its kind
         "final": plan.final, "device": str(plan.data.device), "budget": plan.budget,
         "test_images": test_images, "target": target, "target_rule": rule,
-        "samplers": summary, "runs": runs,
+        "samplers": summary, "runs": runs, "paired": paired_differences(summary),
+        "search_settings": {x: plan.settings(x).to_dict() for x in args.samplers},
+        "compute_reference": reference_sampler(args.samplers) if plan.budget_kind == "compute" else None,
         "ranking": None if ranked is None else {k: v for k, v in ranked.items() if k != "key"},
         "conclusions": conclusions(summary, target, rule, plan.budget, test_images, ranked),
     }

@@ -92,20 +92,82 @@ def summarise(samplers: Sequence[str], runs: Sequence[dict[str, Any]]) -> dict[s
         errors = [r["test_error"] for r in mine if r["test_error"] is not None]
         bests = [r["best_supernet_accuracy"] for r in mine if r["best_supernet_accuracy"] is not None]
         reached = [r["trials_to_target"] for r in mine if r["trials_to_target"] is not None]
+        equal = [r["equal_trials"] for r in mine if r.get("equal_trials")]
         summary[sampler] = {
             "runs": len(mine), "seeds": [r["seed"] for r in mine],
             "test_errors": [r["test_error"] for r in mine],
             **dict(zip(("test_error_mean", "test_error_std"), _mean_std(errors))),
+            "trials": [r["trials"] for r in mine],
+            "total_costs": [r.get("total_cost_macs") for r in mine],
+            "total_cost_mean": _mean_std([r["total_cost_macs"] for r in mine if r.get("total_cost_macs")])[0],
             "trials_to_target": [r["trials_to_target"] for r in mine], "reached_target": len(reached),
             "trials_to_target_mean": _mean_std(reached)[0],
             **dict(zip(("search_seconds_mean", "search_seconds_std"), _mean_std([r["search_seconds"] for r in mine]))),
             **dict(zip(("best_supernet_mean", "best_supernet_std"), _mean_std(bests))),
         }
+        if equal:
+            e_errors = [e["test_error"] for e in equal if e["test_error"] is not None]
+            e_bests = [e["best_supernet_accuracy"] for e in equal if e["best_supernet_accuracy"] is not None]
+            summary[sampler]["equal_trials"] = {
+                "trials": equal[0]["trials"], "test_errors": [e["test_error"] for e in equal],
+                **dict(zip(("test_error_mean", "test_error_std"), _mean_std(e_errors))),
+                **dict(zip(("best_supernet_mean", "best_supernet_std"), _mean_std(e_bests))),
+                "cost_mean": _mean_std([e["cost_macs"] for e in equal])[0],
+            }
     return summary
 
 
+def paired_difference(summary: dict[str, dict[str, Any]], a: str, b: str, view: str | None = None) -> dict[str, Any] | None:
+    """Stand-alone test error of ``a`` minus ``b``, paired by seed (same data subset, same supernet
+    initialisation): the mean difference, a 95% bootstrap interval of it (scipy.stats.bootstrap,
+    percentile, 10,000 resamples, seeded) and the Wilcoxon signed-rank p-value. ``view``:
+    ``"equal_trials"`` for the runs judged at the equal-trial budget."""
+    sa, sb = (summary[a].get(view) if view else summary[a]), (summary[b].get(view) if view else summary[b])
+    if sa is None or sb is None:
+        return None
+    by_seed = dict(zip(summary[b]["seeds"], sb["test_errors"]))
+    diffs = [x - by_seed[seed] for seed, x in zip(summary[a]["seeds"], sa["test_errors"])
+             if x is not None and by_seed.get(seed) is not None]
+    out: dict[str, Any] = {"a": a, "b": b, "view": view or "budget", "n": len(diffs), "differences": diffs,
+                           "mean": float(np.mean(diffs)) if diffs else None, "ci95": None, "wilcoxon_p": None,
+                           "a_lower_on": sum(d < 0 for d in diffs), "a_higher_on": sum(d > 0 for d in diffs)}
+    if len(diffs) >= 2 and len(set(diffs)) > 1:
+        from scipy import stats
+
+        boot = stats.bootstrap((np.asarray(diffs),), np.mean, confidence_level=0.95, n_resamples=10_000,
+                               method="percentile", rng=np.random.default_rng(0))
+        out["ci95"] = [float(boot.confidence_interval.low), float(boot.confidence_interval.high)]
+        out["wilcoxon_p"] = float(stats.wilcoxon(diffs).pvalue)
+    return out
+
+
+def paired_differences(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """``epnas`` against each other sampler, at the comparison's budget and (compute budgets) at equal trials."""
+    if "epnas" not in summary:
+        return []
+    out = []
+    for view in (None, "equal_trials"):
+        for other in summary:
+            if other != "epnas" and (d := paired_difference(summary, "epnas", other, view)) is not None:
+                out.append(d)
+    return out
+
+
+def paired_table(paired: Sequence[dict[str, Any]]) -> list[str]:
+    lines = ["| view | difference | seeds | mean (points) | 95% bootstrap interval | Wilcoxon p | EPNAS lower / higher |",
+             "|---|---|---:|---:|---|---:|---|"]
+    for d in paired:
+        ci = "–" if d["ci95"] is None else f"[{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
+        mean = "–" if d["mean"] is None else f"{100 * d['mean']:+.2f}"
+        lines.append(f"| {'equal trials' if d['view'] == 'equal_trials' else 'budget'} | {_label(d['a'])} − "
+                     f"{_label(d['b'])} | {d['n']} | {mean} | {ci} | {_num(d['wilcoxon_p'], '.3g')} | "
+                     f"{d['a_lower_on']} / {d['a_higher_on']} |")
+    return lines
+
+
 def _label(sampler: str) -> str:
-    return {"epnas": "EPNAS", "pnas": "PNAS", "tpe": "TPE", "random": "random"}.get(sampler, sampler)
+    return {"epnas": "EPNAS", "epnas-paper": "EPNAS (paper)", "pnas": "PNAS", "tpe": "TPE",
+            "random": "random"}.get(sampler, sampler)
 
 
 def _pair_line(a: str, b: str, summary: dict[str, dict[str, Any]], test_images: int) -> str | None:
@@ -164,7 +226,10 @@ def conclusions(summary: dict[str, dict[str, Any]], target: float | None, target
                      f"error ({_label(with_error[0])}): the higher supernet accuracy did not carry over to stand-alone "
                      "training here.")
     lines.append("Search time per run (sum of trial durations), mean: " + ", ".join(
-        f"{_label(s)} {v['search_seconds_mean']:.0f} s" for s, v in summary.items()) + f"; {budget} trials each.")
+        f"{_label(s)} {v['search_seconds_mean']:.0f} s" for s, v in summary.items()) + "; trials per run, mean: "
+        + ", ".join(f"{_label(s)} {np.mean(v['trials']):.0f}" for s, v in summary.items())
+        + "; compute per run, mean: " + ", ".join(f"{_label(s)} {_macs(v['total_cost_mean'])}"
+                                                  for s, v in summary.items()) + ".")
     if ranking_result is not None:
         c = ranking_result["supernet"]
         if c["kendall_tau"] is None:
@@ -188,33 +253,47 @@ def _color(sampler: str) -> str:
 
 
 def plot_best_so_far(runs: Sequence[dict[str, Any]], samplers: Sequence[str], target: float | None,
-                     path: Path) -> Path:
-    """Best-so-far full-size supernet accuracy vs finished trials: mean over seeds, band min to max."""
+                     path: Path, against: str = "trials") -> Path:
+    """Best-so-far full-size supernet accuracy vs finished trials (``against="trials"``) or vs compute
+    spent (``"compute"``, MACs): mean over seeds, band min to max."""
     from matplotlib.figure import Figure  # a Figure, not pyplot: no global state, no display needed
     from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.subplots()
     for sampler in samplers:
-        curves = [r["curve"] for r in runs if r["sampler"] == sampler and r["curve"]]
-        if not curves:
+        mine = [r for r in runs if r["sampler"] == sampler and r["curve"]]
+        if not mine:
             continue
-        width = max(len(c) for c in curves)
-        values = np.full((len(curves), width), np.nan)
-        for i, c in enumerate(curves):
-            values[i, :len(c)] = [np.nan if v is None else v for v in c]
-        seen = ~np.isnan(values).all(axis=0)  # trials before any run measured a full-size architecture: blank
-        x = np.arange(1, width + 1)[seen]
-        mean = np.nanmean(values[:, seen], axis=0)
-        ax.plot(x, mean, color=_color(sampler), label=f"{_label(sampler)} (mean of {len(curves)})")
-        ax.fill_between(x, np.nanmin(values[:, seen], axis=0), np.nanmax(values[:, seen], axis=0),
+        if against == "compute":  # step functions of cost, read on one grid
+            grid = np.linspace(0.0, max(r["cost_curve"][-1] for r in mine), 400)
+            values = np.full((len(mine), len(grid)), np.nan)
+            for i, r in enumerate(mine):
+                seen = np.searchsorted(np.asarray(r["cost_curve"]), grid, side="right") - 1
+                curve = np.array([np.nan if v is None else v for v in r["curve"]])
+                ok = (seen >= 0) & (grid <= r["cost_curve"][-1])
+                values[i, ok] = curve[seen[ok]]
+            xs = grid
+        else:
+            width = max(len(r["curve"]) for r in mine)
+            values = np.full((len(mine), width), np.nan)
+            for i, r in enumerate(mine):
+                values[i, :len(r["curve"])] = [np.nan if v is None else v for v in r["curve"]]
+            xs = np.arange(1, width + 1)
+        seen = ~np.isnan(values).all(axis=0)  # before any run measured a full-size architecture: blank
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # columns where some runs have ended
+            mean = np.nanmean(values[:, seen], axis=0)
+        ax.plot(xs[seen], mean, color=_color(sampler), label=f"{_label(sampler)} (mean of {len(mine)})")
+        ax.fill_between(xs[seen], np.nanmin(values[:, seen], axis=0), np.nanmax(values[:, seen], axis=0),
                         color=_color(sampler), alpha=0.2, linewidth=0)
     if target is not None:
         ax.axhline(target, color="0.4", linestyle="--", linewidth=1, label=f"target {target:.4f}")
-    ax.set_xlabel("finished trials")
+    ax.set_xlabel("finished trials" if against == "trials" else "compute spent (multiply-adds)")
     ax.set_ylabel("best full-size supernet val accuracy so far")
     ax.set_title("Search progress (band: min to max over seeds)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if against == "trials":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -282,6 +361,10 @@ def write_plots(out: Path, runs: Sequence[dict[str, Any]], samplers: Sequence[st
          "caption": "Best full-size supernet validation accuracy so far against finished trials: the mean over "
                     "seeds, the band from the lowest to the highest seed. A progressive search measures full-size "
                     "architectures only at the last level of each iteration, so its line starts late."},
+        {"file": plot_best_so_far(runs, samplers, target, out / "best_so_far_compute.png", against="compute").name,
+         "title": "best-so-far supernet accuracy against compute",
+         "caption": "The same against the compute spent (multiply-adds of training and evaluation, warm-up and "
+                    "re-scoring included; optuna_epnas.cost): a progressive search's shallow trials are cheap."},
         {"file": plot_test_error(runs, samplers, out / "test_error.png").name,
          "title": "stand-alone test error",
          "caption": "Stand-alone test error of each run's chosen architecture: a point per seed, the mean ± std."},
@@ -317,18 +400,37 @@ def _secs(value: float | None) -> str:
     return "–" if value is None else f"{value:.0f}"
 
 
+def _macs(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3g}"
+
+
 def sampler_table(summary: dict[str, dict[str, Any]], budget: int) -> list[str]:
-    lines = ["| sampler | runs | stand-alone test error (%), mean ± std | per seed | trials to reach target "
-             "(per seed; – not reached) | search time (s), mean ± std | "
+    lines = ["| sampler | runs | stand-alone test error (%), mean ± std | per seed | trials, mean | compute (MACs), "
+             "mean | trials to reach target (per seed; – not reached) | search time (s), mean ± std | "
              "best full-size supernet accuracy, mean ± std |",
-             "|---|---:|---:|---|---|---:|---:|"]
+             "|---|---:|---:|---|---:|---:|---|---:|---:|"]
     for s, v in summary.items():
         per_seed = " ".join(_pct(e) for e in v["test_errors"])
         reach = " ".join("–" if t is None else str(t) for t in v["trials_to_target"])
         lines.append(f"| {_label(s)} | {v['runs']} | {_pm(v['test_error_mean'], v['test_error_std'], _pct)} | "
-                     f"{per_seed} | {reach} ({v['reached_target']}/{v['runs']}, of {budget}) | "
+                     f"{per_seed} | {np.mean(v['trials']):.0f} | {_macs(v['total_cost_mean'])} | "
+                     f"{reach} ({v['reached_target']}/{v['runs']}) | "
                      f"{_pm(v['search_seconds_mean'], v['search_seconds_std'], _secs)} | "
                      f"{_pm(v['best_supernet_mean'], v['best_supernet_std'], fmt_acc)} |")
+    return lines
+
+
+def equal_trials_table(summary: dict[str, dict[str, Any]]) -> list[str]:
+    """Each run judged at the equal-trial budget (the first N trials of a longer run)."""
+    rows = [(s, v["equal_trials"]) for s, v in summary.items() if "equal_trials" in v]
+    if not rows:
+        return []
+    lines = ["| sampler | trials | stand-alone test error (%), mean ± std | per seed | compute (MACs), mean | "
+             "best full-size supernet accuracy, mean ± std |", "|---|---:|---:|---|---:|---:|"]
+    for s, e in rows:
+        lines.append(f"| {_label(s)} | {e['trials']} | {_pm(e['test_error_mean'], e['test_error_std'], _pct)} | "
+                     f"{' '.join(_pct(x) for x in e['test_errors'])} | {_macs(e['cost_mean'])} | "
+                     f"{_pm(e['best_supernet_mean'], e['best_supernet_std'], fmt_acc)} |")
     return lines
 
 
@@ -364,26 +466,38 @@ def candidate_table(runs: Sequence[dict[str, Any]]) -> list[str]:
 
 def results_markdown(results: dict[str, Any]) -> str:
     s = results["settings"]
+    defaults = next(iter(results["search_settings"].values()))
     space = s["space"]
     shape = (f"{space.get('num_layers')} layers" if space.get("space") == "macro"
              else f"{space.get('num_blocks')} blocks, {space.get('cells')} cells per stage")
     lines = [
         f"# {', '.join(_label(x) for x in s['samplers'])} on the {space.get('space')} space ({shape}), {s['dataset']}",
         "",
-        f"Each sampler: {s['seeds']} seeds × {results['budget']} trials on its own fresh supernet "
-        f"({s['epochs']} epochs per trial, {s['channels']} channels); random search shares weights too (the hard "
+        (f"Each sampler: {s['seeds']} seeds × {results['budget']} trials" if s.get("budget_kind") != "compute" else
+         f"Each sampler: {s['seeds']} seeds at equal compute (EPNAS/PNAS variants run their schedule; TPE and random "
+         f"search run until they have spent what {_label(results['compute_reference'])} spent with the same seed)")
+        + f" on its own fresh supernet ({defaults['epochs']} epochs per trial, {defaults['channels']} channels); "
+        f"random search shares weights too (the hard "
         f"baseline). Per run, the top {s['top']} distinct full-size architectures by supernet accuracy were trained "
         f"stand-alone from scratch ({results['final']['epochs']} epochs, {results['final']['channels']} channels); "
-        "the **chosen** one has the best stand-alone *validation* accuracy, and its *test* error is reported. "
+        "the **chosen** one has the best stand-alone *validation* accuracy, and its *test* error is reported"
+        f" (mean over {s.get('final_seeds', 1)} training seeds). "
         f"Every run sees the same train/validation split (seed {s['data_seed']}); "
         f"test split: {results['test_images']} images, never used to choose.",
         "",
         f"Supernet accuracy target: **{fmt_acc(results['target'])}** ({results['target_rule']}).",
         "",
-        "## Per sampler",
+        f"## Per sampler ({'equal compute' if s.get('budget_kind') == 'compute' else 'equal trials'})",
         "",
         *sampler_table(results["samplers"], results["budget"]),
         "",
+        *(["## At equal trials", "", f"The same runs judged after their first {results['budget']} trials (a "
+           "seeded run's first trials are the run that budget would have made; stand-alone choice and retests "
+           "as above).", "", *equal_trials_table(results["samplers"]), ""]
+          if equal_trials_table(results["samplers"]) else []),
+        *(["## Paired by seed", "", "Stand-alone test error differences (percentage points; negative: EPNAS "
+           "lower), each seed's runs sharing the data subset and the supernet initialisation.", "",
+           *paired_table(results["paired"]), ""] if results.get("paired") else []),
         "## Conclusions",
         "",
         *[f"- {line}" for line in results["conclusions"]],
@@ -413,9 +527,9 @@ def results_markdown(results: dict[str, Any]) -> str:
         *[f"- {name}: `{json.dumps(value)}`" for name, value in (
             ("search space", s["space"]),
             ("data", {k: s.get(k) for k in ("dataset", "data_root", "max_train", "image_size", "data_seed")}),
-            ("runs", {"samplers": s["samplers"], "seeds": s["seeds"], "budget": results["budget"]}),
-            ("search", {k: s[k] for k in ("k", "iterations", "tau_start", "tau_end", "ensemble", "epochs", "channels",
-                                          "batch_size", "lr")}),
+            ("runs", {"samplers": s["samplers"], "seeds": s["seeds"], "budget": results["budget"],
+                      "budget_kind": s.get("budget_kind", "trials")}),
+            *((f"search settings of {x}", v) for x, v in results.get("search_settings", {}).items()),
             ("stand-alone", {"top": s["top"], **results["final"]}),
             ("device", results["device"]))],
         "",

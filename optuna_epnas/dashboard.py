@@ -38,6 +38,7 @@ from optuna_dashboard.artifact._backend import _dashboard_artifact_prefix, list_
 #: Where `epnas ranking` starts its section of the study note (kept when the note is rewritten).
 RANKING_MARKER = "<!-- epnas:ranking -->"
 
+from optuna_epnas.cost import PLAN_PREFIX, total_cost
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.sampler import CONFIG_ATTR
@@ -150,16 +151,40 @@ def _settings_lines(info: SearchInfo) -> list[str]:
     c = info.config
     if c is not None:
         taus = " → ".join(f"{t:.3g}" for t in c["temperatures"])
-        selection = "EPNAS (sampled, p ∝ s^(1/τ))" if c["selection"] == "epnas" else "PNAS (top K)"
+        acquisition = {"mean": "s", "ucb": f"UCB (mean + {c.get('beta', 1.0):g}·std)", "ei": "EI"}[c.get("acquisition", "mean")]
+        form = f"p ∝ exp(z({acquisition})/τ)" if c.get("score") == "z" else f"p ∝ {acquisition}^(1/τ)"
+        selection = f"EPNAS (sampled, {form})" if c["selection"] == "epnas" else "PNAS (top K)"
         surrogate = c.get("surrogate", {})
         iterations = f"{c['iterations']} iteration{'s' * (c['iterations'] != 1)}"
         lines.append(f"- sampler: {selection}, K = {c['k']}, {iterations}, τ {taus}, "
-                     f"seed {c['seed']}; surrogate {surrogate.get('steps')} steps × {surrogate.get('ensemble')}")
+                     f"seed {c['seed']}; surrogate {surrogate.get('steps')} steps × {surrogate.get('ensemble')}"
+                     + ("; surrogate targets re-scored on the current weights before each level" if c.get("rescore") else ""))
     else:
         lines.append("- sampler: not EPNAS/PNAS (no `epnas:config`: a TPE or random baseline)")
     o = info.objective
     if o is not None:
         lines.append(f"- objective: {o.get('dataset')}, supernet {o.get('channels')} channels, seed {o.get('seed')}")
+    return lines
+
+
+def rescored_lines(study: optuna.Study, trials: Sequence[FrozenTrial], most: int = 12) -> list[str]:
+    """The latest level's re-scored surrogate targets beside each architecture's measured accuracy."""
+    plans = [(name, plan) for name, plan in study._storage.get_study_system_attrs(study._study_id).items()
+             if name.startswith(PLAN_PREFIX) and plan.get("rescored")]
+    if not plans:
+        return []
+    name, plan = max(plans, key=lambda p: tuple(int(x) for x in p[0][len(PLAN_PREFIX):].split(":")))
+    it, level = (int(x) for x in name[len(PLAN_PREFIX):].split(":"))
+    measured = {t.user_attrs["arch"]: t.value for t in sorted(trials, key=lambda t: t.number)
+                if t.state == TrialState.COMPLETE and "arch" in t.user_attrs}
+    rows = sorted(zip(plan["rescored"]["keys"], plan["rescored"]["values"]), key=lambda kv: -kv[1])
+    lines = ["", f"### Re-scored before iteration {it + 1}, level {level}", "",
+             f"{len(rows)} architectures measured so far, evaluated again on the weights of that moment "
+             "(the surrogate's targets; each trial keeps what it measured). Best re-scored first:", ""]
+    lines += [f"- `{key}`: re-scored {value:.4f} · measured {_fmt(measured.get(key), '.4f')}"
+              for key, value in rows[:most]]
+    if len(rows) > most:
+        lines.append(f"- … and {len(rows) - most} more (the plan `{name}` in the study's system attributes)")
     return lines
 
 
@@ -195,6 +220,8 @@ def study_note(study: optuna.Study, info: SearchInfo, trials: Sequence[FrozenTri
     if walls:
         lines.append(f"- time per trial: {mean(walls):.2f} s" + (f" (training {mean(trains):.2f} s)" if trains else ""))
     lines.append(f"- note updated {datetime.datetime.now().isoformat(sep=' ', timespec='seconds')}")
+    lines.append(f"- compute spent: {total_cost(study):.3g} multiply-adds (training, evaluation, warm-up, re-scoring)")
+    lines += rescored_lines(study, trials)
     lines += ["", "### Settings", "", *_settings_lines(info), "", f"> {WEIGHT_SHARING_NOTE}"]
     if best is not None and drawing_url:
         lines += ["", f"### Best architecture (trial {best.number})", "",

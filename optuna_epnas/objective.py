@@ -13,20 +13,21 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
 import torch
 import torch.nn.functional as F
 
+from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, forward_macs
 from optuna_epnas.data import DeviceData, make_generator
 from optuna_epnas.nn import build_network, count_parameters
 from optuna_epnas.spaces.base import SearchSpace
 
 _logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 #: Study system attribute holding :meth:`SupernetObjective.spec`: what ``epnas train`` reads to rebuild
 #: the space of a search run with any sampler.
 OBJECTIVE_ATTR = "epnas:objective"
@@ -56,23 +57,32 @@ class SupernetObjective:
         checkpoint: where to keep the supernet: a path; ``None`` puts it beside a SQLite study
             (``<db>.<study>.supernet.pt``; in-memory studies keep it in memory only); ``False``: never.
         amp: bf16 autocast (default: on CUDA only). channels_last likewise.
+        warmup_epochs: epochs of SPOS-style warm-up before the first trial -- every batch trains a
+            full-depth architecture drawn uniformly at random -- so that the first measurements are
+            not made on random weights. Its cost is charged to the first trial.
+        rescore_images: validation images (the first ones, always the same) that :meth:`rescore`
+            evaluates architectures on.
     """
 
     def __init__(
         self, space: SearchSpace, data: DeviceData, epochs: int = 3, channels: int = 24, batch_size: int = 128,
         lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 0,
         checkpoint: str | os.PathLike | None | bool = None, amp: bool | None = None,
-        channels_last: bool | None = None, eval_batch_size: int = 1000,
+        channels_last: bool | None = None, eval_batch_size: int = 1000, warmup_epochs: int = 0,
+        rescore_images: int = 2000,
     ) -> None:
-        for name, value in (("epochs", epochs), ("channels", channels), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, value, low in (("epochs", epochs, 1), ("channels", channels, 1), ("batch_size", batch_size, 1),
+                                 ("warmup_epochs", warmup_epochs, 0), ("rescore_images", rescore_images, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         if not lr > 0:
             raise ValueError(f"lr must be positive, got {lr!r}")
         self.space, self.data, self.epochs, self.channels = space, data, epochs, channels
         self.batch_size, self.lr, self.momentum = batch_size, lr, momentum
         self.weight_decay, self.grad_clip, self.seed, self.eval_batch_size = weight_decay, grad_clip, seed, eval_batch_size
         self.checkpoint = checkpoint
+        self.warmup_epochs, self.rescore_images = warmup_epochs, rescore_images
+        self.warmed_up = False
         cuda = data.device.type == "cuda"
         self.amp = cuda if amp is None else amp
         self.channels_last = cuda if channels_last is None else channels_last
@@ -93,9 +103,30 @@ class SupernetObjective:
         self.train(arch, step=len(self.trained))
         accuracy = self.evaluate(arch)
         trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 3))
+        macs = self._macs(arch)
+        trial.set_user_attr(COST_ATTR, float(
+            TRAIN_FACTOR * macs * self.epochs * len(self.data.train_y) + macs * len(self.data.val_y)))
         self.trained.append(trial.number)
         self.save()
         return accuracy
+
+    def _macs(self, arch: Any) -> int:
+        return forward_macs(self.space, arch, self.data.num_classes, self.data.in_channels, self.channels,
+                            self.data.image_size)
+
+    def rescore(self, study: optuna.Study, keys: Sequence[str]) -> tuple[list[float], float]:
+        """Accuracy of each architecture's supernet path on the current weights (evaluation only, on
+        the first ``rescore_images`` validation images): targets measured at one moment, comparable
+        with each other, for the sampler's surrogate. Returns them and what they cost in MACs.
+
+        The sampler calls it while planning a level, before the trial's objective runs: the supernet
+        is attached to ``study`` (its checkpoint resumed) here if it is not yet."""
+        if self.net is None:
+            self.attach(study)
+        archs = [self.space.parse(k) for k in keys]
+        n = min(self.rescore_images, len(self.data.val_y))
+        values = [self.evaluate(a, limit=n) for a in archs]
+        return values, float(sum(self._macs(a) for a in archs) * n)
 
     def spec(self) -> dict[str, Any]:
         """What a checkpoint must match to be resumed by this objective."""
@@ -103,6 +134,7 @@ class SupernetObjective:
             "space": self.space.spec(), "channels": self.channels, "dataset": self.data.name,
             "num_classes": self.data.num_classes, "in_channels": self.data.in_channels, "seed": self.seed,
             "image_size": self.data.image_size, "train_images": len(self.data.train_y),
+            "warmup_epochs": self.warmup_epochs,
         }
 
     def build(self) -> torch.nn.Module:
@@ -115,12 +147,36 @@ class SupernetObjective:
 
     def train(self, arch: Any, step: int) -> None:
         """Train the path of ``arch`` for ``epochs`` epochs; ``step`` seeds this trial's data order."""
+        self._fit(lambda images: arch, self.epochs, [self.seed, step])
+
+    def warm_up(self) -> None:
+        """SPOS-style: ``warmup_epochs`` epochs, each batch on a full-depth architecture drawn uniformly."""
+        rng = np.random.default_rng([self.seed, 2**31 - 1])  # a seed no trial's data order uses
+        cost = 0.0
+
+        def uniform_path(images: int) -> Any:
+            nonlocal cost
+            arch = self.space.root()
+            for _ in range(self.space.max_level):
+                arch = self.space.child(arch, int(rng.integers(self.space.num_children(arch))))
+            cost += TRAIN_FACTOR * self._macs(arch) * images
+            return arch
+
+        started = time.perf_counter()
+        self._fit(uniform_path, self.warmup_epochs, [self.seed, 2**31 - 1])
+        self.warmed_up = True
+        self.warmup_record = {"epochs": self.warmup_epochs, "cost_macs": float(cost),
+                              "seconds": round(time.perf_counter() - started, 3)}
+
+    def _fit(self, pick_arch: Callable[[int], Any], epochs: int, seed_words: list[int]) -> None:
+        """SGD over ``epochs`` epochs; each batch trains the path ``pick_arch(batch images)`` gives."""
         net, opt = self._ensure_supernet(None)
-        seed = int(np.random.SeedSequence([self.seed, step]).generate_state(1)[0])
+        seed = int(np.random.SeedSequence(seed_words).generate_state(1)[0])
         gen = make_generator(self.data.device, seed)
         net.train()
-        for _ in range(self.epochs):
+        for _ in range(epochs):
             for x, y in self.data.train_batches(self.batch_size, gen):
+                arch = pick_arch(len(y))
                 with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
                     loss = F.cross_entropy(net(self._layout(x), arch), y)
                 opt.zero_grad(set_to_none=True)  # None, not zero: untouched paths stay untouched
@@ -130,10 +186,11 @@ class SupernetObjective:
                 opt.step()
 
     @torch.no_grad()
-    def evaluate(self, arch: Any, split: str = "val") -> float:
-        """Accuracy of the supernet path of ``arch`` on a split (search only ever uses ``val``)."""
+    def evaluate(self, arch: Any, split: str = "val", limit: int | None = None) -> float:
+        """Accuracy of the supernet path of ``arch`` on a split (search only ever uses ``val``), or on
+        its first ``limit`` images."""
         net, _ = self._ensure_supernet(None)
-        x_all, y_all = getattr(self.data, f"{split}_x"), getattr(self.data, f"{split}_y")
+        x_all, y_all = getattr(self.data, f"{split}_x")[:limit], getattr(self.data, f"{split}_y")[:limit]
         net.eval()  # the supernet's BN uses batch statistics in eval too (see nn.ops.batch_norm)
         correct = 0
         for i in range(0, len(x_all), self.eval_batch_size):
@@ -164,6 +221,11 @@ class SupernetObjective:
         self._path = self._resolve_path(study)
         if self._path is not None and self._path.exists():
             self.load(self._path, study)
+        if self.warmup_epochs and not self.warmed_up:
+            self.warm_up()
+            if study is not None:
+                study._storage.set_study_system_attr(study._study_id, WARMUP_ATTR, self.warmup_record)
+            self.save()
 
     def _record_spec(self, study: optuna.Study) -> None:
         spec = json.loads(json.dumps(self.spec()))  # as the storage gives it back (tuples -> lists)
@@ -197,7 +259,7 @@ class SupernetObjective:
         assert self.optimizer is not None
         state = {
             "format": CHECKPOINT_FORMAT, "spec": self.spec(), "trained": list(self.trained),
-            "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "warmed_up": self.warmed_up, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
         }
         tmp = self._path.with_name(self._path.name + ".tmp")
         torch.save(state, tmp)
@@ -214,6 +276,7 @@ class SupernetObjective:
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.trained = list(state["trained"])
+        self.warmed_up = bool(state["warmed_up"])
         if study is not None:
             complete = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
             extra = [n for n in self.trained if n not in complete]

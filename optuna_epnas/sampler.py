@@ -29,7 +29,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
@@ -38,6 +38,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_epnas.cost import PLAN_PREFIX
 from optuna_epnas.schedule import TemperatureSpec, planned_trials, temperature_schedule
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas.surrogate import LSTMSurrogate
@@ -48,11 +49,16 @@ STAGE_ATTR = "epnas:stage"
 OWNER_ATTR = "epnas:owner"
 CONFIG_ATTR = "epnas:config"
 SELECTIONS = ("epnas", "pnas")
+SCORES = ("raw", "z")
+ACQUISITIONS = ("mean", "ucb", "ei")
+#: A callable ``(study, arch keys) -> (accuracies on the current supernet weights, MACs spent)``, such
+#: as :meth:`optuna_epnas.SupernetObjective.rescore`.
+Rescorer = Callable[[Study, Sequence[str]], tuple[Sequence[float], float]]
 _UNMARKED_GRACE_SECONDS = 10.0
 
 
 def plan_attr(iteration: int, level: int) -> str:
-    return f"epnas:plan:{iteration}:{level}"
+    return f"{PLAN_PREFIX}{iteration}:{level}"
 
 
 def _owner() -> str:
@@ -130,20 +136,38 @@ class EPNASSampler(BaseSampler):
     Use it with an objective that asks ``space.suggest(trial)`` for the architecture and returns its
     validation accuracy in [0, 1], in a study with ``direction="maximize"``.
 
+    The defaults are the variant that measured best in this package's studies (README, "Defaults");
+    :meth:`paper` gives the paper's exact settings.
+
     Args:
         space: the search space (default: ``MacroSpace()``, 12 layers, the paper's six ops).
         k: architectures kept per level (paper: 25).
         iterations: progressions from level 1 to the last level (paper: 3 to 5).
-        selection: ``"epnas"`` samples K candidates with p ∝ s^(1/τ); ``"pnas"`` keeps the top K.
+        selection: ``"epnas"`` samples K candidates with probabilities from their scores under τ;
+            ``"pnas"`` keeps the top K.
         temperature: τ per iteration: ``(start, end)`` decays geometrically from start to end over
             the iterations; a sequence gives one value per iteration; a callable maps a 0-based
             iteration to τ. Iterations after the schedule keep its last value.
+        score: ``"raw"`` is the paper's p ∝ a^(1/τ) over the acquisition values a (whose meaning
+            depends on the scale of the accuracies: a few points apart, τ=1 is near uniform);
+            ``"z"`` standardises a across the candidates of the level first, p ∝ exp(z/τ), so that τ
+            means the same on every data set.
+        acquisition: ``"mean"`` -- the surrogate's (ensemble mean) predicted accuracy;
+            ``"ucb"`` -- mean + ``beta`` × the ensemble's standard deviation; ``"ei"`` -- expected
+            improvement over the best accuracy measured so far (normal, ensemble mean and std).
+            ``ucb`` and ``ei`` need ``surrogate_ensemble`` >= 2.
+        beta: the UCB's weight on the ensemble's disagreement.
         seed: seeds candidate sampling and surrogate training. ``None`` picks one and stores it in
             the study, so that a resumed search keeps it.
         surrogate_steps: Adam steps per surrogate fit (one fit per level).
-        surrogate_ensemble: LSTMs fitted per level (different seeds), their predictions averaged.
-            1 is the paper's EPNAS; PNAS used 5. More members, fewer made-up differences between
-            candidates that differ only in a unit no measured architecture had at that depth.
+        surrogate_ensemble: LSTMs fitted per level (different seeds); their mean (and spread) is the
+            prediction. 1 is the paper's EPNAS; PNAS used 5.
+        rescore: before each level's surrogate fit, re-evaluate every distinct architecture measured
+            so far on the *current* shared weights and fit on those values, which come from one
+            moment of training and so compare with each other (the measurements themselves stay on
+            the trials). A callable ``(study, keys) -> (accuracies, MACs)``: pass
+            ``objective.rescore`` of the :class:`~optuna_epnas.SupernetObjective`; the re-scored
+            values go into the level's stored plan and their cost is charged to the trial that planned.
         max_retries: a slot whose trial failed is retried this many times before it is given up.
         independent_sampler: samples parameters that are not architecture parameters
             (default: ``RandomSampler(seed)``).
@@ -156,13 +180,17 @@ class EPNASSampler(BaseSampler):
         k: int = 25,
         iterations: int = 3,
         selection: str = "epnas",
-        temperature: TemperatureSpec = (10.0, 1.0),
+        temperature: TemperatureSpec = (1.0, 0.25),
         seed: int | None = None,
         surrogate_steps: int = 500,
-        surrogate_ensemble: int = 1,
+        surrogate_ensemble: int = 5,
         max_retries: int = 1,
         independent_sampler: BaseSampler | None = None,
         poll_interval: float = 0.2,
+        score: str = "z",
+        acquisition: str = "ucb",
+        beta: float = 1.0,
+        rescore: Rescorer | None = None,
     ) -> None:
         if space is None:
             from optuna_epnas.spaces.macro import MacroSpace
@@ -175,17 +203,38 @@ class EPNASSampler(BaseSampler):
                                  ("surrogate_ensemble", surrogate_ensemble, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+        for name, value, allowed in (("selection", selection, SELECTIONS), ("score", score, SCORES),
+                                     ("acquisition", acquisition, ACQUISITIONS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if acquisition != "mean" and surrogate_ensemble < 2:
+            raise ValueError(f"acquisition={acquisition!r} needs the spread of an ensemble: "
+                             f"surrogate_ensemble >= 2 (got {surrogate_ensemble}), or acquisition='mean'")
+        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+        if rescore is not None and not callable(rescore):
+            raise TypeError(f"rescore must be a callable (study, keys) -> (accuracies, MACs) such as "
+                            f"objective.rescore, got {rescore!r}")
         self.space, self.k, self.iterations, self.selection = space, k, iterations, selection
         self._temperature = temperature_schedule(temperature, iterations)
         self.seed = seed
         self.surrogate_ensemble = surrogate_ensemble
         self.surrogate_steps, self.max_retries, self.poll_interval = surrogate_steps, max_retries, poll_interval
+        self.score, self.acquisition, self.beta, self.rescore = score, acquisition, float(beta), rescore
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self._plans: dict[tuple[int, int], dict[str, Any]] = {}
         self._plan_lock = threading.Lock()
         self._config: dict[str, Any] | None = None
+
+    #: The paper's EPNAS: p ∝ s^(1/τ) over one LSTM's predicted accuracy, τ 10 → 1, K=25, 3 iterations,
+    #: no re-scoring.
+    PAPER = {"k": 25, "iterations": 3, "selection": "epnas", "temperature": (10.0, 1.0), "score": "raw",
+             "acquisition": "mean", "surrogate_ensemble": 1, "rescore": None}
+
+    @classmethod
+    def paper(cls, space: SearchSpace | None = None, **kwargs: Any) -> "EPNASSampler":
+        """The paper's exact settings (:attr:`PAPER`); keywords override them (e.g. a smaller ``k``)."""
+        return cls(space, **{**cls.PAPER, **kwargs})
 
     # -- schedule ------------------------------------------------------------------------------
     @staticmethod
@@ -256,6 +305,8 @@ class EPNASSampler(BaseSampler):
             "temperatures": [round(self.temperature(i), 12) for i in range(self.iterations)],
             "seed": self.seed,
             "surrogate": {"steps": self.surrogate_steps, "ensemble": self.surrogate_ensemble},
+            "score": self.score, "acquisition": self.acquisition, "beta": self.beta,
+            "rescore": self.rescore is not None,
         }
         stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_ATTR)
         if stored is None:
@@ -283,7 +334,7 @@ class EPNASSampler(BaseSampler):
                 continue
             earlier = [t for t in trials if t.number < trial.number]
             choosing = [t.number for t in earlier if _still_choosing(t)]
-            found = None if choosing else self._next_slot(study, _Ledger.from_trials(earlier))
+            found = None if choosing else self._next_slot(study, _Ledger.from_trials(earlier), trial.number)
             if found is not None:
                 return found
             if not warned and time.monotonic() - waited_since > 60:
@@ -312,12 +363,13 @@ class EPNASSampler(BaseSampler):
                     pass
         return failed
 
-    def _next_slot(self, study: Study, ledger: _Ledger) -> tuple[int, int, int, dict[str, Any]] | None:
-        """The first open slot of the schedule, or None while the current stage is still running."""
+    def _next_slot(self, study: Study, ledger: _Ledger, number: int) -> tuple[int, int, int, dict[str, Any]] | None:
+        """The first open slot of the schedule for trial ``number``, or None while the current stage
+        is still running."""
         it = 0
         while True:
             for level in range(1, self.space.max_level + 1):
-                plan = self._plan(study, it, level, ledger)
+                plan = self._plan(study, it, level, ledger, number)
                 held = False
                 for slot in range(len(plan["keys"])):
                     s = ledger.slot(it, level, slot)
@@ -346,7 +398,7 @@ class EPNASSampler(BaseSampler):
                 if plan is None:
                     if level > 1:
                         return False
-                    plan = self._plan(study, it, level, ledger)  # level 1 needs no surrogate
+                    plan = self._plan(study, it, level, ledger, None)  # level 1: no surrogate, no cost
                 for slot in range(len(plan["keys"])):
                     s = ledger.slot(it, level, slot)
                     if not s.done and (s.held or s.failures <= self.max_retries):
@@ -354,13 +406,14 @@ class EPNASSampler(BaseSampler):
         return True
 
     # -- planning a stage ----------------------------------------------------------------------
-    def _plan(self, study: Study, it: int, level: int, ledger: _Ledger) -> dict[str, Any]:
+    def _plan(self, study: Study, it: int, level: int, ledger: _Ledger, number: int | None) -> dict[str, Any]:
+        """The stored plan of a stage, or a new one made (and stored) by trial ``number``."""
         with self._plan_lock:
             plan = self._plans.get((it, level))
             if plan is None:
                 plan = study._storage.get_study_system_attrs(study._study_id).get(plan_attr(it, level))
             if plan is None:
-                plan = self._make_plan(it, level, ledger)
+                plan = self._make_plan(study, it, level, ledger, number)
                 study._storage.set_study_system_attr(study._study_id, plan_attr(it, level), plan)
                 _logger.info(
                     "iteration %d level %d: %d of %d candidates chosen (τ=%.3g)",
@@ -373,7 +426,7 @@ class EPNASSampler(BaseSampler):
         assert self._config is not None
         return [self._config["seed"], it, level]
 
-    def _make_plan(self, it: int, level: int, ledger: _Ledger) -> dict[str, Any]:
+    def _make_plan(self, study: Study, it: int, level: int, ledger: _Ledger, number: int | None) -> dict[str, Any]:
         tau = self.temperature(it)
         base = {"temperature": tau, "predicted": None, "probability": None}
         if level == 1:
@@ -390,6 +443,11 @@ class EPNASSampler(BaseSampler):
                 "were pruned), so there is nothing to grow; look at the failed trials' errors"
             )
         keys, values = self._training_rows(it, level, ledger)
+        rescored = None
+        if self.rescore is not None:
+            values, macs = self._rescored(study, keys)  # its cost is charged to `planned_by` (cost.py)
+            rescored = {"keys": keys, "values": values, "cost_macs": macs}
+        rescored_at = time.perf_counter()
         seeds = np.random.SeedSequence(self._rng_seed(it, level)).generate_state(self.surrogate_ensemble)
         rows = [self.space.tokens(self.space.parse(k)) for k in keys]
         members = [LSTMSurrogate(self.space.token_dim, steps=self.surrogate_steps, seed=int(s % 2**31)).fit(rows, values)
@@ -397,25 +455,43 @@ class EPNASSampler(BaseSampler):
         fitted = time.perf_counter()
         prefixes = [self.space.tokens(p) for p in parents]
         children = [self.space.child_tokens(p) for p in parents]
-        if len(members) == 1:  # log-sigmoid: no underflow to ties at 0 when the net is saturated
-            log_scores = members[0].predict_children(prefixes, children, log=True).astype(np.float64)
-        else:  # an ensemble (PNAS) averages away what each member made up about units it never saw
-            mean = np.mean([m.predict_children(prefixes, children).astype(np.float64) for m in members], axis=0)
-            log_scores = np.log(np.clip(mean, 1e-300, None))
-        chosen, probability = select(log_scores, self.k, self.selection, tau, np.random.default_rng(self._rng_seed(it, level)))
+        predicted, log_weights = self._score(members, prefixes, children, best=max(values))
+        chosen, probability = select(log_weights, self.k, self.selection, tau, np.random.default_rng(self._rng_seed(it, level)))
         offsets = np.cumsum([0] + [self.space.num_children(p) for p in parents])
         owner = np.searchsorted(offsets, chosen, side="right") - 1
         chosen_keys = [self.space.key(self.space.child(parents[o], int(c - offsets[o]))) for o, c in zip(owner, chosen)]
         return {
             **base,
             "keys": chosen_keys,
-            "candidates": int(len(log_scores)),
-            "predicted": [float(np.exp(log_scores[c])) for c in chosen],
+            "candidates": int(len(log_weights)),
+            "predicted": [float(predicted[c]) for c in chosen],
             "probability": [float(probability[c]) for c in chosen],
             "surrogate_rows": len(keys),
-            "fit_seconds": round(fitted - started, 3),
+            "rescored": rescored,
+            "planned_by": number,
+            "rescore_seconds": round(rescored_at - started, 3),
+            "fit_seconds": round(fitted - rescored_at, 3),
             "score_seconds": round(time.perf_counter() - fitted, 3),
         }
+
+    def _rescored(self, study: Study, keys: list[str]) -> tuple[list[float], float]:
+        assert self.rescore is not None
+        values, macs = self.rescore(study, keys)
+        values = [float(v) for v in values]
+        if len(values) != len(keys) or not all(0.0 <= v <= 1.0 for v in values):
+            raise ValueError(f"rescore must return one accuracy in [0, 1] per architecture ({len(keys)}), "
+                             f"got {values[:5]}{'...' if len(values) > 5 else ''}")
+        return values, float(macs)
+
+    def _score(self, members: Sequence[LSTMSurrogate], prefixes: list[np.ndarray], children: list[np.ndarray],
+               best: float) -> tuple[np.ndarray, np.ndarray]:
+        """Each candidate's predicted accuracy (the ensemble mean) and its selection log-weight."""
+        if len(members) == 1 and self.acquisition == "mean" and self.score == "raw":
+            # log-sigmoid: no underflow to ties at 0 when the net is saturated
+            log_scores = members[0].predict_children(prefixes, children, log=True).astype(np.float64)
+            return np.exp(log_scores), log_scores
+        each = np.stack([m.predict_children(prefixes, children).astype(np.float64) for m in members])
+        return each.mean(axis=0), log_weights(each, self.acquisition, self.score, self.beta, best)
 
     def _training_rows(self, it: int, level: int, ledger: _Ledger) -> tuple[list[str], list[float]]:
         """One row per distinct architecture measured in earlier stages: its latest accuracy."""
@@ -441,13 +517,41 @@ class EPNASSampler(BaseSampler):
         return keys, [latest[k][1] for k in keys]
 
 
+def log_weights(each: np.ndarray, acquisition: str, score: str, beta: float = 1.0, best: float = 0.0) -> np.ndarray:
+    """Selection log-weights w (p ∝ exp(w/τ)) from the ensemble's predictions ``each`` (members ×
+    candidates): the acquisition a -- mean, mean + β·std (``"ucb"``) or expected improvement over
+    ``best`` (``"ei"``) -- then log a (``score="raw"``, the paper's p ∝ a^(1/τ)) or a's z-score across
+    the candidates (``"z"``: the same τ means the same sharpness whatever the scale of the scores)."""
+    mean, std = each.mean(axis=0), each.std(axis=0)
+    if acquisition == "ucb":
+        value = mean + beta * std
+    elif acquisition == "ei":
+        value = expected_improvement(mean, std, best)
+    else:
+        value = mean
+    if score == "raw":
+        return np.log(np.clip(value, 1e-300, None))
+    spread = value.std()
+    return (value - value.mean()) / spread if spread > 0 else np.zeros_like(value)
+
+
+def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+    """E[max(Y - best, 0)] for Y ~ N(mean, std²); where std is 0, max(mean - best, 0)."""
+    from scipy.stats import norm
+
+    safe = np.where(std > 0, std, 1.0)
+    z = (mean - best) / safe
+    ei = (mean - best) * norm.cdf(z) + safe * norm.pdf(z)
+    return np.where(std > 0, np.maximum(ei, 0.0), np.maximum(mean - best, 0.0))
+
+
 def select(
     log_scores: np.ndarray, k: int, selection: str, tau: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the K chosen candidates (in draw order), and each candidate's probability p_i.
 
-    Takes log s_i (the surrogate's log-sigmoid: no underflow to ties at 0). EPNAS draws K without
-    replacement with p_i ∝ s_i^(1/τ): adding Gumbel noise to log p and taking the top K is exactly
+    Takes log-weights w_i (log s_i of the surrogate's log-sigmoid -- no underflow to ties at 0 -- or
+    standardised scores). EPNAS draws K without replacement with p_i ∝ exp(w_i/τ) (= s_i^(1/τ)): adding Gumbel noise to log p and taking the top K is exactly
     that sequential draw, in one vectorised pass over ~300k candidates. PNAS takes the K best.
     The probability returned is that of being drawn first.
     """

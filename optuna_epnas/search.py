@@ -4,24 +4,95 @@ line, the sampler, the study with its supernet objective (:func:`open_search`), 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_epnas.argtypes import positive_float, positive_int
+from optuna_epnas.cost import total_cost
+from optuna_epnas.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from optuna_epnas.dashboard import DashboardRecorder
 from optuna_epnas.data import DeviceData
 from optuna_epnas.objective import SupernetObjective, checkpoint_path_for
-from optuna_epnas.sampler import EPNASSampler
+from optuna_epnas.sampler import ACQUISITIONS, SCORES, EPNASSampler, Rescorer
 from optuna_epnas.schedule import planned_trials
 from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace
 
-SAMPLER_NAMES = ("epnas", "pnas", "tpe", "random")
-PROGRESSIVE = ("epnas", "pnas")
+@dataclass(frozen=True)
+class SearchSettings:
+    """Everything a search is made with but the space, data and seed: sampler and supernet training.
+
+    The defaults are the default EPNAS (:class:`~optuna_epnas.EPNASSampler`'s defaults, plus
+    re-scoring and one epoch of warm-up); ``VARIANTS`` names the paper's preset, PNAS, the ablations
+    and the baselines as changes to it.
+    """
+
+    k: int = 25
+    iterations: int = 3
+    temperature: tuple[float, float] = (1.0, 0.25)
+    ensemble: int = 5
+    score: str = "z"
+    acquisition: str = "ucb"
+    beta: float = 1.0
+    rescore: bool = True
+    warmup_epochs: int = 1
+    epochs: int = 3
+    channels: int = 24
+    batch_size: int = 128
+    lr: float = 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_PAPER = {"temperature": (10.0, 1.0), "ensemble": 1, "score": "raw", "acquisition": "mean", "rescore": False,
+          "warmup_epochs": 0}
+#: Named samplers, each a change to the default settings that wins over the command line's (a
+#: variant *is* its mechanisms). Baselines train no warm-up: their trials are uniform path training.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "epnas": {},
+    "epnas-paper": _PAPER,  # the paper's EPNAS: p ∝ s^(1/τ) over one LSTM, τ 10 → 1
+    "pnas": _PAPER,  # top-K of one LSTM's predictions (PNAS itself averaged 5: --ensemble is fixed here)
+    "tpe": {"warmup_epochs": 0},
+    "random": {"warmup_epochs": 0},
+    # ablations of the default, one mechanism off each
+    "epnas-no-rescore": {"rescore": False},
+    "epnas-no-warmup": {"warmup_epochs": 0},
+    "epnas-paper-selection": {"temperature": (10.0, 1.0), "score": "raw", "acquisition": "mean"},
+}
+SAMPLER_NAMES = tuple(VARIANTS)
+PROGRESSIVE = tuple(n for n in SAMPLER_NAMES if n not in ("tpe", "random"))
+BASELINES = ("epnas", "epnas-paper", "pnas", "tpe", "random")  # what `epnas compare` runs by default
+
+
+def resolve_settings(sampler: str, given: dict[str, Any] | None = None) -> SearchSettings:
+    """The default settings, then what was ``given`` (None values ignored), then the variant's own."""
+    if sampler not in VARIANTS:
+        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLER_NAMES)}")
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    unknown = set(given) - {f.name for f in dataclasses.fields(SearchSettings)}
+    if unknown:
+        raise ValueError(f"unknown search setting(s) {sorted(unknown)}")
+    settings = dataclasses.replace(SearchSettings(), **{**given, **VARIANTS[sampler]})
+    return dataclasses.replace(settings, temperature=tuple(float(t) for t in settings.temperature))
+
+
+def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The search settings given on the command line (None: not given)."""
+    tau = (args.tau_start, args.tau_end)
+    if (tau[0] is None) != (tau[1] is None):
+        default = SearchSettings().temperature
+        tau = (tau[0] or default[0], tau[1] or default[1])
+    return {"k": args.k, "iterations": args.iterations, "temperature": None if tau[0] is None else tau,
+            "ensemble": args.ensemble, "score": args.score, "acquisition": args.acquisition, "beta": args.beta,
+            "rescore": args.rescore, "warmup_epochs": args.warmup_epochs, "epochs": args.epochs,
+            "channels": args.channels, "batch_size": args.batch_size, "lr": args.lr}
+
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -47,17 +118,36 @@ def add_space_arguments(group: argparse._ActionsContainer) -> None:
 
 
 def add_search_arguments(group: argparse._ActionsContainer) -> None:
-    """The sampler and supernet-training options of ``epnas search`` and ``epnas compare``."""
-    group.add_argument("--k", type=positive_int, default=25, help="architectures kept per level")
-    group.add_argument("--iterations", type=positive_int, default=3, help="progressions from level 1 to full depth")
-    group.add_argument("--tau-start", type=positive_float, default=10.0, help="EPNAS temperature, first iteration")
-    group.add_argument("--tau-end", type=positive_float, default=1.0, help="EPNAS temperature, last iteration")
-    group.add_argument("--ensemble", type=positive_int, default=1,
-                       help="LSTM surrogates averaged per level (1: the paper's EPNAS; PNAS used 5)")
-    group.add_argument("--epochs", type=positive_int, default=3, help="supernet training epochs per trial")
-    group.add_argument("--channels", type=positive_int, default=24, help="supernet width")
-    group.add_argument("--batch-size", type=positive_int, default=128, help="supernet SGD batch size")
-    group.add_argument("--lr", type=positive_float, default=0.05, help="supernet SGD learning rate")
+    """The sampler and supernet-training options of ``epnas search`` and ``epnas compare``: each one
+    left out takes the default EPNAS's value, and a named variant (``epnas-paper``, ``pnas``, the
+    ablations) fixes its own mechanisms over what is given."""
+    d = SearchSettings()
+    group.add_argument("--k", type=positive_int, default=None, help=f"architectures kept per level (default {d.k})")
+    group.add_argument("--iterations", type=positive_int, default=None,
+                       help=f"progressions from level 1 to full depth (default {d.iterations})")
+    group.add_argument("--tau-start", type=positive_float, default=None,
+                       help=f"EPNAS temperature, first iteration (default {d.temperature[0]}; paper 10)")
+    group.add_argument("--tau-end", type=positive_float, default=None,
+                       help=f"EPNAS temperature, last iteration (default {d.temperature[1]}; paper 1)")
+    group.add_argument("--score", choices=SCORES, default=None,
+                       help=f"raw: the paper's p ∝ s^(1/τ); z: p ∝ exp(z/τ) over z-scored candidates (default {d.score})")
+    group.add_argument("--acquisition", choices=ACQUISITIONS, default=None,
+                       help=f"mean prediction, mean + β·std (ucb) or expected improvement (ei) of the surrogate "
+                            f"ensemble (default {d.acquisition})")
+    group.add_argument("--beta", type=non_negative_float, default=None, help=f"UCB's β (default {d.beta})")
+    group.add_argument("--ensemble", type=positive_int, default=None,
+                       help=f"LSTM surrogates per level (default {d.ensemble}; the paper's EPNAS: 1; PNAS: 5)")
+    group.add_argument("--rescore", action=argparse.BooleanOptionalAction, default=None,
+                       help="re-evaluate the measured architectures on the current supernet weights before each "
+                            f"level's surrogate fit (default {'on' if d.rescore else 'off'})")
+    group.add_argument("--warmup-epochs", type=non_negative_int, default=None,
+                       help=f"epochs of uniformly sampled full-depth paths before level 1 (default {d.warmup_epochs})")
+    group.add_argument("--epochs", type=positive_int, default=None,
+                       help=f"supernet training epochs per trial (default {d.epochs})")
+    group.add_argument("--channels", type=positive_int, default=None, help=f"supernet width (default {d.channels})")
+    group.add_argument("--batch-size", type=positive_int, default=None,
+                       help=f"supernet SGD batch size (default {d.batch_size})")
+    group.add_argument("--lr", type=positive_float, default=None, help=f"supernet SGD learning rate (default {d.lr})")
 
 
 def make_space(args: argparse.Namespace) -> SearchSpace:
@@ -67,12 +157,17 @@ def make_space(args: argparse.Namespace) -> SearchSpace:
 
 
 # -- a search, set up as `epnas search` sets it up -----------------------------------------------------
-def make_sampler(name: str, space: SearchSpace, *, k: int, iterations: int, temperature: tuple[float, float],
-                 ensemble: int, seed: int) -> optuna.samplers.BaseSampler:
-    """EPNAS/PNAS (the progressive sampler in either selection mode), TPE or random, seeded."""
+def make_sampler(name: str, space: SearchSpace, settings: SearchSettings, seed: int,
+                 rescore: Rescorer | None = None) -> optuna.samplers.BaseSampler:
+    """The named sampler, seeded: a progressive variant (EPNAS or PNAS selection), TPE or random."""
     if name in PROGRESSIVE:
-        return EPNASSampler(space, k=k, iterations=iterations, selection=name, temperature=temperature, seed=seed,
-                            surrogate_ensemble=ensemble)
+        if settings.rescore and rescore is None:
+            raise ValueError("these settings re-score architectures on the supernet: pass its rescore callable")
+        return EPNASSampler(space, k=settings.k, iterations=settings.iterations,
+                            selection="pnas" if name == "pnas" else "epnas", temperature=settings.temperature,
+                            seed=seed, surrogate_ensemble=settings.ensemble, score=settings.score,
+                            acquisition=settings.acquisition, beta=settings.beta,
+                            rescore=rescore if settings.rescore else None)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
@@ -92,6 +187,9 @@ class Search:
     ``budget_is_exact``: stop at exactly ``budget`` finished trials, whatever the sampler (a
     progressive sampler stops mid-schedule or goes on into further iterations). Otherwise a
     progressive sampler runs its schedule to the end (``budget`` is then its planned trials).
+    ``cost_budget`` (MACs, :mod:`optuna_epnas.cost`), for a sampler without a schedule: run until the
+    search has spent that much compute (the trial that crosses it is the last); ``budget`` is then
+    only a safety cap on trials.
     """
 
     study: optuna.Study
@@ -101,6 +199,7 @@ class Search:
     budget: int
     budget_is_exact: bool
     checkpoint: Path | None
+    cost_budget: float | None = None
 
     @property
     def progressive(self) -> bool:
@@ -114,6 +213,8 @@ class Search:
         if self.progressive and not self.budget_is_exact:
             assert isinstance(self.sampler, EPNASSampler)
             return self.sampler.is_finished(self.study)
+        if self.cost_budget is not None:
+            return total_cost(self.study) >= self.cost_budget or self.finished >= self.budget
         return self.finished >= self.budget
 
     def run(self, callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> None:
@@ -124,37 +225,42 @@ class Search:
         recorder.write_study_note(self.study)  # final numbers, also when nothing was left to run
 
     def _stop_rule(self) -> Callable[[optuna.Study, FrozenTrial], None]:
-        if self.progressive and not self.budget_is_exact:
-            def stop_when_finished(study: optuna.Study, trial: FrozenTrial) -> None:
+        if (self.progressive and not self.budget_is_exact) or self.cost_budget is not None:
+            def stop_when_done(study: optuna.Study, trial: FrozenTrial) -> None:
                 if self.is_done():
                     study.stop()
 
-            return stop_when_finished
+            return stop_when_done
         return optuna.study.MaxTrialsCallback(self.budget, states=FINISHED)
 
 
 def open_search(
     space: SearchSpace, data: DeviceData, sampler: str, storage: str | optuna.storages.BaseStorage, study_name: str,
-    *, k: int = 25, iterations: int = 3, temperature: tuple[float, float] = (10.0, 1.0), ensemble: int = 1,
-    seed: int = 0, epochs: int = 3, channels: int = 24, batch_size: int = 128, lr: float = 0.05,
-    budget: int | None = None,
+    *, settings: SearchSettings | None = None, seed: int = 0, budget: int | None = None,
+    cost_budget: float | None = None,
 ) -> Search:
     """Create or load the study and attach its supernet (``epnas search`` and ``epnas compare``).
 
+    ``settings``: the named sampler's (:func:`resolve_settings`; default: its defaults).
     ``budget=None``: a progressive sampler runs its schedule, TPE/random get as many trials as the
-    schedule plans; an int: every sampler gets exactly that many finished trials. A checkpoint or
-    study made with other settings fails here, before any trial.
+    schedule plans; an int: every sampler gets exactly that many finished trials. ``cost_budget``
+    (MACs; TPE/random only): run until that much compute is spent, ``budget`` capping the trials.
+    A checkpoint or study made with other settings fails here, before any trial.
     """
-    made = make_sampler(sampler, space, k=k, iterations=iterations, temperature=temperature, ensemble=ensemble,
-                        seed=seed)
+    settings = settings or resolve_settings(sampler)
+    objective = SupernetObjective(space, data, epochs=settings.epochs, channels=settings.channels,
+                                  batch_size=settings.batch_size, lr=settings.lr, seed=seed,
+                                  warmup_epochs=settings.warmup_epochs)
+    made = make_sampler(sampler, space, settings, seed, rescore=objective.rescore)
+    if cost_budget is not None and isinstance(made, EPNASSampler):
+        raise ValueError("a progressive sampler runs its schedule: a compute budget is for TPE and random search")
     study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", sampler=made,
                                 load_if_exists=True)
-    objective = SupernetObjective(space, data, epochs=epochs, channels=channels, batch_size=batch_size, lr=lr,
-                                  seed=seed)
     objective.attach(study)
     return Search(study=study, sampler=made, objective=objective, space=space,
-                  budget=budget or planned_trials(space, k, iterations), budget_is_exact=budget is not None,
-                  checkpoint=checkpoint_path_for(storage, study_name))
+                  budget=budget or planned_trials(space, settings.k, settings.iterations),
+                  budget_is_exact=budget is not None, checkpoint=checkpoint_path_for(storage, study_name),
+                  cost_budget=cost_budget)
 
 
 # -- progress lines ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from optuna_epnas import compare, compare_report, ranking
 from optuna_epnas.compare import add_compare_parser, compare_command
 from optuna_epnas.objective import OBJECTIVE_ATTR, SupernetObjective
+from optuna_epnas.search import VARIANTS
 from optuna_epnas.train import TrainResult
 
 TINY = ["compare", "--layers", "2", "--k", "2", "--iterations", "1", "--channels", "4", "--epochs", "1",
@@ -74,11 +75,15 @@ def test_every_run_has_the_budget_and_the_same_search_settings(compared):
         assert (out / f"studies.db.{name}.supernet.pt").exists()  # its own supernet, beside the study
         seed = int(name[-1])
         assert specs[name]["seed"] == settings[name]["seed"] == seed
-    for name in RUNS:  # the same space and objective settings everywhere, but the seed (and the sampler)
-        assert {k: v for k, v in specs[name].items() if k != "seed"} == \
-            {k: v for k, v in specs["epnas-seed0"].items() if k != "seed"}
-        assert {k: v for k, v in settings[name].items() if k not in ("seed", "sampler")} == \
-            {k: v for k, v in settings["epnas-seed0"].items() if k not in ("seed", "sampler")}
+    # the same space and objective settings everywhere, but the seed, the sampler and what the sampler's
+    # variant fixes itself (random search trains no warm-up: its trials are uniform path training)
+    for name in RUNS:
+        own = {"seed", "sampler", "cost_budget", *VARIANTS[name.rsplit("-seed", 1)[0]]}
+        assert {k: v for k, v in specs[name].items() if k not in own} == \
+            {k: v for k, v in specs["epnas-seed0"].items() if k not in own}
+        assert {k: v for k, v in settings[name].items() if k not in own} == \
+            {k: v for k, v in settings["epnas-seed0"].items() if k not in own}
+    assert specs["epnas-seed0"]["warmup_epochs"] == 1 and specs["random-seed0"]["warmup_epochs"] == 0
     assert settings["random-seed1"]["budget"] == BUDGET and settings["random-seed1"]["epochs"] == 1
 
 
@@ -266,3 +271,40 @@ def test_a_bad_namespace_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(ValueError, match="--samplers"):
         compare_command(args)
     assert not (tmp_path / "x").exists()
+
+
+def test_at_equal_compute_random_search_spends_what_epnas_spent_and_is_judged_at_equal_trials_too(tmp_path):
+    out = tmp_path / "cmp"
+    argv = TINY + ["--seeds", "1", "--samplers", "random,epnas", "--top", "1", "--ranking-n", "0",
+                   "--budget-kind", "compute"]
+    assert run(argv, out) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["settings"]["budget_kind"] == "compute" and results["compute_reference"] == "epnas"
+    runs = {r["sampler"]: r for r in results["runs"]}
+    assert [r["sampler"] for r in results["runs"]] == ["random", "epnas"]  # reported in the order given
+    epnas, rand = runs["epnas"], runs["random"]
+    assert epnas["trials"] == BUDGET and epnas["cost_budget_macs"] is None
+    assert rand["cost_budget_macs"] == epnas["total_cost_macs"] == epnas["cost_curve"][-1]
+    # random stopped at the trial that crossed the budget, not one earlier or later
+    assert rand["cost_curve"][-1] >= epnas["total_cost_macs"] > rand["cost_curve"][-2]
+    assert rand["total_cost_macs"] == rand["cost_curve"][-1]
+    # every run is also judged at the equal-trial budget; a run that made more trials on its first ones
+    for r in (epnas, rand):
+        assert r["equal_trials"]["trials"] == min(BUDGET, r["trials"])
+        assert len(r["test_errors"]) == 2  # --final-seeds 2 by default: the chosen network trained twice
+    if rand["trials"] > BUDGET:
+        assert rand["equal_trials"]["cost_macs"] == rand["cost_curve"][BUDGET - 1]
+    assert {(d["a"], d["b"], d["view"]) for d in results["paired"]} == \
+        {("epnas", "random", "budget"), ("epnas", "random", "equal_trials")}
+    md = (out / "results.md").read_text()
+    assert "## At equal trials" in md and "## Paired by seed" in md and "best_so_far_compute.png" in md
+    assert (out / "best_so_far_compute.png").stat().st_size > 0
+    # a re-run with the other budget kind on the same folder is refused, nothing lost
+    with pytest.raises(ValueError, match="budget_kind"):
+        run(TINY + ["--seeds", "1", "--samplers", "random,epnas", "--top", "1", "--ranking-n", "0"], out)
+    assert json.loads((out / "results.json").read_text()) == results
+
+
+def test_a_compute_budget_needs_a_progressive_sampler_to_set_it(tmp_path):
+    with pytest.raises(ValueError, match="--budget-kind compute"):
+        run(TINY + ["--samplers", "tpe,random", "--budget-kind", "compute"], tmp_path / "cmp")

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Issue 10's study: the default EPNAS against its paper preset, PNAS, TPE and random search (with weight
+# sharing) at equal compute, then the ablation of each of its mechanisms, on a Fashion-MNIST proxy.
+# One results folder; re-running resumes it (finished runs and stand-alone trainings are cached), and
+# `ablation` reuses the runs `main` finished. The committed copy (studies/results/...) holds the
+# readable results only (results.md, results.json, *.png).
+#   bash studies/compare_equal_compute.sh main       # 5 samplers x 5 seeds, ~3 h on a 2-core CPU
+#   bash studies/compare_equal_compute.sh ablation   # + rescoring off, warm-up off, the paper's selection; ranking
+#   bash studies/compare_equal_compute.sh all        # both, in that order
+# Proxy task: 5,000 training images (stratified) shrunk to 14x14; the full validation and test splits
+# (6,000 / 10,000) shrunk alike. Macro space, 5 layers; K=4, 2 iterations (44 trials per schedule).
+# Equal compute: EPNAS/PNAS variants run their schedule; TPE and random run until they have spent (in
+# multiply-adds, warm-up and re-scoring included) what the default EPNAS spent with the same seed.
+# Every run's chosen network is trained stand-alone with 2 training seeds.
+set -euo pipefail
+out=${OUT:-studies/runs}/compare-equal-compute-fashion
+common=(--space macro --dataset fashion-mnist --max-train 5000 --image-size 14 --layers 5 --k 4 --iterations 2
+        --channels 16 --seeds 5 --budget-kind compute --top 2 --final-epochs 8 --final-channels 32
+        --final-seeds 2 --quiet --out "$out")
+main=epnas,epnas-paper,pnas,tpe,random
+ablation=$main,epnas-no-rescore,epnas-no-warmup,epnas-paper-selection
+case "${1:-main}" in
+  main) epnas compare "${common[@]}" --samplers "$main" --ranking-n 0 ;;
+  ablation) epnas compare "${common[@]}" --samplers "$ablation" --ranking-n 30 ;;
+  all) epnas compare "${common[@]}" --samplers "$main" --ranking-n 0
+       epnas compare "${common[@]}" --samplers "$ablation" --ranking-n 30 ;;
+  *) echo "usage: $0 main|ablation|all" >&2; exit 2 ;;
+esac
+mkdir -p studies/results/compare-equal-compute-fashion
+cp "$out"/results.md "$out"/results.json "$out"/*.png studies/results/compare-equal-compute-fashion/
