@@ -69,7 +69,7 @@ class SupernetObjective:
         lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 0,
         checkpoint: str | os.PathLike | None | bool = None, amp: bool | None = None,
         channels_last: bool | None = None, eval_batch_size: int = 1000, warmup_epochs: int = 0,
-        rescore_images: int = 2000,
+        rescore_images: int = 1000,
     ) -> None:
         for name, value, low in (("epochs", epochs, 1), ("channels", channels, 1), ("batch_size", batch_size, 1),
                                  ("warmup_epochs", warmup_epochs, 0), ("rescore_images", rescore_images, 1)):
