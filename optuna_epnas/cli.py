@@ -25,7 +25,7 @@ from optuna_epnas.search import (
     resolve_settings, settings_from_args,
 )
 from optuna_epnas.spaces import MacroSpace, space_from_spec
-from optuna_epnas.train import add_train_parser, load_search_study, resolve_source, train_command
+from optuna_epnas.train import _HelpFormatter, add_train_parser, load_search_study, resolve_source, train_command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = commands.add_parser(
         "search", help="run (or resume) an architecture search",
         description="Run an architecture search; re-running the same command resumes it.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     add_space_arguments(s)
     add_data_arguments(s, available_datasets())

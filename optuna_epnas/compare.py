@@ -460,9 +460,9 @@ def compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def reference_sampler(samplers: Sequence[str]) -> str:
+def reference_sampler(samplers: Sequence[str]) -> str | None:
     """The progressive sampler whose spending sets TPE's and random search's compute budget."""
-    return next(x for x in samplers if x in PROGRESSIVE)
+    return next((x for x in samplers if x in PROGRESSIVE), None)
 
 
 def make_plan(args: argparse.Namespace, space: SearchSpace, data: DeviceData) -> Plan:

@@ -440,15 +440,18 @@ def _code(arch: str) -> str:
 
 def run_table(runs: Sequence[dict[str, Any]]) -> list[str]:
     lines = ["| run | trials | best supernet acc | trials to target | search (s) | chosen (supernet rank) | "
-             "stand-alone val | stand-alone test error (%) | parameters | architecture |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "stand-alone val | stand-alone test error (%), mean over training seeds | per training seed | "
+             "compute (MACs) | parameters | architecture |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
     for r in runs:
         c = next((c for c in r["candidates"] if c["rank"] == r["chosen"]), None)
         lines.append(
             f"| {r['run']} | {r['trials']} | {fmt_acc(r['best_supernet_accuracy'])} | "
             f"{'–' if r['trials_to_target'] is None else r['trials_to_target']} | {_secs(r['search_seconds'])} | "
-            + (f"#{c['rank']} of {len(r['candidates'])} | {fmt_acc(c['val_accuracy'])} | {_pct(c['test_error'])} | "
-               f"{c['params']:,} | {_code(c['arch'])} |" if c else "– | – | – | – | – |"))
+            + (f"#{c['rank']} of {len(r['candidates'])} | {fmt_acc(c['val_accuracy'])} | {_pct(r['test_error'])} | "
+               f"{' '.join(_pct(e) for e in r.get('test_errors') or [c['test_error']])} | "
+               f"{_macs(r.get('total_cost_macs'))} | {c['params']:,} | {_code(c['arch'])} |"
+               if c else "– | – | – | – | – | – | – |"))
     return lines
 
 

@@ -20,7 +20,7 @@ from optuna_epnas.train import TrainResult
 
 TINY = ["compare", "--layers", "2", "--k", "2", "--iterations", "1", "--channels", "4", "--epochs", "1",
         "--max-train", "200", "--final-epochs", "1", "--final-channels", "4", "--quiet"]
-MAIN = TINY + ["--seeds", "2", "--samplers", "epnas,random", "--top", "1", "--ranking-n", "4"]
+MAIN = TINY + ["--seeds", "2", "--samplers", "epnas,random", "--top", "1", "--ranking-n", "4", "--final-seeds", "1"]
 BUDGET = 6 + 2  # the EPNAS schedule of 2 layers, K=2, 1 iteration: the 6 one-layer architectures, then K
 RUNS = ("epnas-seed0", "random-seed0", "epnas-seed1", "random-seed1")
 
@@ -120,8 +120,9 @@ def test_the_results_folder_reads_what_the_json_says(compared):
         assert row[1] == "2"
         assert row[2] == f"{100 * s['test_error_mean']:.2f} ± {100 * s['test_error_std']:.2f}"
         assert row[3] == " ".join(f"{100 * e:.2f}" for e in s["test_errors"])
-        assert row[4].startswith(" ".join("–" if t is None else str(t) for t in s["trials_to_target"]))
-        assert row[6] == f"{s['best_supernet_mean']:.4f} ± {s['best_supernet_std']:.4f}"
+        assert row[4] == str(BUDGET) and row[5] == f"{s['total_cost_mean']:.3g}"
+        assert row[6].startswith(" ".join("–" if t is None else str(t) for t in s["trials_to_target"]))
+        assert row[8] == f"{s['best_supernet_mean']:.4f} ± {s['best_supernet_std']:.4f}"
 
     per_run = {r[0]: r for r in _table(markdown, "## Per run")}
     for r in results["runs"]:
@@ -170,7 +171,7 @@ def test_the_chosen_architecture_is_the_best_by_validation_not_by_test(tmp_path,
         return TrainResult(history=[], test_accuracy=test, val_accuracy=val, params=1, seconds=0.0)
 
     monkeypatch.setattr(compare, "train_final", train_final)
-    argv = TINY + ["--samplers", "random", "--seeds", "1", "--top", "2", "--ranking-n", "0"]
+    argv = TINY + ["--samplers", "random", "--seeds", "1", "--top", "2", "--ranking-n", "0", "--final-seeds", "1"]
     assert run(argv, tmp_path) == 0
     results = json.loads((tmp_path / "results.json").read_text())
     (r,) = results["runs"]
@@ -236,10 +237,10 @@ def test_conclusions_say_when_the_spread_is_larger_than_the_difference():
     summary = {
         "epnas": {"runs": 3, "test_errors": [0.10, 0.12, 0.14], "test_error_mean": 0.12, "test_error_std": 0.02,
                   "reached_target": 1, "trials_to_target": [None, 40, None], "best_supernet_mean": 0.9,
-                  "search_seconds_mean": 100.0},
+                  "search_seconds_mean": 100.0, "trials": [92, 92, 92], "total_cost_mean": 2.5e9},
         "random": {"runs": 3, "test_errors": [0.11, 0.11, 0.11], "test_error_mean": 0.11, "test_error_std": 0.0,
                    "reached_target": 3, "trials_to_target": [10, 20, 30], "best_supernet_mean": 0.8,
-                   "search_seconds_mean": 90.0},
+                   "search_seconds_mean": 90.0, "trials": [60, 61, 62], "total_cost_mean": 2.6e9},
     }
     lines = compare_report.conclusions(summary, 0.85, "a rule", 92, 359, None)
     text = "\n".join(lines)
@@ -247,6 +248,7 @@ def test_conclusions_say_when_the_spread_is_larger_than_the_difference():
     assert "lower on 1 of 3 seeds, higher on 2" in text and "do not tell them apart" in text
     assert "EPNAS reached it in 1 of 3 runs (after 40 trials); random reached it in 3 of 3 runs" in text
     assert "did not give the lowest stand-alone test error (random)" in text
+    assert "trials per run, mean: EPNAS 92, random 61; compute per run, mean: EPNAS 2.5e+09, random 2.6e+09" in text
 
 
 # -- bad input -----------------------------------------------------------------------------------------
