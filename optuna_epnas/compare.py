@@ -216,7 +216,7 @@ def _check_run_settings(study: optuna.Study, settings: dict[str, Any]) -> None:
 
 
 def choose_and_retest(plan: Plan, run: str, seed: int, trials: Sequence[FrozenTrial], cache: Path,
-                      say: Callable[[str], None]) -> dict[str, Any]:
+                      say: Callable[[str], None], view: str = "") -> dict[str, Any]:
     """The top architectures of ``trials`` stand-alone (training seed ``seed``), the one chosen by
     validation accuracy, and its test error averaged over ``plan.final_seeds`` training seeds."""
     top = top_architectures(trials, plan.space.max_level, plan.top)
@@ -232,7 +232,7 @@ def choose_and_retest(plan: Plan, run: str, seed: int, trials: Sequence[FrozenTr
                                    plan.space, plan.data, {**plan.final, "seed": seed + 1000 * extra}, cache, say)
         errors.append(again[0]["test_error"])
     out.update(chosen=chosen["rank"], test_error=float(np.mean(errors)), test_errors=errors)
-    say(f"run {run}: chosen #{chosen['rank']} by stand-alone validation accuracy {chosen['val_accuracy']:.4f}: "
+    say(f"run {run}{view}: chosen #{chosen['rank']} by stand-alone validation accuracy {chosen['val_accuracy']:.4f}: "
         f"test error {100 * out['test_error']:.2f}% (mean of {len(errors)} training seeds: "
         f"{', '.join(f'{100 * e:.2f}' for e in errors)})")
     return out
@@ -256,7 +256,8 @@ def do_run(plan: Plan, sampler: str, seed: int, position: str, say: Callable[[st
             curve = best_so_far(prefix, plan.space.max_level)
             record["equal_trials"] = {"trials": plan.budget, "best_supernet_accuracy": curve[-1] if curve else None,
                                       "cost_macs": record["cost_curve"][plan.budget - 1],
-                                      **choose_and_retest(plan, record["run"], seed, prefix, cache, say)}
+                                      **choose_and_retest(plan, record["run"], seed, prefix, cache, say,
+                                                          f" at its first {plan.budget} trials")}
         else:
             record["equal_trials"] = {k: record[k] for k in ("trials", "best_supernet_accuracy", "candidates",
                                                              "chosen", "test_error", "test_errors")}

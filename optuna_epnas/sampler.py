@@ -157,6 +157,11 @@ class EPNASSampler(BaseSampler):
             improvement over the best accuracy measured so far (normal, ensemble mean and std).
             ``ucb`` and ``ei`` need ``surrogate_ensemble`` >= 2.
         beta: the UCB's weight on the ensemble's disagreement.
+        parent_weight: adds ``parent_weight`` × the parent's measured accuracy (z-scored across the
+            parents, or its log with ``score="raw"``) to each child's log-weight, so that children of
+            the better-measured parents are drawn first. 0 (default): the surrogate alone, as the paper.
+            The LSTM has never seen a sequence as long as the children it scores; the parent's
+            measurement is what the progression has actually learned about them.
         seed: seeds candidate sampling and surrogate training. ``None`` picks one and stores it in
             the study, so that a resumed search keeps it.
         surrogate_steps: Adam steps per surrogate fit (one fit per level).
@@ -191,6 +196,7 @@ class EPNASSampler(BaseSampler):
         acquisition: str = "ucb",
         beta: float = 1.0,
         rescore: Rescorer | None = None,
+        parent_weight: float = 0.0,
     ) -> None:
         if space is None:
             from optuna_epnas.spaces.macro import MacroSpace
@@ -220,7 +226,10 @@ class EPNASSampler(BaseSampler):
         self.seed = seed
         self.surrogate_ensemble = surrogate_ensemble
         self.surrogate_steps, self.max_retries, self.poll_interval = surrogate_steps, max_retries, poll_interval
+        if not (isinstance(parent_weight, (int, float)) and math.isfinite(parent_weight) and parent_weight >= 0):
+            raise ValueError(f"parent_weight must be a finite number >= 0, got {parent_weight!r}")
         self.score, self.acquisition, self.beta, self.rescore = score, acquisition, float(beta), rescore
+        self.parent_weight = float(parent_weight)
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self._plans: dict[tuple[int, int], dict[str, Any]] = {}
         self._plan_lock = threading.Lock()
@@ -307,6 +316,7 @@ class EPNASSampler(BaseSampler):
             "surrogate": {"steps": self.surrogate_steps, "ensemble": self.surrogate_ensemble},
             "score": self.score, "acquisition": self.acquisition, "beta": self.beta,
             "rescore": self.rescore is not None,
+            **({"parent_weight": self.parent_weight} if self.parent_weight else {}),  # absent: as before
         }
         stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_ATTR)
         if stored is None:
@@ -456,6 +466,13 @@ class EPNASSampler(BaseSampler):
         prefixes = [self.space.tokens(p) for p in parents]
         children = [self.space.child_tokens(p) for p in parents]
         predicted, log_weights = self._score(members, prefixes, children, best=max(values))
+        if self.parent_weight:  # trust what was measured: children of the better-measured parents first
+            measured = dict(zip(keys, values))
+            parent_values = np.array([measured[self.space.key(p)] for p in parents], dtype=np.float64)
+            sizes = [self.space.num_children(p) for p in parents]
+            log_weights = log_weights + self.parent_weight * np.repeat(
+                _standardised(parent_values) if self.score == "z" else np.log(np.clip(parent_values, 1e-300, None)),
+                sizes)
         chosen, probability = select(log_weights, self.k, self.selection, tau, np.random.default_rng(self._rng_seed(it, level)))
         offsets = np.cumsum([0] + [self.space.num_children(p) for p in parents])
         owner = np.searchsorted(offsets, chosen, side="right") - 1
@@ -531,6 +548,10 @@ def log_weights(each: np.ndarray, acquisition: str, score: str, beta: float = 1.
         value = mean
     if score == "raw":
         return np.log(np.clip(value, 1e-300, None))
+    return _standardised(value)
+
+
+def _standardised(value: np.ndarray) -> np.ndarray:
     spread = value.std()
     return (value - value.mean()) / spread if spread > 0 else np.zeros_like(value)
 

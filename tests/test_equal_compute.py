@@ -193,3 +193,22 @@ def test_paired_difference_bootstrap_interval_and_wilcoxon():
     assert (d["a_lower_on"], d["a_higher_on"]) == (5, 0)
     summary["random"]["test_errors"] = [None, 0.2, 0.2, 0.2, 0.2]  # seed 4 (listed first) has no result
     assert paired_difference(summary, "epnas", "random")["n"] == 4
+
+
+def test_a_heavy_parent_weight_draws_the_children_of_the_best_measured_parent():
+    space = MacroSpace(2)
+
+    def objective(trial):
+        arch = space.suggest(trial)
+        return 0.9 if arch.ops[0] == "sep5x5" else 0.1  # one level-1 architecture stands out
+
+    chosen = {}
+    for weight in (0.0, 50.0):
+        sampler = EPNASSampler(space, k=6, iterations=1, seed=3, surrogate_steps=5, parent_weight=weight)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(objective, n_trials=sampler.n_trials)
+        chosen[weight] = [t.user_attrs["arch"].split(" | ")[0] for t in study.trials if t.user_attrs["level"] == 2]
+    assert chosen[50.0] == ["sep5x5"] * 6
+    assert set(chosen[0.0]) != {"sep5x5"}  # 5 surrogate steps learn nothing: the draw is spread over parents
+    with pytest.raises(ValueError, match="parent_weight"):
+        EPNASSampler(space, parent_weight=-1.0)
