@@ -1,22 +1,87 @@
-"""EPNAS (two τ schedules), PNAS, random and TPE on a synthetic architecture score with a known best.
+"""Samplers at equal *compute* on synthetic architecture scores with a known best (no training).
 
-No training, so it runs in minutes on a CPU. Same trial budget for every sampler (the trials of the
-EPNAS schedule); the number reported is the best score of a complete architecture (1.0 = the target).
+Protocol (``optuna_epnas.synthetic``): every trial records what training its path would cost
+(``cost_macs``: 3 × forward multiply-adds of one image, a relative unit), so a progressive search's
+shallow trials are cheap, as in a real search. Per seed, the default EPNAS runs its full schedule
+(``n_trials=sampler.n_trials``); its total cost is the budget. Every other sampler runs until it has
+spent that budget (``StopAtCost``; the trial that crosses it completes, so ``compute`` -- MACs used /
+budget -- is a little over 1): TPE and random search on complete architectures, the other
+progressive ones (paper, PNAS, variants) stopped inside their schedule if it costs more, or going on
+into a further iteration (shallow, cheap trials first) if it costs less. The number reported is the
+best score of a *complete* architecture (1.0 = the target). Seed s searches the score with hidden
+target seed 100 + s, every sampler seeded with s.
 
-    python studies/synthetic_samplers.py --layers 8 --k 8 --iterations 3 --kind separable --ensemble 5
+Samplers: ``epnas`` (the defaults, ``EPNASSampler(space, k, iterations, seed)``), ``epnas-paper``
+(``EPNASSampler.paper``), ``pnas`` (top-K, the other defaults), ``tpe``, ``random``, plus any
+``--variant``: EPNAS with the defaults overridden, e.g.
+
+    --variant "temperature=0.5,0.1"  --variant "acquisition=mean score=raw"  --variant "ensemble=3 beta=2"
+
+(keys: temperature (start,end or one value per iteration), score, acquisition, beta, ensemble, selection).
+``--defaults SPEC`` (same syntax) changes what ``epnas`` (the reference), ``pnas`` and the variants
+start from: the settings a default is about to get, measured before the code has them.
+
+    python studies/synthetic_samplers.py --layers 8 --k 8 --iterations 3 --kinds prefix separable --seeds 5
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+import sys
 import time
 import warnings
+from typing import Any, Callable
 
 import numpy as np
 import optuna
 
 from optuna_epnas import EPNASSampler, MacroSpace
-from optuna_epnas.synthetic import KINDS, SyntheticScore
+from optuna_epnas.synthetic import KINDS, SyntheticScore, run_at_equal_compute, run_search
+
+BASE_SAMPLERS = ("epnas", "epnas-paper", "pnas", "tpe", "random")
+VARIANT_KEYS = {"temperature": "temperature", "score": "score", "acquisition": "acquisition", "beta": "beta",
+                "ensemble": "surrogate_ensemble", "selection": "selection"}
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """``"temperature=0.5,0.1 acquisition=mean"`` -> EPNASSampler keyword overrides."""
+    overrides: dict[str, Any] = {}
+    for item in text.replace(";", " ").split():
+        key, sep, value = item.partition("=")
+        if not sep or key not in VARIANT_KEYS:
+            raise argparse.ArgumentTypeError(f"variant items are key=value with key in {sorted(VARIANT_KEYS)}, got {item!r}")
+        if key == "temperature":
+            overrides["temperature"] = tuple(float(v) for v in value.split(","))
+        elif key == "beta":
+            overrides["beta"] = float(value)
+        elif key == "ensemble":
+            overrides["surrogate_ensemble"] = int(value)
+        else:
+            overrides[VARIANT_KEYS[key]] = value
+    if not overrides:
+        raise argparse.ArgumentTypeError("an empty variant")
+    return overrides
+
+
+def variant_name(overrides: dict[str, Any]) -> str:
+    parts = []
+    for key, value in overrides.items():
+        if key == "temperature":
+            parts.append("τ " + "→".join(f"{v:g}" for v in value))
+        elif key == "surrogate_ensemble":
+            parts.append(f"ens {value}")
+        elif key == "beta":
+            parts.append(f"β {value:g}")
+        else:
+            parts.append(str(value))
+    return "epnas " + ", ".join(parts)
+
+
+def fmt_diff(diffs: np.ndarray) -> str:
+    wins, losses = int((diffs > 1e-12).sum()), int((diffs < -1e-12).sum())
+    return f"{diffs.mean():+.3f} | {wins}/{losses}/{len(diffs) - wins - losses}"
 
 
 def main() -> None:
@@ -24,35 +89,86 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--kind", choices=KINDS, default="separable")
-    parser.add_argument("--ensemble", type=int, default=1, help="surrogate ensemble size")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=["prefix", "separable"])
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    parser.add_argument("--samplers", nargs="+", choices=BASE_SAMPLERS, default=list(BASE_SAMPLERS),
+                        help="which of the base samplers to run (the reference epnas always runs: it sets the budget)")
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[],
+                        help='EPNAS with some defaults overridden, e.g. "temperature=0.5,0.1 acquisition=mean"')
+    parser.add_argument("--defaults", type=parse_variant, default={},
+                        help="override EPNASSampler's defaults for epnas, pnas and the variants (same syntax)")
+    parser.add_argument("--surrogate-steps", type=int, default=500, help="Adam steps per surrogate fit (every EPNAS/PNAS)")
+    parser.add_argument("--json", help="also write the per-seed results to this file")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     space = MacroSpace(args.layers)
-    budget = EPNASSampler.planned_trials(space, args.k, args.iterations)
-    common = dict(k=args.k, iterations=args.iterations, surrogate_ensemble=args.ensemble)
-    samplers = {
-        "epnas τ 10→1": lambda s: EPNASSampler(space, seed=s, temperature=(10.0, 1.0), **common),
-        "epnas τ 10→0.05": lambda s: EPNASSampler(space, seed=s, temperature=(10.0, 0.05), **common),
-        "pnas (top-K)": lambda s: EPNASSampler(space, seed=s, selection="pnas", **common),
-        "random": lambda s: optuna.samplers.RandomSampler(seed=s),
+    common = dict(k=args.k, iterations=args.iterations, surrogate_steps=args.surrogate_steps, **args.defaults)
+    samplers: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
+        "epnas": lambda s: EPNASSampler(space, seed=s, **common),
+        "epnas-paper": lambda s: EPNASSampler.paper(space, seed=s, k=args.k, iterations=args.iterations,
+                                                     surrogate_steps=args.surrogate_steps),
+        "pnas": lambda s: EPNASSampler(space, seed=s, selection="pnas", **common),
         "tpe": lambda s: optuna.samplers.TPESampler(seed=s),
+        "random": lambda s: optuna.samplers.RandomSampler(seed=s),
     }
-    print(f"{args.kind} score, MacroSpace({args.layers}), K={args.k}, {args.iterations} iterations, "
-          f"ensemble {args.ensemble}: {budget} trials per search, seeds 0..{args.seeds - 1}")
-    print("| sampler | best complete score, mean ± std | per seed | seconds |\n|---|---|---|---|")
-    for name, make in samplers.items():
-        started, best = time.perf_counter(), []
-        for seed in range(args.seeds):
-            score = SyntheticScore(space, seed=100 + seed, kind=args.kind)
-            study = optuna.create_study(direction="maximize", sampler=make(seed))
-            study.optimize(score, n_trials=budget)
-            best.append(max(t.value for t in study.trials if t.user_attrs["level"] == args.layers))
-        print(f"| {name} | {np.mean(best):.3f} ± {np.std(best):.3f} | {' '.join(f'{b:.3f}' for b in best)} "
-              f"| {time.perf_counter() - started:.0f} |", flush=True)
+    samplers = {name: make for name, make in samplers.items() if name == "epnas" or name in args.samplers}
+    for overrides in args.variant:
+        samplers[variant_name(overrides)] = lambda s, o=overrides: EPNASSampler(space, seed=s, **{**common, **o})
+    default = EPNASSampler(space, **common)
+    seeds = list(range(args.seeds))
+
+    print(f"`python studies/synthetic_samplers.py {shlex.join(sys.argv[1:])}`\n")
+    if args.defaults:
+        print(f"Defaults overridden for epnas, pnas and the variants: {variant_name(args.defaults)[6:]}\n")
+    print(f"MacroSpace({args.layers}), K={args.k}, {args.iterations} iterations ({default.n_trials} trials per "
+          f"schedule), surrogate steps {args.surrogate_steps}, seeds {seeds[0]}..{seeds[-1]}. Default EPNAS: "
+          f"τ {default.temperature(0):g}→{default.temperature(args.iterations - 1):g}, score {default.score}, "
+          f"acquisition {default.acquisition}, β {default.beta:g}, ensemble {default.surrogate_ensemble}. "
+          "Budget per seed: the default EPNAS's full schedule; compute = MACs used / budget.\n", flush=True)
+    everything: dict[str, Any] = {"command": sys.argv, "kinds": {}}
+    for kind in args.kinds:
+        results: dict[str, list] = {name: [] for name in samplers}
+        budgets = []
+        for seed in seeds:
+            score = SyntheticScore(space, seed=100 + seed, kind=kind)
+            for name, make in samplers.items():
+                sampler = make(seed)
+                if name == "epnas":
+                    r = run_search(sampler, score)
+                    budgets.append(r.cost_macs)
+                else:
+                    r = run_at_equal_compute(sampler, score, budgets[-1], max_trials=100 * default.n_trials)
+                results[name].append(r)
+                print(f"{kind} seed {seed} {name}: best {r.best:.3f}, {r.trials} trials, "
+                      f"{r.cost_macs / budgets[-1]:.2f} of the budget, {r.seconds:.0f} s", file=sys.stderr, flush=True)
+                r.study = None  # free it
+        best = {name: np.array([r.best for r in rs]) for name, rs in results.items()}
+        print(f"### {kind}\n\nbudget per seed (MMACs): {' '.join(f'{b / 1e6:.0f}' for b in budgets)}\n")
+        print("| sampler | best complete score, mean ± std | per seed | trials, mean | compute | seconds |\n"
+              "|---|---|---|---|---|---|")
+        for name, rs in results.items():
+            compute = np.mean([r.cost_macs / b for r, b in zip(rs, budgets)])
+            print(f"| {name} | {best[name].mean():.3f} ± {best[name].std():.3f} | "
+                  f"{' '.join(f'{b:.3f}' for b in best[name])} | {np.mean([r.trials for r in rs]):.0f} | "
+                  f"{compute:.2f} | {sum(r.seconds for r in rs):.0f} |")
+        refs = [r for r in ("random", "tpe") if r in best]
+        if refs:
+            print(f"\npaired differences per seed (sampler − reference): mean | wins/losses/ties over {len(seeds)} seeds\n")
+            print("| sampler | " + " | ".join(f"vs {r} | w/l/t" for r in refs) + " |\n|---|"
+                  + "---|---|" * len(refs))
+            for name in best:
+                if name in refs:
+                    continue
+                print(f"| {name} | " + " | ".join(fmt_diff(best[name] - best[r]) for r in refs) + " |")
+        print(flush=True)
+        everything["kinds"][kind] = {"budgets": budgets, "samplers": {
+            name: [{"best": r.best, "trials": r.trials, "cost_macs": r.cost_macs, "seconds": r.seconds} for r in rs]
+            for name, rs in results.items()}}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(everything, f, indent=1)
 
 
 if __name__ == "__main__":
