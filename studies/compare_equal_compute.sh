@@ -13,6 +13,8 @@
 # multiply-adds, warm-up and re-scoring included) what the default EPNAS spent with the same seed.
 # Every run's chosen network is trained stand-alone with 2 training seeds.
 set -euo pipefail
+# Passive OpenMP waits: with spinning threads a trial ran 10-40x slower on two shared cores (as in .ci/run).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 out=${OUT:-studies/runs}/compare-equal-compute-fashion
 common=(--space macro --dataset fashion-mnist --max-train 5000 --image-size 14 --layers 5 --k 4 --iterations 2
         --channels 16 --seeds 5 --budget-kind compute --top 2 --final-epochs 8 --final-channels 32
