@@ -162,6 +162,10 @@ class EPNASSampler(BaseSampler):
             the better-measured parents are drawn first. 0 (default): the surrogate alone, as the paper.
             The LSTM has never seen a sequence as long as the children it scores; the parent's
             measurement is what the progression has actually learned about them.
+        diverse: draw the K children from distinct (parent, unit) groups first -- in the macro space a
+            parent and the new layer's op, whatever its skips (``space.child_groups``) -- so that one
+            parent's new layer is tried with several ops rather than one op with several skip patterns.
+            False (default): the paper's draw over all candidates.
         seed: seeds candidate sampling and surrogate training. ``None`` picks one and stores it in
             the study, so that a resumed search keeps it.
         surrogate_steps: Adam steps per surrogate fit (one fit per level).
@@ -185,7 +189,7 @@ class EPNASSampler(BaseSampler):
         k: int = 25,
         iterations: int = 3,
         selection: str = "epnas",
-        temperature: TemperatureSpec = (1.0, 0.25),
+        temperature: TemperatureSpec = (0.5, 0.1),
         seed: int | None = None,
         surrogate_steps: int = 500,
         surrogate_ensemble: int = 5,
@@ -197,6 +201,7 @@ class EPNASSampler(BaseSampler):
         beta: float = 1.0,
         rescore: Rescorer | None = None,
         parent_weight: float = 0.0,
+        diverse: bool = False,
     ) -> None:
         if space is None:
             from optuna_epnas.spaces.macro import MacroSpace
@@ -230,6 +235,9 @@ class EPNASSampler(BaseSampler):
             raise ValueError(f"parent_weight must be a finite number >= 0, got {parent_weight!r}")
         self.score, self.acquisition, self.beta, self.rescore = score, acquisition, float(beta), rescore
         self.parent_weight = float(parent_weight)
+        if not isinstance(diverse, bool):
+            raise TypeError(f"diverse must be True or False, got {diverse!r}")
+        self.diverse = diverse
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self._plans: dict[tuple[int, int], dict[str, Any]] = {}
         self._plan_lock = threading.Lock()
@@ -317,6 +325,7 @@ class EPNASSampler(BaseSampler):
             "score": self.score, "acquisition": self.acquisition, "beta": self.beta,
             "rescore": self.rescore is not None,
             **({"parent_weight": self.parent_weight} if self.parent_weight else {}),  # absent: as before
+            **({"diverse": True} if self.diverse else {}),
         }
         stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_ATTR)
         if stored is None:
@@ -326,8 +335,9 @@ class EPNASSampler(BaseSampler):
         else:
             if config["seed"] is None:
                 config["seed"] = stored["seed"]
-            diff = [f"{name}: study has {stored.get(name)!r}, sampler has {config[name]!r}"
-                    for name in config if stored.get(name) != config[name]]
+            # both ways: an option stored only when set (parent_weight, diverse) must not be dropped either
+            diff = [f"{name}: study has {stored.get(name)!r}, sampler has {config.get(name)!r}"
+                    for name in dict.fromkeys([*config, *stored]) if stored.get(name) != config.get(name)]
             if diff:
                 raise ValueError(
                     f"study {study.study_name!r} was searched with other EPNAS settings ("
@@ -473,7 +483,13 @@ class EPNASSampler(BaseSampler):
             log_weights = log_weights + self.parent_weight * np.repeat(
                 _standardised(parent_values) if self.score == "z" else np.log(np.clip(parent_values, 1e-300, None)),
                 sizes)
-        chosen, probability = select(log_weights, self.k, self.selection, tau, np.random.default_rng(self._rng_seed(it, level)))
+        groups = None
+        if self.diverse:  # (parent, group) -> one id
+            each = [self.space.child_groups(p) for p in parents]
+            width = 1 + max(int(g.max()) for g in each if len(g))
+            groups = np.concatenate([i * width + g for i, g in enumerate(each)])
+        chosen, probability = select(log_weights, self.k, self.selection, tau,
+                                     np.random.default_rng(self._rng_seed(it, level)), groups)
         offsets = np.cumsum([0] + [self.space.num_children(p) for p in parents])
         owner = np.searchsorted(offsets, chosen, side="right") - 1
         chosen_keys = [self.space.key(self.space.child(parents[o], int(c - offsets[o]))) for o, c in zip(owner, chosen)]
@@ -567,7 +583,8 @@ def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.n
 
 
 def select(
-    log_scores: np.ndarray, k: int, selection: str, tau: float, rng: np.random.Generator
+    log_scores: np.ndarray, k: int, selection: str, tau: float, rng: np.random.Generator,
+    groups: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the K chosen candidates (in draw order), and each candidate's probability p_i.
 
@@ -575,6 +592,11 @@ def select(
     standardised scores). EPNAS draws K without replacement with p_i ∝ exp(w_i/τ) (= s_i^(1/τ)): adding Gumbel noise to log p and taking the top K is exactly
     that sequential draw, in one vectorised pass over ~300k candidates. PNAS takes the K best.
     The probability returned is that of being drawn first.
+
+    ``groups`` (a group id per candidate): the diverse draw. Groups are drawn first, without
+    replacement, each with the summed probability of its members (PNAS: by its best member), then one
+    member within each (by its probability; PNAS: the best); when there are fewer groups than K the
+    rest are drawn from the remaining candidates as without groups.
     """
     logits = log_scores / tau
     probability = np.exp(logits - logits.max())
@@ -582,8 +604,33 @@ def select(
     n = len(log_scores)
     if n <= k:
         return np.arange(n), probability
+    perturbed = logits if selection == "pnas" else logits + rng.gumbel(size=n)
+    if groups is not None:
+        return _one_per_group(logits, perturbed, np.asarray(groups), k, selection, rng), probability
     if selection == "pnas":
         return np.argsort(-log_scores, kind="stable")[:k], probability
-    perturbed = logits + rng.gumbel(size=n)
     top = np.argpartition(-perturbed, k - 1)[:k]
     return top[np.argsort(-perturbed[top], kind="stable")], probability
+
+
+def _one_per_group(logits: np.ndarray, perturbed: np.ndarray, groups: np.ndarray, k: int, selection: str,
+                   rng: np.random.Generator) -> np.ndarray:
+    _, inverse = np.unique(groups, return_inverse=True)
+    m = int(inverse.max()) + 1
+    value = perturbed  # PNAS: unperturbed
+    # each group's representative: its member with the highest (perturbed) value
+    order = np.lexsort((-value, inverse))
+    first = order[np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1]]
+    if selection == "pnas":
+        group_value = logits[first]
+    else:  # log of the group's summed probability, Gumbel-perturbed: a draw of groups without replacement
+        peak = np.full(m, -np.inf)
+        np.maximum.at(peak, inverse, logits)
+        mass = np.log(np.bincount(inverse, weights=np.exp(logits - peak[inverse]), minlength=m)) + peak
+        group_value = mass + rng.gumbel(size=m)
+    picked = first[np.argsort(-group_value, kind="stable")[:k]]
+    if len(picked) < k:
+        rest = np.setdiff1d(np.arange(len(logits)), picked)
+        more = rest[np.argsort(-value[rest], kind="stable")[:k - len(picked)]]
+        picked = np.concatenate([picked, more])
+    return picked

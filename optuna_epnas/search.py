@@ -33,7 +33,7 @@ class SearchSettings:
 
     k: int = 25
     iterations: int = 3
-    temperature: tuple[float, float] = (1.0, 0.25)
+    temperature: tuple[float, float] = (0.5, 0.1)
     ensemble: int = 5
     score: str = "z"
     acquisition: str = "ucb"
@@ -234,6 +234,13 @@ class Search:
         return optuna.study.MaxTrialsCallback(self.budget, states=FINISHED)
 
 
+def make_objective(space: SearchSpace, data: DeviceData, settings: SearchSettings, seed: int) -> SupernetObjective:
+    """The supernet objective a search with ``settings`` and ``seed`` trains (not yet attached to a study)."""
+    return SupernetObjective(space, data, epochs=settings.epochs, channels=settings.channels,
+                             batch_size=settings.batch_size, lr=settings.lr, seed=seed,
+                             warmup_epochs=settings.warmup_epochs)
+
+
 def open_search(
     space: SearchSpace, data: DeviceData, sampler: str, storage: str | optuna.storages.BaseStorage, study_name: str,
     *, settings: SearchSettings | None = None, seed: int = 0, budget: int | None = None,
@@ -248,9 +255,7 @@ def open_search(
     A checkpoint or study made with other settings fails here, before any trial.
     """
     settings = settings or resolve_settings(sampler)
-    objective = SupernetObjective(space, data, epochs=settings.epochs, channels=settings.channels,
-                                  batch_size=settings.batch_size, lr=settings.lr, seed=seed,
-                                  warmup_epochs=settings.warmup_epochs)
+    objective = make_objective(space, data, settings, seed)
     made = make_sampler(sampler, space, settings, seed, rescore=objective.rescore)
     if cost_budget is not None and isinstance(made, EPNASSampler):
         raise ValueError("a progressive sampler runs its schedule: a compute budget is for TPE and random search")

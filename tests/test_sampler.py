@@ -55,10 +55,10 @@ def test_schedule_grows_level_by_level_from_measured_parents():
             assert len(keys) == len(set(keys)) == 3
             parents = {k.rsplit(" | ", 1)[0] for k in keys}
             assert parents <= set(by_stage[(it, level - 1)])  # each child extends a measured parent
-    # τ: the first iteration starts at the default schedule's 1, the last one reaches its 0.25;
+    # τ: the first iteration starts at the default schedule's 0.5, the last one reaches its 0.1;
     # predictions from level 2 on
     taus = {t.user_attrs["iteration"]: t.user_attrs["temperature"] for t in trials}
-    assert taus == {1: 1.0, 2: 0.25}
+    assert taus == {1: 0.5, 2: 0.1}
     assert all(0 < t.user_attrs["predicted_accuracy"] < 1 for t in trials if t.user_attrs["level"] > 1)
     assert all("predicted_accuracy" not in t.user_attrs for t in trials if t.user_attrs["level"] == 1)
 

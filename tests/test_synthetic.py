@@ -21,6 +21,38 @@ from optuna_epnas.synthetic import StopAtCost, SyntheticScore, run_at_equal_comp
 SPACE = MacroSpace(8)
 
 
+def best_at_equal_compute(space: MacroSpace, k: int, iterations: int, seeds, kind: str) -> dict[str, list[float]]:
+    """Per seed: the default EPNAS's full schedule sets the budget, random search and TPE spend it."""
+    best: dict[str, list[float]] = {"epnas": [], "random": [], "tpe": []}
+    for seed in seeds:
+        score = SyntheticScore(space, seed=100 + seed, kind=kind)
+        epnas = run_search(EPNASSampler(space, k=k, iterations=iterations, seed=seed, surrogate_steps=250), score)
+        best["epnas"].append(epnas.best)
+        for name, sampler in (("random", optuna.samplers.RandomSampler(seed=seed)),
+                              ("tpe", optuna.samplers.TPESampler(seed=seed))):
+            best[name].append(run_at_equal_compute(sampler, score, epnas.cost_macs).best)
+    return best
+
+
+def test_default_epnas_beats_random_search_at_equal_compute_on_a_separable_synthetic_score():
+    # MacroSpace(6), K=6, 3 iterations (108 trials), the default sampler but 250 Adam steps per
+    # surrogate fit instead of 500 (half the time: ~3 minutes on 2 cores). Measured best complete
+    # score, seeds 0-2, separable: τ 0.5→0.1 (the default) EPNAS 0.790, random 0.677, TPE 0.844;
+    # τ 1→0.25 (the earlier default) EPNAS 0.782, random 0.677, TPE 0.820. EPNAS won every seed against random (smallest
+    # margin +0.04) and lost to TPE by 0.04-0.05. On the prefix score it does not beat random search
+    # at equal compute (τ 0.5→0.1: EPNAS 0.372, random 0.510, TPE 0.625 here; MacroSpace(8), 5 seeds,
+    # 500 steps: studies/results/synthetic-equal-compute.md), so that is not asserted.
+    seeds = (0, 1, 2)
+    best = best_at_equal_compute(MacroSpace(6), 6, 3, seeds, "separable")
+    epnas, random, tpe = (np.array(best[name]) for name in ("epnas", "random", "tpe"))
+    print(f"\nseparable, best complete score at equal compute, seeds {seeds}: EPNAS {np.round(epnas, 3)} "
+          f"mean {epnas.mean():.3f}; random {np.round(random, 3)} mean {random.mean():.3f}; "
+          f"TPE {np.round(tpe, 3)} mean {tpe.mean():.3f}")
+    assert epnas.mean() > random.mean() + 0.05
+    assert (epnas > random).sum() >= 2
+    assert epnas.mean() > tpe.mean() - 0.15
+
+
 def test_synthetic_scores_are_accuracies_with_the_target_as_the_known_best():
     rng = np.random.default_rng(0)
     for kind in ("chain", "prefix", "separable"):
