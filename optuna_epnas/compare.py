@@ -35,17 +35,18 @@ from optuna_epnas.argtypes import (
     accuracy, add_data_arguments, load_data, non_negative_int, positive_int,
 )
 from optuna_epnas.compare_report import (
-    best_so_far, choose_by_validation, conclusions, default_target, fmt_acc, paired_differences, results_markdown,
-    sampler_of,
+    best_so_far, choose_by_validation, conclusions, default_target, fmt_acc, mechanism_ranking_table,
+    paired_differences, results_markdown, sampler_of,
     sampler_table, search_seconds, summarise, surrogate_table, top_architectures, trials_to_reach, write_plots,
 )
+from optuna_epnas.objective import checkpoint_path_for
 from optuna_epnas.data import DeviceData, available_datasets
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.schedule import planned_trials
 from optuna_epnas.cost import cumulative_cost, total_cost
 from optuna_epnas.search import (
     BASELINES, PROGRESSIVE, SAMPLER_NAMES, Progress, SearchSettings, add_search_arguments, add_space_arguments,
-    finished_trials, make_space, open_search, resolve_settings, settings_from_args,
+    finished_trials, make_objective, make_space, open_search, resolve_settings, settings_from_args,
 )
 from optuna_epnas.spaces import MicroSpace, SearchSpace
 from optuna_epnas.train import DEFAULT_CHANNELS, _HelpFormatter, _seeded, train_final
@@ -154,6 +155,30 @@ def ranking_report(
     report = _jsonable(report)  # as the cache gives it back: NaN -> None
     _write_json(cache, report)
     return report
+
+
+def final_weight_rankings(plan: Plan, studies: Sequence[optuna.Study], runs: Sequence[dict[str, Any]],
+                          rows: Sequence[dict[str, Any]], say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Each run's supernet, as its search left it, on the ranking report's architectures.
+
+    The same architectures (trained stand-alone once) are evaluated on every run's final weights
+    (evaluation only, on the re-scoring subset of the validation split), so runs made with and
+    without warm-up or re-scoring are judged on equal terms: Kendall τ against the stand-alone test
+    accuracy. Cheap (no training), so not cached. A run without its checkpoint is left out.
+    """
+    keys = [r["arch"] for r in rows]
+    test = [r["standalone_test_accuracy"] for r in rows]
+    out: dict[str, dict[str, Any]] = {}
+    for study, run in zip(studies, runs):
+        path = checkpoint_path_for(plan.storage, study.study_name)
+        if path is None or not path.exists():
+            say(f"final-weight ranking: {study.study_name} has no supernet checkpoint, left out")
+            continue
+        objective = make_objective(plan.space, plan.data, plan.settings(run["sampler"]), run["seed"])
+        values, _ = objective.rescore(study, keys)
+        out[study.study_name] = {"sampler": run["sampler"], "seed": run["seed"], "values": values,
+                                 **ranking.rank_correlation(values, test).to_dict()}
+    return out
 
 
 def _jsonable(value: Any) -> Any:
@@ -499,6 +524,11 @@ def analyse(args: argparse.Namespace, plan: Plan, studies: Sequence[optuna.Study
     ranking_settings = {**plan.final, "seed": 0}
     ranked = ranking_report(studies, plan.space, plan.data, args.ranking_n, ranking_settings,
                             plan.out / "ranking.json", say)
+    if ranked is not None:
+        ranked["final_weights"] = final_weight_rankings(plan, studies, runs, ranked["supernet"]["rows"], say)
+        ranked["markdown"] += mechanism_ranking_table(
+            ranked["final_weights"], ranked["supernet"]["rows"], ranked["surrogate"],
+            {x: plan.settings(x) for x in args.samplers})
     if ranked is not None:  # each run's dashboard note carries the comparison's ranking report too
         for study in studies:
             ranking.append_to_study_note(study, f"*Pooled over the {len(studies)} runs of the comparison in "

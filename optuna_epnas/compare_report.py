@@ -560,3 +560,41 @@ def _num(value: float | None, spec: str) -> str:
 
 def sampler_of(run: str) -> str:
     return run.rsplit("-seed", 1)[0]
+
+
+def mechanism_ranking_table(final: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]],
+                            surrogate: dict[str, list[dict[str, Any]]], settings: dict[str, Any]) -> str:
+    """Ranking quality per sampler, i.e. with and without warm-up and re-scoring.
+
+    ``final``: :func:`~optuna_epnas.compare.final_weight_rankings`; ``rows``: the ranking report's
+    stand-alone rows (each from one run's trial, its ``supernet_accuracy`` as measured then);
+    ``surrogate``: run -> :func:`~optuna_epnas.ranking.surrogate_heldout` rows; ``settings``:
+    sampler -> its :class:`~optuna_epnas.search.SearchSettings`.
+    """
+    lines = ["", "### Ranking by mechanism", "",
+             f"The {len(rows)} architectures above, evaluated on each run's supernet as its search left it (the "
+             "re-scoring subset of the validation split): Kendall τ against their stand-alone test accuracy, "
+             "mean ± std over the sampler's runs. \"As measured\": the architectures of the list that this "
+             "sampler's runs measured, at the accuracy their trial reported then (pooled over its runs). "
+             "Surrogate: the held-out τ of each level (pooled over iterations), mean over the sampler's runs "
+             "(n: held-out architectures, summed).", "",
+             "| sampler | warm-up epochs | re-scoring | runs | τ, final weights | τ as measured (n) | "
+             "surrogate τ by level (n) |", "|---|---:|---|---:|---:|---:|---|"]
+    test = {r["arch"]: r["standalone_test_accuracy"] for r in rows}
+    for sampler, s in settings.items():
+        taus = [v["kendall_tau"] for v in final.values() if v["sampler"] == sampler and v["kendall_tau"] is not None]
+        mine = [r for r in rows if r.get("study") and sampler_of(r["study"]) == sampler]
+        measured = ranking.rank_correlation([r["supernet_accuracy"] for r in mine], [test[r["arch"]] for r in mine])
+        by_level: dict[int, list[dict[str, Any]]] = {}
+        for run, rs in surrogate.items():
+            if sampler_of(run) == sampler:
+                for r in rs:
+                    if r["iteration"] is None and r["kendall_tau"] is not None:
+                        by_level.setdefault(r["level"], []).append(r)
+        levels = " ".join(f"L{lv} {np.mean([r['kendall_tau'] for r in rs]):+.2f} ({sum(r['n'] for r in rs)})"
+                          for lv, rs in sorted(by_level.items())) or "–"
+        final_tau = (f"{np.mean(taus):+.3f} ± {np.std(taus, ddof=1) if len(taus) > 1 else 0:.3f}" if taus else "–")
+        rescore = "yes" if s.rescore and sampler in PROGRESSIVE else "no"
+        lines.append(f"| {sampler} | {s.warmup_epochs} | {rescore} | {len(taus)} | {final_tau} | "
+                     f"{_num(measured.to_dict()['kendall_tau'], '+.3f')} ({measured.n}) | {levels} |")
+    return "\n".join(lines + [""])

@@ -7,6 +7,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import optuna
 import optuna_dashboard
 import pytest
@@ -140,6 +141,65 @@ def test_the_results_folder_reads_what_the_json_says(compared):
         assert ranking.NOTE_MARKER in note and results["ranking"]["markdown"] in note and name in note
     assert results["command"].startswith("epnas compare --space macro --layers 2")
     assert f"`{results['command']}`" in markdown
+
+
+def test_each_runs_final_supernet_ranks_the_ranking_architectures_by_mechanism(compared):
+    out, _ = compared
+    results = json.loads((out / "results.json").read_text())
+    rows, final = results["ranking"]["supernet"]["rows"], results["ranking"]["final_weights"]
+    assert set(final) == set(RUNS)
+    test = [r["standalone_test_accuracy"] for r in rows]
+    for name, f in final.items():
+        assert len(f["values"]) == len(rows) and all(0 <= v <= 1 for v in f["values"])
+        assert f["kendall_tau"] == ranking.rank_correlation(f["values"], test).to_dict()["kendall_tau"]
+    table = {r[0]: r for r in _table((out / "results.md").read_text(), "### Ranking by mechanism")}
+    for sampler, warmup, rescore in (("epnas", "1", "yes"), ("random", "0", "no")):
+        taus = [f["kendall_tau"] for f in final.values() if f["sampler"] == sampler and f["kendall_tau"] is not None]
+        assert table[sampler][1:4] == [warmup, rescore, str(len(taus))]
+        if taus:
+            assert table[sampler][4].startswith(f"{np.mean(taus):+.3f}")
+    defined = [r for name, rs in results["ranking"]["surrogate"].items() for r in rs
+               if name.startswith("epnas-") and r["iteration"] is None and r["kendall_tau"] is not None]
+    # K=2: level 2 has two held-out architectures, too few for a τ, so no level has one
+    assert not defined and table["epnas"][6] == "–" and table["random"][6] == "–"
+
+
+def test_the_mechanism_table_averages_runs_and_pools_what_each_sampler_measured():
+    from optuna_epnas.search import resolve_settings
+    rows = [{"arch": a, "study": s, "supernet_accuracy": v, "standalone_test_accuracy": t}
+            for a, s, v, t in (("a", "epnas-seed0", 0.5, 0.80), ("b", "epnas-seed1", 0.6, 0.81),
+                               ("c", "epnas-seed0", 0.7, 0.79), ("d", "epnas-no-warmup-seed0", 0.4, 0.70))]
+    final = {"epnas-seed0": {"sampler": "epnas", "kendall_tau": 0.2},
+             "epnas-seed1": {"sampler": "epnas", "kendall_tau": 0.6},
+             "epnas-no-warmup-seed0": {"sampler": "epnas-no-warmup", "kendall_tau": None}}
+    surrogate = {"epnas-seed0": [{"level": 2, "iteration": None, "n": 5, "kendall_tau": 0.5},
+                                 {"level": 2, "iteration": 1, "n": 3, "kendall_tau": 0.9}],
+                 "epnas-seed1": [{"level": 2, "iteration": None, "n": 7, "kendall_tau": 0.1}]}
+    markdown = compare_report.mechanism_ranking_table(
+        final, rows, surrogate, {x: resolve_settings(x) for x in ("epnas", "epnas-no-warmup")})
+    table = {r[0]: r for r in _table(markdown, "### Ranking by mechanism")}
+    # epnas measured a, b, c: supernet 0.5 0.6 0.7 against stand-alone 0.80 0.81 0.79 -> τ = -1/3
+    assert table["epnas"][1:] == ["1", "yes", "2", "+0.400 ± 0.283", "-0.333 (3)", "L2 +0.30 (12)"]
+    assert table["epnas-no-warmup"][1:] == ["0", "yes", "0", "–", "– (1)", "–"]
+
+
+def test_final_weight_rankings_evaluate_each_run_on_its_own_last_weights(compared):
+    # A run's last trial was measured right after its training, on weights nothing has changed since;
+    # the validation split of this tiny data set is smaller than the re-scoring subset, so evaluating
+    # that architecture on the run's final supernet must give the trial's value exactly.
+    out, _ = compared
+    args = parse(MAIN + ["--out", str(out)])
+    space = compare.make_space(args)
+    data = compare.load_data(args, args.dataset, compare.DATA_SEED)
+    plan = compare.make_plan(args, space, data)
+    assert len(data.val_y) <= 1000
+    studies = [load(out, name) for name in RUNS]
+    runs = [{"sampler": n.rsplit("-seed", 1)[0], "seed": int(n.rsplit("-seed", 1)[1])} for n in RUNS]
+    lasts = [max(s.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.number) for s in studies]
+    rows = [{"arch": t.user_attrs["arch"], "standalone_test_accuracy": 0.1 * i} for i, t in enumerate(lasts)]
+    final = compare.final_weight_rankings(plan, studies, runs, rows, lambda line: None)
+    for i, (name, last) in enumerate(zip(RUNS, lasts)):
+        assert final[name]["values"][i] == pytest.approx(last.value, abs=1e-9)
 
 
 def test_a_second_identical_call_runs_no_trial_and_trains_nothing(compared, monkeypatch, capsys):
