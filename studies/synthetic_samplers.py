@@ -17,7 +17,8 @@ Samplers: ``epnas`` (the defaults, ``EPNASSampler(space, k, iterations, seed)``)
 
     --variant "temperature=0.5,0.1"  --variant "acquisition=mean score=raw"  --variant "ensemble=3 beta=2"
 
-(keys: temperature (start,end or one value per iteration), score, acquisition, beta, ensemble, selection).
+(keys: temperature (start,end or one value per iteration), score, acquisition, beta, ensemble, selection,
+parent_weight, diverse (true/false)).
 ``--defaults SPEC`` (same syntax) changes what ``epnas`` (the reference), ``pnas`` and the variants
 start from: the settings a default is about to get, measured before the code has them.
 
@@ -30,7 +31,6 @@ import argparse
 import json
 import shlex
 import sys
-import time
 import warnings
 from typing import Any, Callable
 
@@ -42,7 +42,8 @@ from optuna_epnas.synthetic import KINDS, SyntheticScore, run_at_equal_compute, 
 
 BASE_SAMPLERS = ("epnas", "epnas-paper", "pnas", "tpe", "random")
 VARIANT_KEYS = {"temperature": "temperature", "score": "score", "acquisition": "acquisition", "beta": "beta",
-                "ensemble": "surrogate_ensemble", "selection": "selection"}
+                "ensemble": "surrogate_ensemble", "selection": "selection",
+                "parent_weight": "parent_weight", "diverse": "diverse"}
 
 
 def parse_variant(text: str) -> dict[str, Any]:
@@ -54,8 +55,10 @@ def parse_variant(text: str) -> dict[str, Any]:
             raise argparse.ArgumentTypeError(f"variant items are key=value with key in {sorted(VARIANT_KEYS)}, got {item!r}")
         if key == "temperature":
             overrides["temperature"] = tuple(float(v) for v in value.split(","))
-        elif key == "beta":
-            overrides["beta"] = float(value)
+        elif key in ("beta", "parent_weight"):
+            overrides[key] = float(value)
+        elif key == "diverse":
+            overrides["diverse"] = value.lower() in ("1", "true", "yes", "on")
         elif key == "ensemble":
             overrides["surrogate_ensemble"] = int(value)
         else:
@@ -74,6 +77,10 @@ def variant_name(overrides: dict[str, Any]) -> str:
             parts.append(f"ens {value}")
         elif key == "beta":
             parts.append(f"β {value:g}")
+        elif key == "parent_weight":
+            parts.append(f"parent weight {value:g}")
+        elif key == "diverse":
+            parts.append("diverse" if value else "not diverse")
         else:
             parts.append(str(value))
     return "epnas " + ", ".join(parts)

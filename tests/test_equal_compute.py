@@ -212,3 +212,47 @@ def test_a_heavy_parent_weight_draws_the_children_of_the_best_measured_parent():
     assert set(chosen[0.0]) != {"sep5x5"}  # 5 surrogate steps learn nothing: the draw is spread over parents
     with pytest.raises(ValueError, match="parent_weight"):
         EPNASSampler(space, parent_weight=-1.0)
+
+
+def test_the_diverse_draw_takes_groups_by_their_summed_probability_and_one_member_each():
+    # group 0: nine members of weight 1; groups 1-3: one member of weight 1 each. K=1: group 0 is
+    # drawn with probability 9/12 (without groups each candidate would be 1/12, group 0 still 9/12);
+    # K=4: every group once, never two members of one group.
+    logits = np.zeros(12)
+    groups = np.r_[np.zeros(9, int), 1, 2, 3]
+    rng = np.random.default_rng(0)
+    first = [groups[select(logits, 1, "epnas", 1.0, rng, groups)[0][0]] for _ in range(4000)]
+    assert np.mean(np.array(first) == 0) == pytest.approx(0.75, abs=0.03)
+    for _ in range(50):
+        chosen = select(logits, 4, "epnas", 1.0, rng, groups)[0]
+        assert sorted(groups[chosen]) == [0, 1, 2, 3]
+    # fewer groups than K: one per group, then the rest of the candidates, each at most once
+    chosen = select(logits, 6, "epnas", 1.0, rng, groups)[0]
+    assert len(set(chosen)) == 6 and set(groups[chosen]) == {0, 1, 2, 3}
+    # PNAS: the best member of each of the best groups
+    scores = np.array([5.0, 4.0, 3.0, 0.0, 1.0])
+    assert list(select(scores, 2, "pnas", 1.0, rng, np.array([0, 0, 0, 1, 1]))[0]) == [0, 4]
+
+
+def test_a_diverse_sampler_grows_each_parent_with_distinct_ops_and_a_study_remembers_it():
+    space = MacroSpace(3)
+
+    def objective(trial):
+        arch = space.suggest(trial)
+        return 0.9 if arch.ops[0] == "sep5x5" else 0.1
+
+    # parent weight 50: every child extends sep5x5, so the draw is inside one parent's 6 ops x skips
+    sampler = EPNASSampler(space, k=6, iterations=1, seed=0, surrogate_steps=5, parent_weight=50.0, diverse=True)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=sampler.n_trials)
+    for level in (2, 3):
+        archs = [space.parse(t.user_attrs["arch"]) for t in study.trials if t.user_attrs["level"] == level]
+        pairs = [(a.ops[:-1], a.ops[-1]) for a in archs]  # (parent's ops, new op)
+        assert len(set(pairs)) == len(pairs) == 6  # with diverse=False, 6 draws of 24 repeat an op
+    plain = optuna.create_study(direction="maximize", storage=study._storage, study_name=study.study_name,
+                                load_if_exists=True, sampler=EPNASSampler(space, k=6, iterations=1, seed=0,
+                                                                          surrogate_steps=5, parent_weight=50.0))
+    with pytest.raises(ValueError, match="other EPNAS settings"):
+        plain.optimize(objective, n_trials=1, catch=())
+    with pytest.raises(TypeError, match="diverse"):
+        EPNASSampler(space, diverse="yes")

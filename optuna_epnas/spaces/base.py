@@ -69,6 +69,13 @@ class SearchSpace(abc.ABC, Generic[Arch]):
     def child(self, arch: Arch, index: int) -> Arch:
         """The ``index``-th one-unit-deeper extension of ``arch`` (0 <= index < num_children)."""
 
+    def child_groups(self, arch: Arch) -> np.ndarray:
+        """A group id per child of ``arch`` (shape (num_children,)): children that differ only in
+        details of the added unit (e.g. a macro layer's skip sources) share one. The sampler's
+        ``diverse`` selection draws at most one child per group until every group has one. Default:
+        every child its own group."""
+        return np.arange(self.num_children(arch))
+
     @abc.abstractmethod
     def child_tokens(self, arch: Arch) -> np.ndarray:
         """Token of the added unit for every child of ``arch``, shape (num_children, token_dim)."""

@@ -121,6 +121,10 @@ class MacroSpace(SearchSpace[MacroArch]):
         sources = tuple(j for j in range(arch.level) if mask >> j & 1)
         return MacroArch(arch.ops + (self.ops[op],), arch.skips + (sources,))
 
+    def child_groups(self, arch: MacroArch) -> np.ndarray:
+        """The new layer's op: the 2^level skip patterns of one op are one group."""
+        return np.arange(self.num_children(arch)) >> arch.level
+
     def child_tokens(self, arch: MacroArch) -> np.ndarray:
         n_masks = 1 << arch.level
         out = np.zeros((self.num_children(arch), self.token_dim), dtype=np.float32)
