@@ -340,7 +340,7 @@ def sampler_list(text: str) -> tuple[str, ...]:
 SETTING_OPTIONS = (
     "space", "layers", "blocks", "cells", "ops", "dataset", "data_root", "max_train", "image_size", "samplers",
     "seeds", "budget_kind", "budget", "k", "iterations", "tau_start", "tau_end", "score", "acquisition", "beta",
-    "ensemble", "rescore", "warmup_epochs", "epochs", "channels", "batch_size", "lr", "top", "final_epochs",
+    "ensemble", "parent_weight", "diverse", "rescore", "warmup_epochs", "epochs", "channels", "batch_size", "lr", "top", "final_epochs",
     "final_channels", "final_cells", "final_seeds", "target", "ranking_n", "out", "device",
 )
 
@@ -398,9 +398,13 @@ def command_line(args: argparse.Namespace) -> str:
         value = getattr(args, name, None)
         if value is None:
             continue
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):  # --rescore / --no-rescore
+            parts.append(flag if value else f"--no-{flag[2:]}")
+            continue
         if isinstance(value, (tuple, list)):
             value = ",".join(value)
-        parts += [f"--{name.replace('_', '-')}", shlex.quote(str(value))]
+        parts += [flag, shlex.quote(str(value))]
     return " ".join(parts)
 
 

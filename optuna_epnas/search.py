@@ -44,9 +44,19 @@ class SearchSettings:
     channels: int = 24
     batch_size: int = 128
     lr: float = 0.05
+    parent_weight: float = 0.0
+    diverse: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        for name in _STORED_WHEN_SET:  # absent at their default: runs made before they existed still resume
+            if out[name] == _DEFAULTS[name]:
+                del out[name]
+        return out
+
+
+_STORED_WHEN_SET = ("parent_weight", "diverse")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SearchSettings)}
 
 
 _PAPER = {"temperature": (10.0, 1.0), "ensemble": 1, "score": "raw", "acquisition": "mean", "rescore": False,
@@ -90,7 +100,8 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return {"k": args.k, "iterations": args.iterations, "temperature": None if tau[0] is None else tau,
             "ensemble": args.ensemble, "score": args.score, "acquisition": args.acquisition, "beta": args.beta,
             "rescore": args.rescore, "warmup_epochs": args.warmup_epochs, "epochs": args.epochs,
-            "channels": args.channels, "batch_size": args.batch_size, "lr": args.lr}
+            "channels": args.channels, "batch_size": args.batch_size, "lr": args.lr,
+            "parent_weight": args.parent_weight, "diverse": args.diverse}
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -137,6 +148,12 @@ def add_search_arguments(group: argparse._ActionsContainer) -> None:
     group.add_argument("--beta", type=non_negative_float, default=None, help=f"UCB's β (default {d.beta})")
     group.add_argument("--ensemble", type=positive_int, default=None,
                        help=f"LSTM surrogates per level (default {d.ensemble}; the paper's EPNAS: 1; PNAS: 5)")
+    group.add_argument("--parent-weight", type=non_negative_float, default=None,
+                       help="adds this × the parent's z-scored measured accuracy to each child's log-weight "
+                            f"(default {d.parent_weight:g}: the surrogate alone)")
+    group.add_argument("--diverse", action=argparse.BooleanOptionalAction, default=None,
+                       help="draw the K children from distinct (parent, new op) groups first "
+                            f"(default {'on' if d.diverse else 'off'})")
     group.add_argument("--rescore", action=argparse.BooleanOptionalAction, default=None,
                        help="re-evaluate the measured architectures on the current supernet weights before each "
                             f"level's surrogate fit (default {'on' if d.rescore else 'off'})")
@@ -167,7 +184,8 @@ def make_sampler(name: str, space: SearchSpace, settings: SearchSettings, seed: 
                             selection="pnas" if name == "pnas" else "epnas", temperature=settings.temperature,
                             seed=seed, surrogate_ensemble=settings.ensemble, score=settings.score,
                             acquisition=settings.acquisition, beta=settings.beta,
-                            rescore=rescore if settings.rescore else None)
+                            rescore=rescore if settings.rescore else None,
+                            parent_weight=settings.parent_weight, diverse=settings.diverse)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
