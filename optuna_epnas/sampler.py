@@ -159,13 +159,13 @@ class EPNASSampler(BaseSampler):
         beta: the UCB's weight on the ensemble's disagreement.
         parent_weight: adds ``parent_weight`` × the parent's measured accuracy (z-scored across the
             parents, or its log with ``score="raw"``) to each child's log-weight, so that children of
-            the better-measured parents are drawn first. 0 (default): the surrogate alone, as the paper.
+            the better-measured parents are drawn first (default 3; 0: the surrogate alone, as the paper).
             The LSTM has never seen a sequence as long as the children it scores; the parent's
             measurement is what the progression has actually learned about them.
         diverse: draw the K children from distinct (parent, unit) groups first -- in the macro space a
             parent and the new layer's op, whatever its skips (``space.child_groups``) -- so that one
             parent's new layer is tried with several ops rather than one op with several skip patterns.
-            False (default): the paper's draw over all candidates.
+            Default True; False: the paper's draw over all candidates.
         seed: seeds candidate sampling and surrogate training. ``None`` picks one and stores it in
             the study, so that a resumed search keeps it.
         surrogate_steps: Adam steps per surrogate fit (one fit per level).
@@ -200,8 +200,8 @@ class EPNASSampler(BaseSampler):
         acquisition: str = "ucb",
         beta: float = 1.0,
         rescore: Rescorer | None = None,
-        parent_weight: float = 0.0,
-        diverse: bool = False,
+        parent_weight: float = 3.0,
+        diverse: bool = True,
     ) -> None:
         if space is None:
             from optuna_epnas.spaces.macro import MacroSpace
@@ -246,7 +246,8 @@ class EPNASSampler(BaseSampler):
     #: The paper's EPNAS: p ∝ s^(1/τ) over one LSTM's predicted accuracy, τ 10 → 1, K=25, 3 iterations,
     #: no re-scoring.
     PAPER = {"k": 25, "iterations": 3, "selection": "epnas", "temperature": (10.0, 1.0), "score": "raw",
-             "acquisition": "mean", "surrogate_ensemble": 1, "rescore": None}
+             "acquisition": "mean", "surrogate_ensemble": 1, "rescore": None, "parent_weight": 0.0,
+             "diverse": False}
 
     @classmethod
     def paper(cls, space: SearchSpace | None = None, **kwargs: Any) -> "EPNASSampler":

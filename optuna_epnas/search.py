@@ -44,23 +44,22 @@ class SearchSettings:
     channels: int = 24
     batch_size: int = 128
     lr: float = 0.05
-    parent_weight: float = 0.0
-    diverse: bool = False
+    parent_weight: float = 3.0
+    diverse: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for name in _STORED_WHEN_SET:  # absent at their default: runs made before they existed still resume
-            if out[name] == _DEFAULTS[name]:
+        for name, off in _ABSENT_WHEN_OFF.items():  # runs made before these options existed still resume
+            if out[name] == off:
                 del out[name]
         return out
 
 
-_STORED_WHEN_SET = ("parent_weight", "diverse")
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SearchSettings)}
+_ABSENT_WHEN_OFF = {"parent_weight": 0.0, "diverse": False}
 
 
 _PAPER = {"temperature": (10.0, 1.0), "ensemble": 1, "score": "raw", "acquisition": "mean", "rescore": False,
-          "warmup_epochs": 0}
+          "warmup_epochs": 0, "parent_weight": 0.0, "diverse": False}
 #: Named samplers, each a change to the default settings that wins over the command line's (a
 #: variant *is* its mechanisms). Baselines train no warm-up: their trials are uniform path training.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -73,6 +72,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "epnas-no-rescore": {"rescore": False},
     "epnas-no-warmup": {"warmup_epochs": 0},
     "epnas-paper-selection": {"temperature": (10.0, 1.0), "score": "raw", "acquisition": "mean"},
+    "epnas-surrogate-only": {"parent_weight": 0.0, "diverse": False},  # the draw before parent weight + diverse
 }
 SAMPLER_NAMES = tuple(VARIANTS)
 PROGRESSIVE = tuple(n for n in SAMPLER_NAMES if n not in ("tpe", "random"))

@@ -6,7 +6,8 @@
 # readable results only (results.md, results.json, *.png).
 #   bash studies/compare_equal_compute.sh main       # 5 samplers x 5 seeds, ~4 h on a 2-core CPU
 #   bash studies/compare_equal_compute.sh ablation   # seeds 0-2: + rescoring off, warm-up off, the paper's
-#                                                    # selection; ranking of 30 architectures by mechanism
+#                                                    # selection, parent weight + diverse draw off
+#                                                    # (epnas-surrogate-only); ranking of 30 architectures
 #   bash studies/compare_equal_compute.sh all        # both, in that order
 # Proxy task: 5,000 training images (stratified) shrunk to 14x14; the full validation and test splits
 # (6,000 / 10,000) shrunk alike. Macro space, 5 layers; K=4, 2 iterations (44 trials per schedule).
@@ -21,7 +22,7 @@ common=(--space macro --dataset fashion-mnist --max-train 5000 --image-size 14 -
         --channels 16 --budget-kind compute --top 2 --final-epochs 8 --final-channels 32
         --final-seeds 2 --quiet --out "$out")
 main=epnas,epnas-paper,pnas,tpe,random
-ablation=$main,epnas-no-rescore,epnas-no-warmup,epnas-paper-selection
+ablation=$main,epnas-no-rescore,epnas-no-warmup,epnas-paper-selection,epnas-surrogate-only
 results=studies/results/compare-equal-compute-fashion
 # Both write results.* into "$out"; each copies its own into the committed folder.
 run_main() {

@@ -373,13 +373,15 @@ def test_a_compute_budget_needs_a_progressive_sampler_to_set_it(tmp_path):
 
 
 def test_the_recorded_command_parses_back_to_the_same_settings_booleans_included():
-    argv = TINY + ["--samplers", "epnas", "--no-rescore", "--diverse", "--parent-weight", "2", "--out", "x"]
+    argv = TINY + ["--samplers", "epnas", "--no-rescore", "--no-diverse", "--parent-weight", "2", "--out", "x"]
     args = parse(argv)
     line = compare.command_line(args)
-    assert "--no-rescore" in line and "--diverse" in line and "--parent-weight 2.0" in line
+    assert "--no-rescore" in line and "--no-diverse" in line and "--parent-weight 2.0" in line
     again = parse(line.split()[1:])
     assert {k: getattr(again, k) for k in compare.SETTING_OPTIONS} == {k: getattr(args, k) for k in compare.SETTING_OPTIONS}
     settings = compare.resolve_settings("epnas", compare.settings_from_args(again))
-    assert (settings.rescore, settings.diverse, settings.parent_weight) == (False, True, 2.0)
-    # at their defaults, the two later options are not stored: runs made before them still resume
-    assert "diverse" not in compare.resolve_settings("epnas").to_dict()
+    assert (settings.rescore, settings.diverse, settings.parent_weight) == (False, False, 2.0)
+    # off, the two later options are not stored: runs made before they existed still resume
+    paper = compare.resolve_settings("epnas-paper").to_dict()
+    assert "diverse" not in paper and "parent_weight" not in paper
+    assert {"diverse", "parent_weight"} <= set(compare.resolve_settings("epnas").to_dict())

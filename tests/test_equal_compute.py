@@ -3,6 +3,8 @@ the paper preset, and the paired statistics of a comparison."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import optuna
 import pytest
@@ -173,9 +175,9 @@ def test_named_variants_change_only_their_own_mechanisms():
     assert paper.k == 4 and paper.score == "raw" and paper.temperature == (10.0, 1.0) and not paper.rescore
     for name in SAMPLER_NAMES:
         settings = resolve_settings(name, {"k": 4})
-        changed = {f for f, v in settings.to_dict().items() if v != default.to_dict()[f]}
-        assert changed == {f for f, v in VARIANTS[name].items()
-                           if (tuple(v) if isinstance(v, tuple) else v) != default.to_dict()[f]}
+        every, base = dataclasses.asdict(settings), dataclasses.asdict(default)
+        changed = {f for f, v in every.items() if v != base[f]}
+        assert changed == {f for f, v in VARIANTS[name].items() if (tuple(v) if isinstance(v, tuple) else v) != base[f]}
     with pytest.raises(ValueError, match="unknown sampler"):
         resolve_settings("bohb")
 
@@ -251,7 +253,8 @@ def test_a_diverse_sampler_grows_each_parent_with_distinct_ops_and_a_study_remem
         assert len(set(pairs)) == len(pairs) == 6  # with diverse=False, 6 draws of 24 repeat an op
     plain = optuna.create_study(direction="maximize", storage=study._storage, study_name=study.study_name,
                                 load_if_exists=True, sampler=EPNASSampler(space, k=6, iterations=1, seed=0,
-                                                                          surrogate_steps=5, parent_weight=50.0))
+                                                                          surrogate_steps=5, parent_weight=50.0,
+                                                                          diverse=False))
     with pytest.raises(ValueError, match="other EPNAS settings"):
         plain.optimize(objective, n_trials=1, catch=())
     with pytest.raises(TypeError, match="diverse"):

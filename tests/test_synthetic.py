@@ -34,23 +34,34 @@ def best_at_equal_compute(space: MacroSpace, k: int, iterations: int, seeds, kin
     return best
 
 
-def test_default_epnas_beats_random_search_at_equal_compute_on_a_separable_synthetic_score():
-    # MacroSpace(6), K=6, 3 iterations (108 trials), the default sampler but 250 Adam steps per
-    # surrogate fit instead of 500 (half the time: ~3 minutes on 2 cores). Measured best complete
-    # score, seeds 0-2, separable: τ 0.5→0.1 (the default) EPNAS 0.790, random 0.677, TPE 0.844;
-    # τ 1→0.25 (the earlier default) EPNAS 0.782, random 0.677, TPE 0.820. EPNAS won every seed against random (smallest
-    # margin +0.04) and lost to TPE by 0.04-0.05. On the prefix score it does not beat random search
-    # at equal compute (τ 0.5→0.1: EPNAS 0.372, random 0.510, TPE 0.625 here; MacroSpace(8), 5 seeds,
-    # 500 steps: studies/results/synthetic-equal-compute.md), so that is not asserted.
+def _measured(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     seeds = (0, 1, 2)
-    best = best_at_equal_compute(MacroSpace(6), 6, 3, seeds, "separable")
+    best = best_at_equal_compute(MacroSpace(6), 6, 3, seeds, kind)
     epnas, random, tpe = (np.array(best[name]) for name in ("epnas", "random", "tpe"))
-    print(f"\nseparable, best complete score at equal compute, seeds {seeds}: EPNAS {np.round(epnas, 3)} "
+    print(f"\n{kind}, best complete score at equal compute, seeds {seeds}: EPNAS {np.round(epnas, 3)} "
           f"mean {epnas.mean():.3f}; random {np.round(random, 3)} mean {random.mean():.3f}; "
           f"TPE {np.round(tpe, 3)} mean {tpe.mean():.3f}")
-    assert epnas.mean() > random.mean() + 0.05
-    assert (epnas > random).sum() >= 2
-    assert epnas.mean() > tpe.mean() - 0.15
+    return epnas, random, tpe
+
+
+# MacroSpace(6), K=6, 3 iterations (108 trials), the default sampler but 250 Adam steps per surrogate
+# fit instead of 500 (half the time: ~3 minutes each on 2 cores); random search and TPE spend what it
+# spent. Measured best complete score, seeds 0-2, with the defaults (τ 0.5→0.1, z-scored UCB over 5
+# LSTMs, parent weight 3, diverse draw):
+#   prefix:    EPNAS 0.957 0.954 0.962 (mean 0.958), random 0.341 0.511 0.679 (0.510), TPE 0.517 0.682 0.676 (0.625)
+#   separable: EPNAS 0.842 0.881 0.869 (mean 0.864), random 0.585 0.721 0.726 (0.677), TPE 0.806 0.900 0.935 (0.880)
+# Before parent weight and the diverse draw (τ 0.5→0.1): prefix EPNAS 0.372 -- behind random (0.510)
+# -- and separable 0.790. MacroSpace(8), 5 seeds, 500 steps: studies/results/synthetic-equal-compute.md.
+def test_default_epnas_beats_random_search_and_tpe_at_equal_compute_on_the_prefix_score():
+    epnas, random, tpe = _measured("prefix")
+    assert (epnas > random).all() and epnas.mean() > random.mean() + 0.2
+    assert (epnas > tpe).all() and epnas.mean() > tpe.mean() + 0.1
+
+
+def test_default_epnas_beats_random_search_at_equal_compute_on_the_separable_score():
+    epnas, random, tpe = _measured("separable")
+    assert (epnas > random).all() and epnas.mean() > random.mean() + 0.1
+    assert epnas.mean() > tpe.mean() - 0.05  # TPE's easy case: it is 0.016 ahead here
 
 
 def test_synthetic_scores_are_accuracies_with_the_target_as_the_known_best():
