@@ -177,6 +177,9 @@ class EPNASSampler(BaseSampler):
             the trials). A callable ``(study, keys) -> (accuracies, MACs)``: pass
             ``objective.rescore`` of the :class:`~optuna_epnas.SupernetObjective`; the re-scored
             values go into the level's stored plan and their cost is charged to the trial that planned.
+            Off (None) by default: on a supernet trained one path at a time, the current weights favour
+            the most recently trained path (measured on Fashion-MNIST: it re-scored best before 7 of 8
+            levels), which the surrogate would then learn.
         max_retries: a slot whose trial failed is retried this many times before it is given up.
         independent_sampler: samples parameters that are not architecture parameters
             (default: ``RandomSampler(seed)``).
@@ -456,8 +459,10 @@ class EPNASSampler(BaseSampler):
 
         started = time.perf_counter()
         prev_plan = self._plans[(it, level - 1)]
-        parents = [self.space.parse(key) for slot, key in enumerate(prev_plan["keys"])
-                   if ledger.slot(it, level - 1, slot).value is not None]
+        measured_parents = [(self.space.parse(key), ledger.slot(it, level - 1, slot).value)
+                            for slot, key in enumerate(prev_plan["keys"])
+                            if ledger.slot(it, level - 1, slot).value is not None]
+        parents = [p for p, _ in measured_parents]
         if not parents:
             raise RuntimeError(
                 f"no architecture of level {level - 1} in iteration {it + 1} was measured (all failed or "
@@ -478,8 +483,9 @@ class EPNASSampler(BaseSampler):
         children = [self.space.child_tokens(p) for p in parents]
         predicted, log_weights = self._score(members, prefixes, children, best=max(values))
         if self.parent_weight:  # trust what was measured: children of the better-measured parents first
-            measured = dict(zip(keys, values))
-            parent_values = np.array([measured[self.space.key(p)] for p in parents], dtype=np.float64)
+            # The trial's own measurement, not a re-scored value: re-scoring on the current weights ranks
+            # the most recently trained path first (measured: 7 of 8 levels of a Fashion-MNIST run).
+            parent_values = np.array([v for _, v in measured_parents], dtype=np.float64)
             sizes = [self.space.num_children(p) for p in parents]
             log_weights = log_weights + self.parent_weight * np.repeat(
                 _standardised(parent_values) if self.score == "z" else np.log(np.clip(parent_values, 1e-300, None)),

@@ -5,7 +5,7 @@
 # `ablation` reuses the runs `main` finished. The committed copy (studies/results/...) holds the
 # readable results only (results.md, results.json, *.png).
 #   bash studies/compare_equal_compute.sh main       # 5 samplers x 5 seeds, ~4 h on a 2-core CPU
-#   bash studies/compare_equal_compute.sh ablation   # seeds 0-2: + rescoring off, warm-up off, the paper's
+#   bash studies/compare_equal_compute.sh ablation   # seeds 0-2: + re-scoring on, warm-up off, the paper's
 #                                                    # selection, parent weight + diverse draw off
 #                                                    # (epnas-surrogate-only); ranking of 30 architectures
 #   bash studies/compare_equal_compute.sh all        # both, in that order
@@ -22,7 +22,7 @@ common=(--space macro --dataset fashion-mnist --max-train 5000 --image-size 14 -
         --channels 16 --budget-kind compute --top 2 --final-epochs 8 --final-channels 32
         --final-seeds 2 --quiet --out "$out")
 main=epnas,epnas-paper,pnas,tpe,random
-ablation=$main,epnas-no-rescore,epnas-no-warmup,epnas-paper-selection,epnas-surrogate-only
+ablation=$main,epnas-rescore,epnas-no-warmup,epnas-paper-selection,epnas-surrogate-only
 results=studies/results/compare-equal-compute-fashion
 # Both write results.* into "$out"; each copies its own into the committed folder.
 run_main() {

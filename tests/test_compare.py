@@ -153,7 +153,7 @@ def test_each_runs_final_supernet_ranks_the_ranking_architectures_by_mechanism(c
         assert len(f["values"]) == len(rows) and all(0 <= v <= 1 for v in f["values"])
         assert f["kendall_tau"] == ranking.rank_correlation(f["values"], test).to_dict()["kendall_tau"]
     table = {r[0]: r for r in _table((out / "results.md").read_text(), "### Ranking by mechanism")}
-    for sampler, warmup, rescore in (("epnas", "1", "yes"), ("random", "0", "no")):
+    for sampler, warmup, rescore in (("epnas", "1", "no"), ("random", "0", "no")):
         taus = [f["kendall_tau"] for f in final.values() if f["sampler"] == sampler and f["kendall_tau"] is not None]
         assert table[sampler][1:4] == [warmup, rescore, str(len(taus))]
         if taus:
@@ -167,20 +167,20 @@ def test_each_runs_final_supernet_ranks_the_ranking_architectures_by_mechanism(c
 def test_the_mechanism_table_averages_runs_and_pools_what_each_sampler_measured():
     from optuna_epnas.search import resolve_settings
     rows = [{"arch": a, "study": s, "supernet_accuracy": v, "standalone_test_accuracy": t}
-            for a, s, v, t in (("a", "epnas-seed0", 0.5, 0.80), ("b", "epnas-seed1", 0.6, 0.81),
-                               ("c", "epnas-seed0", 0.7, 0.79), ("d", "epnas-no-warmup-seed0", 0.4, 0.70))]
-    final = {"epnas-seed0": {"sampler": "epnas", "kendall_tau": 0.2},
-             "epnas-seed1": {"sampler": "epnas", "kendall_tau": 0.6},
+            for a, s, v, t in (("a", "epnas-rescore-seed0", 0.5, 0.80), ("b", "epnas-rescore-seed1", 0.6, 0.81),
+                               ("c", "epnas-rescore-seed0", 0.7, 0.79), ("d", "epnas-no-warmup-seed0", 0.4, 0.70))]
+    final = {"epnas-rescore-seed0": {"sampler": "epnas-rescore", "kendall_tau": 0.2},
+             "epnas-rescore-seed1": {"sampler": "epnas-rescore", "kendall_tau": 0.6},
              "epnas-no-warmup-seed0": {"sampler": "epnas-no-warmup", "kendall_tau": None}}
-    surrogate = {"epnas-seed0": [{"level": 2, "iteration": None, "n": 5, "kendall_tau": 0.5},
+    surrogate = {"epnas-rescore-seed0": [{"level": 2, "iteration": None, "n": 5, "kendall_tau": 0.5},
                                  {"level": 2, "iteration": 1, "n": 3, "kendall_tau": 0.9}],
-                 "epnas-seed1": [{"level": 2, "iteration": None, "n": 7, "kendall_tau": 0.1}]}
+                 "epnas-rescore-seed1": [{"level": 2, "iteration": None, "n": 7, "kendall_tau": 0.1}]}
     markdown = compare_report.mechanism_ranking_table(
-        final, rows, surrogate, {x: resolve_settings(x) for x in ("epnas", "epnas-no-warmup")})
+        final, rows, surrogate, {x: resolve_settings(x) for x in ("epnas-rescore", "epnas-no-warmup")})
     table = {r[0]: r for r in _table(markdown, "### Ranking by mechanism")}
-    # epnas measured a, b, c: supernet 0.5 0.6 0.7 against stand-alone 0.80 0.81 0.79 -> τ = -1/3
-    assert table["epnas"][1:] == ["1", "yes", "2", "+0.400 ± 0.283", "-0.333 (3)", "L2 +0.30 (12)"]
-    assert table["epnas-no-warmup"][1:] == ["0", "yes", "0", "–", "– (1)", "–"]
+    # epnas-rescore measured a, b, c: supernet 0.5 0.6 0.7 against stand-alone 0.80 0.81 0.79 -> τ = -1/3
+    assert table["epnas-rescore"][1:] == ["1", "yes", "2", "+0.400 ± 0.283", "-0.333 (3)", "L2 +0.30 (12)"]
+    assert table["epnas-no-warmup"][1:] == ["0", "no", "0", "–", "– (1)", "–"]
 
 
 def test_final_weight_rankings_evaluate_each_run_on_its_own_last_weights(compared):

@@ -170,7 +170,7 @@ def test_the_paper_preset_is_the_papers_settings_and_a_study_refuses_a_switch():
 
 def test_named_variants_change_only_their_own_mechanisms():
     default = resolve_settings("epnas", {"k": 4})
-    assert default.k == 4 and default.rescore and default.warmup_epochs >= 1 and default.score == "z"
+    assert default.k == 4 and not default.rescore and default.warmup_epochs >= 1 and default.score == "z"
     paper = resolve_settings("epnas-paper", {"k": 4, "score": "z", "tau_start": None})
     assert paper.k == 4 and paper.score == "raw" and paper.temperature == (10.0, 1.0) and not paper.rescore
     for name in SAMPLER_NAMES:
@@ -259,3 +259,23 @@ def test_a_diverse_sampler_grows_each_parent_with_distinct_ops_and_a_study_remem
         plain.optimize(objective, n_trials=1, catch=())
     with pytest.raises(TypeError, match="diverse"):
         EPNASSampler(space, diverse="yes")
+
+
+def test_the_parent_weight_trusts_the_measurement_not_the_rescored_value():
+    # Re-scoring on the current shared weights ranks the most recently trained path first; the parent
+    # weight must follow what each parent's own trial measured. Here the re-scorer says the opposite of
+    # the measurements: children must still extend the best-measured parent.
+    space = MacroSpace(2)
+
+    def objective(trial):
+        arch = space.suggest(trial)
+        return 0.9 if arch.ops[0] == "sep5x5" else 0.1
+
+    def inverted(study, keys):
+        return [0.1 if k.startswith("sep5x5") else 0.9 for k in keys], 0.0
+
+    sampler = EPNASSampler(space, k=6, iterations=1, seed=3, surrogate_steps=5, parent_weight=50.0,
+                           rescore=inverted)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=sampler.n_trials)
+    assert [t.user_attrs["arch"].split(" | ")[0] for t in study.trials if t.user_attrs["level"] == 2] == ["sep5x5"] * 6
