@@ -132,7 +132,8 @@ def main() -> None:
     print(f"MacroSpace({args.layers}), K={args.k}, {args.iterations} iterations ({default.n_trials} trials per "
           f"schedule), surrogate steps {args.surrogate_steps}, seeds {seeds[0]}..{seeds[-1]}. Default EPNAS: "
           f"τ {default.temperature(0):g}→{default.temperature(args.iterations - 1):g}, score {default.score}, "
-          f"acquisition {default.acquisition}, β {default.beta:g}, ensemble {default.surrogate_ensemble}. "
+          f"acquisition {default.acquisition}, β {default.beta:g}, ensemble {default.surrogate_ensemble}, "
+          f"parent weight {default.parent_weight:g}, diverse draw {'on' if default.diverse else 'off'}. "
           "Budget per seed: the default EPNAS's full schedule; compute = MACs used / budget.\n", flush=True)
     everything: dict[str, Any] = {"command": sys.argv, "kinds": {}}
     for kind in args.kinds:
