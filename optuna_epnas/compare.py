@@ -39,9 +39,9 @@ from optuna_epnas.compare_report import (
     paired_differences, results_markdown, sampler_of,
     sampler_table, search_seconds, summarise, surrogate_table, top_architectures, trials_to_reach, write_plots,
 )
-from optuna_epnas.objective import checkpoint_path_for
 from optuna_epnas.data import DeviceData, available_datasets
 from optuna_epnas.export import ModelSpec
+from optuna_epnas.objective import checkpoint_path_for
 from optuna_epnas.schedule import planned_trials
 from optuna_epnas.cost import cumulative_cost, total_cost
 from optuna_epnas.search import (
@@ -340,8 +340,8 @@ def sampler_list(text: str) -> tuple[str, ...]:
 SETTING_OPTIONS = (
     "space", "layers", "blocks", "cells", "ops", "dataset", "data_root", "max_train", "image_size", "samplers",
     "seeds", "budget_kind", "budget", "k", "iterations", "tau_start", "tau_end", "score", "acquisition", "beta",
-    "ensemble", "parent_weight", "diverse", "rescore", "warmup_epochs", "epochs", "channels", "batch_size", "lr", "top", "final_epochs",
-    "final_channels", "final_cells", "final_seeds", "target", "ranking_n", "out", "device",
+    "ensemble", "parent_weight", "diverse", "rescore", "warmup_epochs", "epochs", "channels", "batch_size", "lr",
+    "top", "final_epochs", "final_channels", "final_cells", "final_seeds", "target", "ranking_n", "out", "device",
 )
 
 
@@ -533,8 +533,7 @@ def analyse(args: argparse.Namespace, plan: Plan, studies: Sequence[optuna.Study
         ranked["markdown"] += mechanism_ranking_table(
             ranked["final_weights"], ranked["supernet"]["rows"], ranked["surrogate"],
             {x: plan.settings(x) for x in args.samplers})
-    if ranked is not None:  # each run's dashboard note carries the comparison's ranking report too
-        for study in studies:
+        for study in studies:  # each run's dashboard note carries the comparison's ranking report too
             ranking.append_to_study_note(study, f"*Pooled over the {len(studies)} runs of the comparison in "
                                                 f"`{plan.out}` ({study.study_name} is one).*\n\n" + ranked["markdown"])
     test_images = len(plan.data.test_x)

@@ -482,14 +482,12 @@ class EPNASSampler(BaseSampler):
         prefixes = [self.space.tokens(p) for p in parents]
         children = [self.space.child_tokens(p) for p in parents]
         predicted, log_weights = self._score(members, prefixes, children, best=max(values))
+        sizes = [len(c) for c in children]  # children per parent, in candidate order
         if self.parent_weight:  # trust what was measured: children of the better-measured parents first
             # The trial's own measurement, not a re-scored value: re-scoring on the current weights ranks
             # the most recently trained path first (measured: 7 of 8 levels of a Fashion-MNIST run).
             parent_values = np.array([v for _, v in measured_parents], dtype=np.float64)
-            sizes = [self.space.num_children(p) for p in parents]
-            log_weights = log_weights + self.parent_weight * np.repeat(
-                _standardised(parent_values) if self.score == "z" else np.log(np.clip(parent_values, 1e-300, None)),
-                sizes)
+            log_weights = log_weights + self.parent_weight * np.repeat(_scaled(parent_values, self.score), sizes)
         groups = None
         if self.diverse:  # (parent, group) -> one id
             each = [self.space.child_groups(p) for p in parents]
@@ -497,7 +495,7 @@ class EPNASSampler(BaseSampler):
             groups = np.concatenate([i * width + g for i, g in enumerate(each)])
         chosen, probability = select(log_weights, self.k, self.selection, tau,
                                      np.random.default_rng(self._rng_seed(it, level)), groups)
-        offsets = np.cumsum([0] + [self.space.num_children(p) for p in parents])
+        offsets = np.cumsum([0] + sizes)
         owner = np.searchsorted(offsets, chosen, side="right") - 1
         chosen_keys = [self.space.key(self.space.child(parents[o], int(c - offsets[o]))) for o, c in zip(owner, chosen)]
         return {
@@ -569,12 +567,13 @@ def log_weights(each: np.ndarray, acquisition: str, score: str, beta: float = 1.
         value = expected_improvement(mean, std, best)
     else:
         value = mean
+    return _scaled(value, score)
+
+
+def _scaled(value: np.ndarray, score: str) -> np.ndarray:
+    """log(value) (``score="raw"``) or its z-score across the values (``"z"``)."""
     if score == "raw":
         return np.log(np.clip(value, 1e-300, None))
-    return _standardised(value)
-
-
-def _standardised(value: np.ndarray) -> np.ndarray:
     spread = value.std()
     return (value - value.mean()) / spread if spread > 0 else np.zeros_like(value)
 
@@ -624,9 +623,8 @@ def _one_per_group(logits: np.ndarray, perturbed: np.ndarray, groups: np.ndarray
                    rng: np.random.Generator) -> np.ndarray:
     _, inverse = np.unique(groups, return_inverse=True)
     m = int(inverse.max()) + 1
-    value = perturbed  # PNAS: unperturbed
-    # each group's representative: its member with the highest (perturbed) value
-    order = np.lexsort((-value, inverse))
+    # each group's representative: its member with the highest (perturbed; PNAS: plain) value
+    order = np.lexsort((-perturbed, inverse))
     first = order[np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1]]
     if selection == "pnas":
         group_value = logits[first]
@@ -638,6 +636,6 @@ def _one_per_group(logits: np.ndarray, perturbed: np.ndarray, groups: np.ndarray
     picked = first[np.argsort(-group_value, kind="stable")[:k]]
     if len(picked) < k:
         rest = np.setdiff1d(np.arange(len(logits)), picked)
-        more = rest[np.argsort(-value[rest], kind="stable")[:k - len(picked)]]
+        more = rest[np.argsort(-perturbed[rest], kind="stable")[:k - len(picked)]]
         picked = np.concatenate([picked, more])
     return picked
