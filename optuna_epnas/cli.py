@@ -7,12 +7,13 @@ import argparse
 import logging
 import sys
 import warnings
+from pathlib import Path
 from typing import Sequence
 
 import optuna
 from optuna.trial import TrialState
 
-from optuna_epnas.argtypes import add_data_arguments, load_data, positive_int
+from optuna_epnas.argtypes import add_data_arguments, load_data, positive_float, positive_int
 from optuna_epnas.compare import add_compare_parser, compare_command
 from optuna_epnas.dashboard import add_dashboard_parser, dashboard_command
 from optuna_epnas.data import available_datasets
@@ -25,6 +26,7 @@ from optuna_epnas.search import (
     resolve_settings, settings_from_args,
 )
 from optuna_epnas.spaces import MacroSpace, space_from_spec
+from optuna_epnas.storages import public_url
 from optuna_epnas.train import _HelpFormatter, add_train_parser, load_search_study, resolve_source, train_command
 
 
@@ -45,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "re-scoring, warm-up); epnas-paper: the paper's settings; pnas: top-K; tpe/random: "
                         "baselines on the same space; epnas-no-*: ablations")
     s.add_argument("--storage", default="sqlite:///epnas.db", help="Optuna storage URL")
+    s.add_argument("--checkpoint-dir", default=None, metavar="DIR",
+                   help="where the supernet checkpoint goes (default: beside a SQLite file; needed for server "
+                        "storages such as PostgreSQL); a resume finds it where the study recorded it")
+    s.add_argument("--heartbeat", type=positive_float, default=None, metavar="SECONDS",
+                   help="Optuna's RDB heartbeat: a worker lost on another machine has its trial failed after "
+                        "about 4 beats and its slot run again (default: off)")
+    s.add_argument("--takeover", action="store_true",
+                   help="resume a study whose supernet another machine's process is recorded as training (it is gone)")
     s.add_argument("--study-name", default=None, help="default: <space>-<dataset>-<sampler>")
     s.add_argument("--n-trials", type=positive_int, default=None,
                    help="trial budget of tpe/random (default: the trials of the EPNAS schedule)")
@@ -96,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return ranking_command(args)
         if args.command == "compare":
             return compare_command(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
         print(f"epnas: error: {err}", file=sys.stderr)
         return 2
     return 0
@@ -114,18 +124,30 @@ def search(args: argparse.Namespace) -> int:
     run = open_search(  # a checkpoint or study made with other settings fails here, before any trial
         space, data, args.sampler, args.storage, study_name, settings=settings, seed=args.seed,
         budget=None if args.sampler in PROGRESSIVE else args.n_trials,
+        checkpoint=_checkpoint_dir(args.checkpoint_dir), heartbeat=args.heartbeat, takeover=args.takeover,
     )
     done = run.finished
     print(
         f"epnas search: {args.sampler} on {space!r} ({space.cardinality():.3g} architectures), "
         f"{args.dataset} on {data.device} ({len(data.train_x)} train / {len(data.val_x)} val images)\n"
-        f"study {study_name!r} in {args.storage}: {run.budget} trials planned, {done} already done"
+        f"study {study_name!r} in {public_url(args.storage)}: {run.budget} trials planned, {done} already done"
         + (", resuming" if 0 < done < run.budget else ""),
         flush=True,
     )
     run.run([Progress(run.study, space, run.budget, run.sampler if run.progressive else None, quiet=args.quiet)])
-    _summary(run.study, space, args.storage, run.checkpoint)
+    _summary(run.study, space, public_url(args.storage), run.checkpoint)
     return 0
+
+
+def _checkpoint_dir(path: str | None) -> Path | None:
+    if path is None:
+        return None
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot use --checkpoint-dir {path}: {err}") from None
+    return folder
 
 
 def _summary(study: optuna.Study, space, storage: str, checkpoint) -> None:

@@ -44,6 +44,7 @@ from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.sampler import CONFIG_ATTR
 from optuna_epnas.schedule import planned_trials
 from optuna_epnas.spaces import MacroSpace, SearchSpace, space_from_spec
+from optuna_epnas.storages import open_storage, storage_file
 
 __all__ = ["DashboardRecorder", "record_study", "artifact_dir_for", "get_trial_note", "make_dashboard_server",
            "add_dashboard_parser", "dashboard_command"]
@@ -59,11 +60,8 @@ WEIGHT_SHARING_NOTE = (
 def artifact_dir_for(storage: str | BaseStorage) -> Path | None:
     """``<db>.artifacts/`` beside a SQLite storage (one folder for all its studies, as the dashboard
     serves one artifact store per storage); None for other storages."""
-    url = storage if isinstance(storage, str) else getattr(getattr(storage, "_backend", storage), "url", None)
-    if not isinstance(url, str) or not url.startswith("sqlite:///") or ":memory:" in url:
-        return None
-    db = Path(url[len("sqlite:///"):].split("?")[0])
-    return db.with_name(db.name + ".artifacts")
+    db = storage_file(storage)
+    return None if db is None else db.with_name(db.name + ".artifacts")
 
 
 def drawing_name(trial: FrozenTrial) -> str:
@@ -451,19 +449,12 @@ def add_dashboard_parser(commands: Any) -> argparse.ArgumentParser:
     return d
 
 
-def _sqlite_file(storage: str) -> Path | None:
-    if storage.startswith("sqlite:///") and ":memory:" not in storage:
-        return Path(storage[len("sqlite:///"):].split("?")[0])
-    return None
-
-
 def dashboard_command(args: argparse.Namespace) -> int:
     """Serve the dashboard until Ctrl-C."""
-    db = _sqlite_file(args.storage)
-    if db is not None and not db.is_file():  # the dashboard would create an empty database there
-        raise FileNotFoundError(f"no study storage at {db}: run `epnas search` first, or pass --storage")
+    # the dashboard would create an empty database where there is none
+    storage = open_storage(args.storage, must_exist=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    studies = optuna.storages.get_storage(args.storage).get_all_studies()
+    studies = storage.get_all_studies()
     if args.record:
         for s in studies:
             study = optuna.load_study(study_name=s.study_name, storage=args.storage)

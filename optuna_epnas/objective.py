@@ -1,14 +1,16 @@
 """SupernetObjective: train the sampled path of a shared-weight supernet, return validation accuracy.
 
 The supernet lives across trials (that is weight sharing: architectures that use the same op at the
-same position read and update the same tensors) and is checkpointed beside the study after every
-trial, so a search restarted on the same storage resumes with the weights it had.
+same position read and update the same tensors) and is checkpointed after every trial together with
+the trial's value (:mod:`optuna_epnas.checkpoint`), so a search killed at any moment and restarted
+on the same storage resumes with exactly the weights and trials it had.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -20,6 +22,7 @@ import optuna
 import torch
 import torch.nn.functional as F
 
+from optuna_epnas import checkpoint as ckpt
 from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, forward_macs
 from optuna_epnas.data import DeviceData, make_generator
 from optuna_epnas.nn import build_network, count_parameters
@@ -27,20 +30,14 @@ from optuna_epnas.spaces.base import SearchSpace
 
 _logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 2
 #: Study system attribute holding :meth:`SupernetObjective.spec`: what ``epnas train`` reads to rebuild
 #: the space of a search run with any sampler.
 OBJECTIVE_ATTR = "epnas:objective"
 
 
 def checkpoint_path_for(storage: Any, study_name: str) -> Path | None:
-    """``<db>.<study>.supernet.pt`` beside a SQLite study; None for storages without a file."""
-    url = storage if isinstance(storage, str) else getattr(getattr(storage, "_backend", storage), "url", None)
-    if not isinstance(url, str) or not url.startswith("sqlite:///"):
-        return None
-    db = Path(url[len("sqlite:///"):])
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in study_name)
-    return db.with_name(f"{db.name}.{safe}.supernet.pt")
+    """``<db>.<study>.supernet.pt`` beside a SQLite (or journal-file) study; None for other storages."""
+    return ckpt.default_path(storage, study_name)
 
 
 class SupernetObjective:
@@ -54,8 +51,12 @@ class SupernetObjective:
         batch_size, lr, momentum, weight_decay, grad_clip: SGD (Nesterov) settings, shared by all trials.
         seed: seeds the supernet's initialisation and every trial's data order; seeded runs on the
             CPU are reproducible, also across a resume.
-        checkpoint: where to keep the supernet: a path; ``None`` puts it beside a SQLite study
-            (``<db>.<study>.supernet.pt``; in-memory studies keep it in memory only); ``False``: never.
+        checkpoint: where to keep the supernet: a file, or a directory to put ``<study>.supernet.pt``
+            in (needed for server storages such as PostgreSQL); ``None`` puts it beside a SQLite or
+            journal file (``<db>.<study>.supernet.pt``), or where the study recorded it; in-memory
+            studies keep it in memory only; ``False``: never.
+        takeover: hold the study's supernet even if another process on another machine is recorded
+            as holding it (that process is gone). A live process on this machine is always refused.
         amp: bf16 autocast (default: on CUDA only). channels_last likewise.
         warmup_epochs: epochs of SPOS-style warm-up before the first trial -- every batch trains a
             full-depth architecture drawn uniformly at random -- so that the first measurements are
@@ -69,18 +70,20 @@ class SupernetObjective:
         lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 0,
         checkpoint: str | os.PathLike | None | bool = None, amp: bool | None = None,
         channels_last: bool | None = None, eval_batch_size: int = 1000, warmup_epochs: int = 0,
-        rescore_images: int = 1000,
+        rescore_images: int = 1000, takeover: bool = False,
     ) -> None:
         for name, value, low in (("epochs", epochs, 1), ("channels", channels, 1), ("batch_size", batch_size, 1),
                                  ("warmup_epochs", warmup_epochs, 0), ("rescore_images", rescore_images, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if not lr > 0:
-            raise ValueError(f"lr must be positive, got {lr!r}")
+        for name, value, low in (("lr", lr, None), ("momentum", momentum, 0.0), ("weight_decay", weight_decay, 0.0),
+                                 ("grad_clip", grad_clip, 0.0)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 if low is None else value >= low)):
+                raise ValueError(f"{name} must be a finite number {'> 0' if low is None else '>= 0'}, got {value!r}")
         self.space, self.data, self.epochs, self.channels = space, data, epochs, channels
         self.batch_size, self.lr, self.momentum = batch_size, lr, momentum
         self.weight_decay, self.grad_clip, self.seed, self.eval_batch_size = weight_decay, grad_clip, seed, eval_batch_size
-        self.checkpoint = checkpoint
+        self.checkpoint, self.takeover = checkpoint, takeover
         self.warmup_epochs, self.rescore_images = warmup_epochs, rescore_images
         self.warmed_up = False
         cuda = data.device.type == "cuda"
@@ -89,7 +92,9 @@ class SupernetObjective:
         self.net: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.trained: list[int] = []  # trial numbers whose training the weights contain, in order
+        self.values: dict[int, float] = {}  # their values, saved with the weights (a kill in between loses neither)
         self._path: Path | None = None
+        self._token: str | None = None
 
     # -- the objective -------------------------------------------------------------------------
     def __call__(self, trial: optuna.trial.Trial) -> float:
@@ -100,14 +105,26 @@ class SupernetObjective:
         trial.set_user_attr("params", count_parameters(
             self.space, arch, self.data.num_classes, self.data.in_channels, self.channels))
         started = time.perf_counter()
-        self.train(arch, step=len(self.trained))
+        try:
+            self.train(arch, step=len(self.trained))
+        except BaseException:
+            self._roll_back()  # the next trial must not train on a half-trained (or NaN) supernet
+            raise
         accuracy = self.evaluate(arch)
         trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 3))
         macs = self._macs(arch)
         trial.set_user_attr(COST_ATTR, float(
             TRAIN_FACTOR * macs * self.epochs * len(self.data.train_y) + macs * len(self.data.val_y)))
+        trial.storage.set_trial_system_attr(trial._trial_id, ckpt.TRAINED_ATTR, len(self.trained))
         self.trained.append(trial.number)
-        self.save()
+        self.values[trial.number] = accuracy
+        try:
+            self.save()
+        except RuntimeError:
+            from optuna_epnas.sampler import FAULT_ATTR  # not the architecture's failure: its slot is run again
+
+            trial.storage.set_trial_system_attr(trial._trial_id, FAULT_ATTR, "checkpoint write")
+            raise
         return accuracy
 
     def _macs(self, arch: Any) -> int:
@@ -129,13 +146,27 @@ class SupernetObjective:
         return values, float(sum(self._macs(a) for a in archs) * n)
 
     def spec(self) -> dict[str, Any]:
-        """What a checkpoint must match to be resumed by this objective."""
+        """What a study and its checkpoint must match to be resumed by this objective: everything
+        that changes the values its trials return."""
         return {
             "space": self.space.spec(), "channels": self.channels, "dataset": self.data.name,
             "num_classes": self.data.num_classes, "in_channels": self.data.in_channels, "seed": self.seed,
             "image_size": self.data.image_size, "train_images": len(self.data.train_y),
-            "warmup_epochs": self.warmup_epochs,
+            "warmup_epochs": self.warmup_epochs, **self._training_spec(),
         }
+
+    def _training_spec(self) -> dict[str, Any]:
+        # Added after the first studies were made: a study or checkpoint that lacks them is not refused for it.
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
+                "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
+                "val_images": len(self.data.val_y)}
+
+    def _differs(self, stored: dict[str, Any] | None) -> bool:
+        spec = json.loads(json.dumps(self.spec()))  # as a storage gives it back (tuples -> lists)
+        if stored is None:
+            return True
+        added = set(self._training_spec()) - set(stored)
+        return {k: v for k, v in spec.items() if k not in added} != json.loads(json.dumps(stored))
 
     def build(self) -> torch.nn.Module:
         """A fresh supernet, initialised from ``seed``."""
@@ -174,16 +205,22 @@ class SupernetObjective:
         seed = int(np.random.SeedSequence(seed_words).generate_state(1)[0])
         gen = make_generator(self.data.device, seed)
         net.train()
-        for _ in range(epochs):
+        finite = torch.ones((), dtype=torch.bool, device=self.data.device)
+        for epoch in range(epochs):
             for x, y in self.data.train_batches(self.batch_size, gen):
                 arch = pick_arch(len(y))
                 with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
                     loss = F.cross_entropy(net(self._layout(x), arch), y)
+                finite &= torch.isfinite(loss.detach())  # checked once per epoch: no host sync per batch
                 opt.zero_grad(set_to_none=True)  # None, not zero: untouched paths stay untouched
                 loss.backward()
                 if self.grad_clip:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
                 opt.step()
+            if not bool(finite):
+                raise FloatingPointError(
+                    f"the training loss became NaN or infinite in epoch {epoch + 1} (lr={self.lr}): the trial "
+                    "failed and the supernet was restored to its last checkpoint; a lower --lr avoids it")
 
     @torch.no_grad()
     def evaluate(self, arch: Any, split: str = "val", limit: int | None = None) -> float:
@@ -203,11 +240,12 @@ class SupernetObjective:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # -- supernet lifetime ---------------------------------------------------------------------
-    def attach(self, study: optuna.Study) -> None:
+    def attach(self, study: optuna.Study | None) -> None:
         """Build the supernet and resume it from the study's checkpoint, before any trial runs.
 
-        Called by the first trial anyway; calling it first reports a mismatched checkpoint without
-        starting (and failing) a trial.
+        Call it before ``study.optimize`` (``epnas search`` does): it reports a mismatched or foreign
+        checkpoint without starting a trial, and completes the trial a killed search had trained
+        and checkpointed but not yet recorded *before* the sampler can hand its slot out again.
         """
         if self.net is not None:
             return
@@ -219,23 +257,36 @@ class SupernetObjective:
             weight_decay=self.weight_decay,
         )
         self._path = self._resolve_path(study)
+        if study is not None and self._path is not None:
+            self._token = ckpt.hold(study, self._path, takeover=self.takeover)
         if self._path is not None and self._path.exists():
             self.load(self._path, study)
+        elif study is not None and self._path is not None:
+            ckpt.require_none_trained(study, self._path)
         if self.warmup_epochs and not self.warmed_up:
             self.warm_up()
             if study is not None:
                 study._storage.set_study_system_attr(study._study_id, WARMUP_ATTR, self.warmup_record)
             self.save()
 
+    @property
+    def checkpoint_path(self) -> Path | None:
+        """Where the supernet is kept (known once attached); None: in memory only."""
+        return self._path
+
+    def detach(self, study: optuna.Study) -> None:
+        """Stop holding the study's supernet, so that another process may resume it (a search that ends)."""
+        if self._path is not None:
+            ckpt.release(study)
+
     def _record_spec(self, study: optuna.Study) -> None:
-        spec = json.loads(json.dumps(self.spec()))  # as the storage gives it back (tuples -> lists)
         stored = study._storage.get_study_system_attrs(study._study_id).get(OBJECTIVE_ATTR)
         if stored is None:
-            study._storage.set_study_system_attr(study._study_id, OBJECTIVE_ATTR, spec)
-        elif stored != spec:
+            study._storage.set_study_system_attr(study._study_id, OBJECTIVE_ATTR, json.loads(json.dumps(self.spec())))
+        elif self._differs(stored):
             raise ValueError(
-                f"study {study.study_name!r} was searched with other settings ({stored}) than these "
-                f"({spec}); resume with the same settings, or use a new study name")
+                f"study {study.study_name!r} was searched with other settings ({_diff(stored, self.spec())}); "
+                "resume with the same settings, or use a new study name")
 
     def _ensure_supernet(self, trial: optuna.trial.Trial | None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         if self.net is None:
@@ -246,41 +297,64 @@ class SupernetObjective:
     def _resolve_path(self, study: optuna.Study | None) -> Path | None:
         if self.checkpoint is False:
             return None
-        if self.checkpoint is not None and self.checkpoint is not True:
-            return Path(self.checkpoint)
+        given = None if self.checkpoint is None or self.checkpoint is True else self.checkpoint
         if study is None:
-            return None
-        return checkpoint_path_for(study._storage, study.study_name)
+            return None if given is None else Path(given)
+        return ckpt.resolve_path(study, given)
 
     def save(self) -> None:
-        """Write the checkpoint atomically (a kill mid-write leaves the previous one intact)."""
+        """Write the checkpoint atomically, with the values of the trials it trained."""
         if self._path is None or self.net is None:
             return
         assert self.optimizer is not None
-        state = {
-            "format": CHECKPOINT_FORMAT, "spec": self.spec(), "trained": list(self.trained),
-            "warmed_up": self.warmed_up, "model": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
-        }
-        tmp = self._path.with_name(self._path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self._path)
+        ckpt.write(self._path, {
+            "format": ckpt.FORMAT, "spec": self.spec(), "token": self._token, "trained": list(self.trained),
+            "values": dict(self.values), "warmed_up": self.warmed_up, "model": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        })
 
     def load(self, path: str | os.PathLike, study: optuna.Study | None = None) -> None:
-        state = torch.load(path, map_location=self.data.device, weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("spec") != self.spec():
+        """Resume the weights of ``path``; with ``study``: check that they are the study's and complete
+        the trials they hold but the study does not record."""
+        state = ckpt.read(Path(path), self.data.device)
+        if self._differs(state.get("spec")):
             raise ValueError(
-                f"the supernet checkpoint {path} was made with other settings ({state.get('spec')}) than this "
-                f"search ({self.spec()}); resume with the same settings, or use a new study name"
-            )
+                f"the supernet checkpoint {path} was made with other settings ({_diff(state.get('spec') or {}, self.spec())}) "
+                "than this search; resume with the same settings, or use a new study name")
         assert self.net is not None and self.optimizer is not None
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.trained = list(state["trained"])
+        self.values = {int(n): float(v) for n, v in (state.get("values") or {}).items()}
         self.warmed_up = bool(state["warmed_up"])
-        if study is not None:
+        if study is None:
+            return
+        if state["format"] < 3:
             complete = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
             extra = [n for n in self.trained if n not in complete]
             if extra:
                 warnings.warn(f"the supernet checkpoint contains training of trial(s) {extra} that the study "
                               "does not record as complete (killed between checkpoint and result)")
+        trained = ckpt.reconcile(study, Path(path), state, self._token or "")
+        if trained != self.trained:  # a failed trial replaced by its complete copy: record the new number now
+            self.values = {new: self.values[old] for old, new in zip(self.trained, trained) if old in self.values}
+            self.trained = trained
+            self.save()
         _logger.info("resumed the supernet from %s (%d trials of training)", path, len(self.trained))
+
+    def _roll_back(self) -> None:
+        """Back to the last checkpoint after a trial's training failed part-way."""
+        if self._path is not None and self._path.exists():
+            state = ckpt.read(self._path, self.data.device)
+            assert self.net is not None and self.optimizer is not None
+            self.net.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        elif self.net is not None:
+            _logger.warning("a trial failed part-way through training and there is no checkpoint to restore: "
+                            "the supernet keeps that trial's partial training")
+
+
+def _diff(stored: dict[str, Any], spec: dict[str, Any]) -> str:
+    spec = json.loads(json.dumps(spec))
+    names = [k for k in dict.fromkeys([*stored, *spec]) if k in stored and stored.get(k) != spec.get(k)]
+    return "; ".join(f"{k}: study has {stored.get(k)!r}, now {spec.get(k)!r}" for k in names) or "?"

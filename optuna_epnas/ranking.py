@@ -44,7 +44,8 @@ from optuna_epnas.data import DeviceData
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.spaces import SearchSpace, space_from_spec
-from optuna_epnas.train import _public_url, load_search_study, train_final
+from optuna_epnas.storages import public_url
+from optuna_epnas.train import load_search_study, train_final
 
 __all__ = [
     "RankCorrelation", "rank_correlation", "spread_trials", "supernet_vs_standalone", "standalone_correlations",
@@ -472,7 +473,7 @@ def ranking_command(args: argparse.Namespace) -> int:
         settings["seconds"] = round(time.perf_counter() - started, 1)
 
     markdown = ranking_markdown(supernet, surrogate, settings)
-    report = {"format": REPORT_FORMAT, "study": study.study_name, "storage": _public_url(args.storage),
+    report = {"format": REPORT_FORMAT, "study": study.study_name, "storage": public_url(args.storage),
               "settings": settings, "surrogate_heldout": surrogate, "supernet_vs_standalone": None}
     if supernet is not None:
         both = standalone_correlations(supernet[1])

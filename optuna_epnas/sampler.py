@@ -23,8 +23,6 @@ from __future__ import annotations
 import datetime
 import logging
 import math
-import os
-import socket
 import threading
 import time
 from collections import defaultdict
@@ -39,6 +37,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_epnas.cost import PLAN_PREFIX
+from optuna_epnas.owner import is_gone, process_mark
 from optuna_epnas.schedule import TemperatureSpec, planned_trials, temperature_schedule
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas.surrogate import LSTMSurrogate
@@ -47,6 +46,13 @@ _logger = logging.getLogger(__name__)
 
 STAGE_ATTR = "epnas:stage"
 OWNER_ATTR = "epnas:owner"
+#: Set (by :meth:`EPNASSampler.after_trial`) on a trial whose objective raised or returned no value: a
+#: failure of the architecture, counted against its slot's retries. A FAIL trial without it ended
+#: because its process died (killed, or found stale by Optuna's heartbeat): its slot is run again.
+OBJECTIVE_FAILED_ATTR = "epnas:objective_failed"
+#: Set by an objective on a trial it fails for a reason that is not the architecture's (a checkpoint
+#: it could not write): not counted either.
+FAULT_ATTR = "epnas:fault"
 CONFIG_ATTR = "epnas:config"
 SELECTIONS = ("epnas", "pnas")
 SCORES = ("raw", "z")
@@ -59,23 +65,6 @@ _UNMARKED_GRACE_SECONDS = 10.0
 
 def plan_attr(iteration: int, level: int) -> str:
     return f"{PLAN_PREFIX}{iteration}:{level}"
-
-
-def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _owner_is_dead(owner: str) -> bool:
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False  # another machine: Optuna's heartbeat (RDBStorage(heartbeat_interval=...)) covers it
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _still_choosing(trial: FrozenTrial) -> bool:
@@ -121,7 +110,8 @@ class _Ledger:
             elif t.state == TrialState.PRUNED:
                 s.done = True
             elif t.state == TrialState.FAIL:
-                s.failures += 1
+                if OBJECTIVE_FAILED_ATTR in t.system_attrs and FAULT_ATTR not in t.system_attrs:
+                    s.failures += 1
             elif t.state in (TrialState.RUNNING, TrialState.WAITING):
                 s.held = True
         return ledger
@@ -180,7 +170,8 @@ class EPNASSampler(BaseSampler):
             Off (None) by default: on a supernet trained one path at a time, the current weights favour
             the most recently trained path (measured on Fashion-MNIST: it re-scored best before 7 of 8
             levels), which the surrogate would then learn.
-        max_retries: a slot whose trial failed is retried this many times before it is given up.
+        max_retries: a slot whose objective failed (raised, or returned no value) is retried this many
+            times before it is given up. A trial whose process died does not count: its slot is run again.
         independent_sampler: samples parameters that are not architecture parameters
             (default: ``RandomSampler(seed)``).
         poll_interval: seconds between looks at the storage while waiting for other workers.
@@ -282,7 +273,15 @@ class EPNASSampler(BaseSampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         # Mark the trial's process first: later trials wait for it to claim a slot, unless it died.
-        study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, _owner())
+        study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, process_mark())
+        self._independent.before_trial(study, trial)
+
+    def after_trial(self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        # Optuna calls this in the trial's own process before it stores the state, so a FAIL without
+        # this mark is a process that died, not an architecture that failed.
+        if state == TrialState.FAIL:
+            study._storage.set_trial_system_attr(trial._trial_id, OBJECTIVE_FAILED_ATTR, True)
+        self._independent.after_trial(study, trial, state, values)
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
         return self.space.distributions()
@@ -365,7 +364,8 @@ class EPNASSampler(BaseSampler):
                 _logger.warning(
                     "trial %d has waited a minute for other workers (trials still choosing: %s); a worker "
                     "on another machine that died leaves its trial RUNNING: enable Optuna's heartbeat "
-                    "(RDBStorage(heartbeat_interval=...)) to have such trials failed",
+                    "(epnas search --heartbeat SECONDS, or RDBStorage(heartbeat_interval=...)) to have such "
+                    "trials failed and their slots run again",
                     trial.number, choosing or "none, the current level is still being measured",
                 )
                 warned = True
@@ -377,11 +377,11 @@ class EPNASSampler(BaseSampler):
         failed = False
         for t in trials:
             owner = t.system_attrs.get(OWNER_ATTR)
-            if t.state == TrialState.RUNNING and owner and _owner_is_dead(owner):
+            if t.state == TrialState.RUNNING and owner and is_gone(owner):
                 try:
                     if study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
-                        _logger.warning("trial %d was left running by a process that is gone: marked FAIL, "
-                                        "its architecture will be measured again", t.number)
+                        _logger.warning("trial %d was left running by a process that is gone: marked FAIL (not "
+                                        "counted against its architecture), its slot is run again", t.number)
                         failed = True
                 except optuna.exceptions.UpdateFinishedTrialError:
                     pass

@@ -17,10 +17,11 @@ from optuna_epnas.cost import total_cost
 from optuna_epnas.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from optuna_epnas.dashboard import DashboardRecorder
 from optuna_epnas.data import DeviceData
-from optuna_epnas.objective import SupernetObjective, checkpoint_path_for
+from optuna_epnas.objective import SupernetObjective
 from optuna_epnas.sampler import ACQUISITIONS, SCORES, EPNASSampler, Rescorer
 from optuna_epnas.schedule import planned_trials
 from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace
+from optuna_epnas.storages import open_storage
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -238,8 +239,11 @@ class Search:
     def run(self, callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> None:
         """Run what is left (nothing when done), with the dashboard notes ``epnas search`` writes."""
         recorder = DashboardRecorder(planned_trials=self.budget)  # trial notes + drawings, a study note
-        if not self.is_done():
-            self.study.optimize(self.objective, callbacks=[*callbacks, recorder, self._stop_rule()])
+        try:
+            if not self.is_done():
+                self.study.optimize(self.objective, callbacks=[*callbacks, recorder, self._stop_rule()])
+        finally:
+            self.objective.detach(self.study)  # another process may resume it now
         recorder.write_study_note(self.study)  # final numbers, also when nothing was left to run
 
     def _stop_rule(self) -> Callable[[optuna.Study, FrozenTrial], None]:
@@ -252,17 +256,33 @@ class Search:
         return optuna.study.MaxTrialsCallback(self.budget, states=FINISHED)
 
 
-def make_objective(space: SearchSpace, data: DeviceData, settings: SearchSettings, seed: int) -> SupernetObjective:
-    """The supernet objective a search with ``settings`` and ``seed`` trains (not yet attached to a study)."""
+def make_objective(space: SearchSpace, data: DeviceData, settings: SearchSettings, seed: int,
+                   **kwargs: Any) -> SupernetObjective:
+    """The supernet objective a search with ``settings`` and ``seed`` trains (not yet attached to a study);
+    ``kwargs``: where its checkpoint goes (``checkpoint``, ``takeover``)."""
     return SupernetObjective(space, data, epochs=settings.epochs, channels=settings.channels,
                              batch_size=settings.batch_size, lr=settings.lr, seed=seed,
-                             warmup_epochs=settings.warmup_epochs)
+                             warmup_epochs=settings.warmup_epochs, **kwargs)
+
+
+#: Study system attr: the named sampler a search was made with (resuming with another is refused).
+SAMPLER_ATTR = "epnas:sampler"
+
+
+def _record_sampler(study: optuna.Study, sampler: str) -> None:
+    stored = study._storage.get_study_system_attrs(study._study_id).get(SAMPLER_ATTR)
+    if stored is None:
+        study._storage.set_study_system_attr(study._study_id, SAMPLER_ATTR, sampler)
+    elif stored != sampler:
+        raise ValueError(f"study {study.study_name!r} was searched with --sampler {stored}, not {sampler}: its "
+                         f"values would mix two searches. Resume it with --sampler {stored}, or use a new study name")
 
 
 def open_search(
     space: SearchSpace, data: DeviceData, sampler: str, storage: str | optuna.storages.BaseStorage, study_name: str,
     *, settings: SearchSettings | None = None, seed: int = 0, budget: int | None = None,
-    cost_budget: float | None = None,
+    cost_budget: float | None = None, checkpoint: str | Path | None = None, heartbeat: float | None = None,
+    takeover: bool = False,
 ) -> Search:
     """Create or load the study and attach its supernet (``epnas search`` and ``epnas compare``).
 
@@ -270,19 +290,25 @@ def open_search(
     ``budget=None``: a progressive sampler runs its schedule, TPE/random get as many trials as the
     schedule plans; an int: every sampler gets exactly that many finished trials. ``cost_budget``
     (MACs; TPE/random only): run until that much compute is spent, ``budget`` capping the trials.
-    A checkpoint or study made with other settings fails here, before any trial.
+    ``checkpoint``: where the supernet goes (a file or a directory; default beside a SQLite or journal
+    file, or where the study recorded it); ``heartbeat``: seconds between Optuna's RDB heartbeats, so
+    that a worker lost on another machine has its trial failed and its slot run again;
+    ``takeover``: see :class:`~optuna_epnas.SupernetObjective`.
+    A checkpoint or study made with other settings, or another sampler, fails here, before any trial.
     """
     settings = settings or resolve_settings(sampler)
-    objective = make_objective(space, data, settings, seed)
+    objective = make_objective(space, data, settings, seed, checkpoint=checkpoint, takeover=takeover)
     made = make_sampler(sampler, space, settings, seed, rescore=objective.rescore)
     if cost_budget is not None and isinstance(made, EPNASSampler):
         raise ValueError("a progressive sampler runs its schedule: a compute budget is for TPE and random search")
-    study = optuna.create_study(storage=storage, study_name=study_name, direction="maximize", sampler=made,
+    opened = open_storage(storage, heartbeat) if isinstance(storage, str) else storage
+    study = optuna.create_study(storage=opened, study_name=study_name, direction="maximize", sampler=made,
                                 load_if_exists=True)
-    objective.attach(study)
+    _record_sampler(study, sampler)
+    objective.attach(study)  # before the sampler runs: completes a trial a kill left unrecorded
     return Search(study=study, sampler=made, objective=objective, space=space,
                   budget=budget or planned_trials(space, settings.k, settings.iterations),
-                  budget_is_exact=budget is not None, checkpoint=checkpoint_path_for(storage, study_name),
+                  budget_is_exact=budget is not None, checkpoint=objective.checkpoint_path,
                   cost_budget=cost_budget)
 
 

@@ -32,6 +32,7 @@ from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.spaces import MacroSpace, MicroSpace, SearchSpace, space_from_spec
+from optuna_epnas.storages import open_storage, public_url
 
 RESULT_FORMAT = "optuna_epnas.train/1"
 #: Final-training widths that train on a CPU in minutes on digits (the paper: macro 200-512, micro 96-128).
@@ -282,31 +283,13 @@ def _seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
         return build()
 
 
-def _sqlite_file(storage: str) -> Path | None:
-    if storage.startswith("sqlite:///") and ":memory:" not in storage:
-        return Path(storage[len("sqlite:///"):].split("?")[0])
-    return None
-
-
-def _public_url(storage: str) -> str:
-    """The storage URL without a password, for files and logs."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(storage).render_as_string(hide_password=True)
-    except Exception:  # not a URL sqlalchemy knows: keep nothing that could be a secret
-        return storage.split("@")[-1]
-
-
 def load_search_study(name: str, storage: str) -> optuna.Study:
-    db = _sqlite_file(storage)
-    if db is not None and not db.is_file():  # load_study would create an empty database there
-        raise FileNotFoundError(f"no study storage at {db}: run `epnas search` first, or pass --storage")
+    opened = open_storage(storage, must_exist=True)  # load_study would create an empty database
     try:
-        return optuna.load_study(study_name=name, storage=storage)
+        return optuna.load_study(study_name=name, storage=opened)
     except KeyError:
         names = optuna.get_all_study_names(storage)
-        raise ValueError(f"no study {name!r} in {_public_url(storage)}; studies there: "
+        raise ValueError(f"no study {name!r} in {public_url(storage)}; studies there: "
                          + (", ".join(repr(n) for n in names) or "none")) from None
 
 
@@ -321,7 +304,7 @@ def resolve_source(args: argparse.Namespace) -> tuple[SearchSpace, Any, dict[str
         study = load_search_study(args.study, args.storage)
         space, arch, trial = best_architecture(study)
         spec = study._storage.get_study_system_attrs(study._study_id)[OBJECTIVE_ATTR]
-        source = {"study": study.study_name, "storage": _public_url(args.storage), "trial": trial.number,
+        source = {"study": study.study_name, "storage": public_url(args.storage), "trial": trial.number,
                   "supernet_val_accuracy": trial.value, "search_channels": spec.get("channels"),
                   "search_dataset": spec.get("dataset")}
         return space, arch, source, spec

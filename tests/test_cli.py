@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import os
 
 import optuna
 import pytest
@@ -92,48 +93,81 @@ def test_bad_arguments_exit_with_a_clear_message(tmp_path, capsys):
     assert main(SMALL + ["--storage", url, "--study-name", "x", "--channels", "8"]) == 2
     assert "other settings" in capsys.readouterr().err
     assert main(SMALL + ["--storage", url, "--study-name", "x", "--image-size", "6"]) == 2
-    assert "'image_size': 6" in capsys.readouterr().err
+    assert "image_size: study has 8, now 6" in capsys.readouterr().err
+    assert main(SMALL + ["--storage", url, "--study-name", "x", "--lr", "0.1"]) == 2  # training settings too
+    assert "lr: study has 0.05, now 0.1" in capsys.readouterr().err
+    assert main(SMALL + ["--storage", url, "--study-name", "x", "--sampler", "tpe"]) == 2
+    assert "searched with --sampler epnas, not tpe" in capsys.readouterr().err
     assert len(completed(url, "x")) == PLANNED  # nothing lost
 
 
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from optuna_epnas import cli, objective
+    from optuna_epnas import checkpoint, cli, objective, sampler
+    point, at = os.environ["KILL_POINT"], [int(n) for n in os.environ["KILL_AT"].split(",")]
     calls = 0
-    train = objective.SupernetObjective.train
-    def train_then_die(self, arch, step):
-        global calls
-        calls += 1
-        train(self, arch, step)
-        if calls == int(os.environ["KILL_AT"]):
-            os.kill(os.getpid(), signal.SIGKILL)  # mid-trial: trained, not yet checkpointed or told
-    objective.SupernetObjective.train = train_then_die
+
+    def dying(original):
+        def wrapped(*args, **kwargs):
+            global calls
+            calls += 1
+            if point.endswith("-before") and calls in at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            out = original(*args, **kwargs)
+            if calls in at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return out
+        return wrapped
+
+    if point == "train":  # trained, not yet checkpointed or told
+        objective.SupernetObjective.train = dying(objective.SupernetObjective.train)
+    elif point == "save":  # checkpointed with its value, not yet told (the warm-up is write 1)
+        checkpoint.write = dying(checkpoint.write)
+    elif point == "replace-before":  # mid-write: the new file written, not yet in place
+        checkpoint.os.replace = dying(checkpoint.os.replace)
+    elif point == "plan":  # while planning a level
+        sampler.EPNASSampler._make_plan = dying(sampler.EPNASSampler._make_plan)
     sys.exit(cli.main(sys.argv[1:]))
     """
 )
 
 
-def test_a_killed_search_rerun_with_the_same_command_ends_with_the_same_trials(tmp_path):
-    def record(url):
-        rows = [(tuple(t.system_attrs[STAGE_ATTR]), t.user_attrs["arch"], t.value) for t in completed(url, "k")]
-        return sorted(rows)
+def _stages(url):
+    return sorted((tuple(t.system_attrs[STAGE_ATTR]), t.user_attrs["arch"], t.value) for t in completed(url, "k"))
 
-    reference = f"sqlite:///{tmp_path}/ref.db"
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('ref')}/ref.db"
+    subprocess.run([sys.executable, "-m", "optuna_epnas.cli"] + SMALL + ["--study-name", "k", "--storage", url],
+                   check=True, capture_output=True)
+    return _stages(url)
+
+
+@pytest.mark.parametrize("kills", [
+    ["train:9"],  # mid-trial: trained, not yet checkpointed
+    ["save:10"],  # right after the checkpoint that holds trial 8's training and value, before Optuna records it
+    ["replace-before:5"],  # during a checkpoint write
+    ["plan:1"],  # while planning level 2
+    ["train:9", "train:1"],  # twice in one slot: a death is not the architecture's failure
+    ["save:10", "train:1"],  # completed from the checkpoint, then killed in the next trial
+], ids="-".join)
+def test_a_search_killed_anywhere_rerun_with_the_same_command_ends_with_the_same_trials(tmp_path, reference, kills):
     killed = f"sqlite:///{tmp_path}/killed.db"
-    cmd = [sys.executable, "-m", "optuna_epnas.cli"] + SMALL + ["--study-name", "k", "--storage"]
-    subprocess.run(cmd + [reference], check=True, capture_output=True)
     script = tmp_path / "killer.py"
     script.write_text(KILLER)
-    died = subprocess.run([sys.executable, str(script)] + SMALL + ["--study-name", "k", "--storage", killed],
-                          env={**__import__("os").environ, "KILL_AT": "9"}, capture_output=True)
-    assert died.returncode != 0
-    assert len(completed(killed, "k")) == 8  # level 2 of iteration 1 was under way
-    resumed = subprocess.run(cmd + [killed], check=True, capture_output=True, text=True)
-    assert "resuming" in resumed.stdout
-    assert record(killed) == record(reference)  # same architectures, same accuracies, none repeated
-    states = [t.state for t in optuna.load_study(storage=killed, study_name="k").trials]
-    assert states.count(TrialState.FAIL) == 1 and states.count(TrialState.COMPLETE) == PLANNED
+    cmd = [sys.executable, str(script)] + SMALL + ["--study-name", "k", "--storage", killed]
+    for kill in kills:  # each run counts its own calls from 1
+        point, at = kill.split(":")
+        died = subprocess.run(cmd, env={**os.environ, "KILL_POINT": point, "KILL_AT": at}, capture_output=True)
+        assert died.returncode != 0
+    final = subprocess.run(cmd, env={**os.environ, "KILL_POINT": "none", "KILL_AT": "0"}, capture_output=True,
+                           text=True)
+    assert final.returncode == 0, final.stderr
+    assert _stages(killed) == reference  # same architectures, same accuracies, none repeated or lost
+    trials = optuna.load_study(storage=killed, study_name="k").trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == PLANNED
 
 
 def test_search_then_train_then_draw_through_the_command(tmp_path, capsys):

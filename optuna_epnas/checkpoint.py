@@ -1,0 +1,185 @@
+"""Where a study's supernet is kept, and the rules that keep weights and trial results together.
+
+- **Where**: beside a SQLite or journal file by default; anywhere with ``checkpoint=`` /
+  ``--checkpoint-dir`` (required for server storages such as PostgreSQL). The path a search used
+  is recorded in the study, so a resume finds it whatever the working directory.
+- **Whose**: the study records a token its checkpoint carries, and every trial whose training the
+  weights hold is marked; on resume the checkpoint and the study must agree both ways, or the
+  search stops with an error that says why (it never goes on from fresh or foreign weights).
+- **Atomic trials**: a trial's value is written into the checkpoint with its training. A process
+  killed after the checkpoint write but before Optuna stored the value gets that trial completed
+  from the checkpoint on resume (not trained twice).
+- **One holder**: one process trains a study's supernet; a second one is refused while the first
+  is alive (two processes would train two diverging copies and overwrite each other's file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from optuna_epnas.owner import is_gone, on_this_host, process_mark
+from optuna_epnas.storages import storage_file
+
+#: Study system attrs: ``{"token": ..., "path": ...}``, and the mark of the process holding the supernet.
+SUPERNET_ATTR = "epnas:supernet"
+HOLDER_ATTR = "epnas:supernet_holder"
+#: Trial system attr: the trial's position in the supernet's training order (set before the checkpoint
+#: that holds its training is written).
+TRAINED_ATTR = "epnas:trained"
+FORMAT = 3
+_READABLE = (2, 3)  # format 2: no token, no trial values
+
+
+def safe_name(name: str) -> str:
+    """A file-name part for ``name``; names that had to be changed get a hash, so that ``exp 1`` and
+    ``exp_1`` do not share a file."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return safe if safe == name else f"{safe}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def default_path(storage: Any, study_name: str) -> Path | None:
+    """``<file>.<study>.supernet.pt`` beside a SQLite or journal file; None for other storages."""
+    file = storage_file(storage)
+    return None if file is None else file.with_name(f"{file.name}.{safe_name(study_name)}.supernet.pt")
+
+
+def is_in_memory(storage: Any) -> bool:
+    return isinstance(getattr(storage, "_backend", storage), optuna.storages.InMemoryStorage) or (
+        isinstance(storage, optuna.storages.InMemoryStorage))
+
+
+def resolve_path(study: optuna.Study, given: str | os.PathLike | None) -> Path | None:
+    """The checkpoint of ``study``: ``given`` (a file, or an existing directory to put it in), else the
+    path recorded in the study, else beside its storage file. None: an in-memory study (weights
+    live in the process). Server storages without a recorded path need ``given``."""
+    if given is not None:
+        path = Path(given)
+        return (path / f"{safe_name(study.study_name)}.supernet.pt") if path.is_dir() else path
+    recorded = _attrs(study).get(SUPERNET_ATTR, {}).get("path")
+    if recorded:
+        return Path(recorded)
+    path = default_path(study._storage, study.study_name)
+    if path is None and not is_in_memory(study._storage):
+        raise ValueError(
+            f"study {study.study_name!r} is in a storage without a file to keep its supernet beside: give a "
+            "checkpoint location (epnas search --checkpoint-dir DIR; SupernetObjective(checkpoint=...))")
+    return path
+
+
+def hold(study: optuna.Study, path: Path | None, takeover: bool = False) -> str:
+    """Make this process the one that trains the study's supernet and record where it is kept;
+    returns the study's token. Refused while another live process holds it."""
+    attrs = _attrs(study)
+    holder = attrs.get(HOLDER_ATTR)
+    me = process_mark()
+    if holder and holder != me and not takeover and not is_gone(holder):
+        where = "this machine" if on_this_host(holder) else "another machine"
+        raise RuntimeError(
+            f"study {study.study_name!r}'s supernet is being trained by another process ({holder}, on {where}): "
+            "a second process would train a second copy of it. Run one search per study (for several devices "
+            "or CPU ranks on one search: torchrun --nproc_per_node=N epnas search ...), or use another "
+            "--study-name" + ("" if on_this_host(holder) else "; if that process is gone, re-run with --takeover"))
+    record = dict(attrs.get(SUPERNET_ATTR) or {})
+    record.setdefault("token", uuid.uuid4().hex)
+    if path is not None:
+        record["path"] = str(path.resolve())
+    if record != attrs.get(SUPERNET_ATTR):
+        study._storage.set_study_system_attr(study._study_id, SUPERNET_ATTR, record)
+    study._storage.set_study_system_attr(study._study_id, HOLDER_ATTR, me)
+    return record["token"]
+
+
+def release(study: optuna.Study) -> None:
+    """Give up holding the supernet (a search that ends; a killed one is recognised as gone)."""
+    if _attrs(study).get(HOLDER_ATTR) == process_mark():
+        study._storage.set_study_system_attr(study._study_id, HOLDER_ATTR, None)
+
+
+def write(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a kill mid-write leaves the previous checkpoint intact."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk as RuntimeError
+        tmp.unlink(missing_ok=True)
+        raise RuntimeError(
+            f"could not write the supernet checkpoint {path} ({err}); free space or fix its permissions and run the "
+            "same command again: the search resumes from the last checkpoint written") from err
+
+
+def read(path: Path, device: torch.device) -> dict[str, Any]:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # truncated, not a torch file, unreadable
+        raise RuntimeError(
+            f"the supernet checkpoint {path} cannot be read ({type(err).__name__}: {err}); restore it from a "
+            "backup, or search again under a new study name (the study's trials need these weights)") from err
+    if not isinstance(state, dict) or state.get("format") not in _READABLE:
+        raise RuntimeError(f"{path} is not a supernet checkpoint of this version of optuna_epnas "
+                           f"(format {state.get('format') if isinstance(state, dict) else '?'}, expected {FORMAT})")
+    return state
+
+
+def trained_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """COMPLETE trials whose training a supernet checkpoint must hold."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if TRAINED_ATTR in t.system_attrs or "train_seconds" in t.user_attrs]
+
+
+def require_none_trained(study: optuna.Study, path: Path) -> None:
+    """No checkpoint: refused if the study has trials whose training it should hold."""
+    trained = trained_trials(study)
+    if trained:
+        raise RuntimeError(
+            f"study {study.study_name!r} has {len(trained)} trial(s) trained on its supernet, but the checkpoint "
+            f"{path} is missing: restore it (or point --checkpoint-dir at it), or search again under a new study "
+            "name. Going on from fresh weights would give different values for the same architectures")
+
+
+def reconcile(study: optuna.Study, path: Path, state: dict[str, Any], token: str) -> list[int]:
+    """Check that the checkpoint belongs to ``study`` and complete, from it, the trials whose training
+    and value it holds but the study does not record (killed in between). Returns the trained
+    trial numbers, in training order (a copy replaces a trial that was already marked failed)."""
+    if state.get("token") not in (None, token):
+        raise RuntimeError(f"the supernet checkpoint {path} belongs to another study (token {state['token']}, "
+                           f"study {study.study_name!r} has {token}); point --checkpoint-dir at this study's")
+    trained = list(state["trained"])
+    values = {int(n): v for n, v in (state.get("values") or {}).items()}
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    missing = [t.number for t in trained_trials(study) if t.number not in trained]
+    if missing and state["format"] >= 3:
+        raise RuntimeError(
+            f"the supernet checkpoint {path} lacks the training of trial(s) {missing[:10]} that study "
+            f"{study.study_name!r} records as complete: it is older than the study (another process overwrote "
+            "it?) or another study's. Restore the right one, or search again under a new study name")
+    for i, number in enumerate(trained):
+        t = by_number.get(number)
+        if t is not None and t.state == TrialState.COMPLETE:
+            continue
+        if number not in values or t is None:
+            if state["format"] >= 3:
+                raise RuntimeError(f"the supernet checkpoint {path} holds training of trial {number}, which study "
+                                   f"{study.study_name!r} does not have: it is another study's checkpoint")
+            continue  # format 2: no values to complete from (the old warning's case)
+        if t.state == TrialState.RUNNING:
+            study.tell(number, values[number])
+        else:  # already failed as a dead process's trial: a complete copy takes its place
+            copy = optuna.trial.create_trial(
+                params=t.params, distributions=t.distributions, value=values[number], user_attrs=t.user_attrs,
+                system_attrs={k: v for k, v in t.system_attrs.items() if not k.startswith("epnas:objective")})
+            study.add_trial(copy)
+            trained[i] = max(tr.number for tr in study.get_trials(deepcopy=False))
+    return trained
+
+
+def _attrs(study: optuna.Study) -> dict[str, Any]:
+    return study._storage.get_study_system_attrs(study._study_id)

@@ -1,0 +1,66 @@
+"""Storage URLs as the ``epnas`` commands take them: opened with one clear error, printed without
+passwords, and the file behind a SQLite URL or a journal storage (where the supernet goes beside)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+
+def public_url(storage: Any) -> str:
+    """The storage URL without a password, for everything printed or written to files."""
+    if not isinstance(storage, str):
+        return type(storage).__name__
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(storage).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy knows: keep nothing that could be a secret
+        return re.sub(r"//[^/@]*@", "//***@", storage)
+
+
+def storage_file(storage: Any) -> Path | None:
+    """The file a SQLite URL or a journal-file storage keeps its studies in; None for other storages."""
+    if isinstance(storage, str):
+        url = storage
+    else:
+        backend = getattr(storage, "_backend", storage)  # _CachedStorage wraps an RDBStorage
+        file_path = getattr(backend, "_file_path", None)  # JournalStorage(JournalFileBackend(path))
+        if isinstance(file_path, str):
+            return Path(file_path)
+        url = getattr(backend, "url", None)
+    if not isinstance(url, str) or not url.startswith("sqlite:"):
+        return None
+    try:
+        from sqlalchemy.engine import make_url
+
+        database = make_url(url).database  # without ?timeout=60 and the like
+    except Exception:
+        return None
+    return Path(database) if database and database != ":memory:" else None
+
+
+def open_storage(url: str, heartbeat: float | None = None, must_exist: bool = False) -> str | optuna.storages.BaseStorage:
+    """The storage of a URL (an RDB one with Optuna's heartbeat when ``heartbeat`` seconds are given),
+    or one ``ValueError``/``FileNotFoundError`` that says what is wrong. ``must_exist``: a SQLite file
+    that is not there is an error (loading would create an empty database)."""
+    file = storage_file(url)
+    if must_exist and file is not None and not file.is_file():
+        raise FileNotFoundError(f"no study storage at {file}: run `epnas search` first, or pass --storage")
+    try:
+        if heartbeat is not None:
+            # A stale trial (no heartbeat for 2 intervals + grace) is failed by Optuna, and its slot run again.
+            return optuna.storages.RDBStorage(url, heartbeat_interval=max(1, round(heartbeat)),
+                                              grace_period=max(2, round(2 * heartbeat)))
+        return optuna.storages.get_storage(url)
+    except Exception as err:  # sqlalchemy's ArgumentError, OperationalError, a missing driver, ...
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if isinstance(url, str) and "@" in url:
+            reason = reason.replace(url, public_url(url))
+        raise ValueError(
+            f"cannot open the storage {public_url(url)} ({type(err).__name__}: {reason}); give an Optuna storage "
+            "URL such as sqlite:///epnas.db (its directory must exist and be writable) or "
+            "postgresql://user@host/db (its server reachable, its driver installed)") from None
