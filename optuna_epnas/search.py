@@ -241,7 +241,9 @@ class Search:
         recorder = DashboardRecorder(planned_trials=self.budget)  # trial notes + drawings, a study note
         try:
             if not self.is_done():
-                self.study.optimize(self.objective, callbacks=[*callbacks, recorder, self._stop_rule()])
+                # a diverging architecture fails its trial (retried, then given up); the search goes on
+                self.study.optimize(self.objective, callbacks=[*callbacks, recorder, self._stop_rule()],
+                                    catch=(FloatingPointError,))
         finally:
             self.objective.detach(self.study)  # another process may resume it now
         recorder.write_study_note(self.study)  # final numbers, also when nothing was left to run

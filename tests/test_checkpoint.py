@@ -1,0 +1,155 @@
+"""The supernet checkpoint's rules: where it goes, whose it is, who holds it; faults that must stop a
+search with one clear error and lose nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from optuna_epnas import MacroSpace, SupernetObjective, load_dataset
+from optuna_epnas import checkpoint as ckpt
+from optuna_epnas.owner import _start_of, is_gone, process_mark
+from optuna_epnas.storages import open_storage, public_url, storage_file
+
+SPACE = MacroSpace(2)
+ARCHS = ["conv3x3 | conv3x3", "sep3x3 | max3x3[0]", "conv3x3 | avg3x3"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("digits", device="cpu", max_train=128)
+
+
+def objective(data, **kwargs):
+    return SupernetObjective(SPACE, data, epochs=1, channels=4, batch_size=64, **kwargs)
+
+
+def run(study, obj, keys):
+    for key in keys:
+        study.enqueue_trial(SPACE.to_params(SPACE.parse(key)))
+    obj.attach(study)
+    study.optimize(obj, n_trials=len(keys))
+
+
+def test_checkpoint_paths_ignore_url_options_and_keep_study_names_apart(tmp_path):
+    assert storage_file(f"sqlite:///{tmp_path}/q.db?timeout=60") == tmp_path / "q.db"
+    assert ckpt.default_path(f"sqlite:///{tmp_path}/q.db?timeout=60", "s") == tmp_path / "q.db.s.supernet.pt"
+    assert ckpt.safe_name("exp_1") == "exp_1" and ckpt.safe_name("exp 1") != ckpt.safe_name("exp_1")
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+    assert ckpt.default_path(journal, "s") == tmp_path / "j.log.s.supernet.pt"
+    assert ckpt.default_path("postgresql://u:secret@host/db", "s") is None
+
+
+def test_a_journal_storage_resumes_its_supernet(data, tmp_path):
+    def journal():
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
+
+    first = objective(data)
+    run(optuna.create_study(storage=journal(), study_name="s", direction="maximize"), first, ARCHS[:2])
+    second = objective(data)
+    second.attach(optuna.load_study(storage=journal(), study_name="s"))
+    assert second.trained == [0, 1] and second.checkpoint_path == tmp_path / "j.log.s.supernet.pt"
+    for p, q in zip(first.net.state_dict().values(), second.net.state_dict().values()):
+        assert torch.equal(p, q)
+
+
+def test_a_storage_without_a_file_needs_a_checkpoint_location(data, tmp_path, monkeypatch):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/x.db", study_name="s", direction="maximize")
+    monkeypatch.setattr(ckpt, "default_path", lambda storage, name: None)  # as for PostgreSQL
+    with pytest.raises(ValueError, match="--checkpoint-dir"):
+        objective(data).attach(study)
+    given = objective(data, checkpoint=tmp_path)  # a directory: <study>.supernet.pt in it, recorded in the study
+    run(study, given, ARCHS[:1])
+    assert (tmp_path / "s.supernet.pt").exists()
+    again = objective(data)  # no location given: the recorded one
+    again.attach(optuna.load_study(storage=f"sqlite:///{tmp_path}/x.db", study_name="s"))
+    assert again.checkpoint_path == (tmp_path / "s.supernet.pt").resolve() and again.trained == [0]
+
+
+def test_a_missing_or_foreign_checkpoint_is_refused_and_nothing_is_lost(data, tmp_path):
+    url = f"sqlite:///{tmp_path}/a.db"
+    run(optuna.create_study(storage=url, study_name="a", direction="maximize"), objective(data), ARCHS[:2])
+    run(optuna.create_study(storage=url, study_name="b", direction="maximize"), objective(data), ARCHS[:1])
+    path_a, path_b = ckpt.default_path(url, "a"), ckpt.default_path(url, "b")
+    shutil.copy(path_b, path_a)  # b's weights where a's belong
+    with pytest.raises(RuntimeError, match="another study"):
+        objective(data).attach(optuna.load_study(storage=url, study_name="a"))
+    path_a.unlink()
+    with pytest.raises(RuntimeError, match="checkpoint .* is missing"):
+        objective(data).attach(optuna.load_study(storage=url, study_name="a"))
+    assert len(optuna.load_study(storage=url, study_name="a").get_trials(states=(TrialState.COMPLETE,))) == 2
+    path_a.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="cannot be read"):
+        objective(data).attach(optuna.load_study(storage=url, study_name="a"))
+    assert path_a.read_bytes() == b"not a checkpoint"
+
+
+def test_an_older_checkpoint_that_lacks_complete_trials_is_refused(data, tmp_path):
+    url = f"sqlite:///{tmp_path}/a.db"
+    study = optuna.create_study(storage=url, study_name="a", direction="maximize")
+    run(study, objective(data), ARCHS[:1])
+    older = ckpt.default_path(url, "a").read_bytes()
+    run(optuna.load_study(storage=url, study_name="a"), objective(data), ARCHS[1:2])
+    ckpt.default_path(url, "a").write_bytes(older)  # as another worker overwriting it would leave it
+    with pytest.raises(RuntimeError, match=r"lacks the training of trial\(s\) \[1\]"):
+        objective(data).attach(optuna.load_study(storage=url, study_name="a"))
+
+
+def test_a_second_live_process_is_refused_and_a_dead_one_is_taken_over(data, tmp_path):
+    url = f"sqlite:///{tmp_path}/a.db"
+    study = optuna.create_study(storage=url, study_name="a", direction="maximize")
+    alive = f"{socket.gethostname()}:1:{_start_of(1) or ''}"  # init: alive for as long as this machine is
+    study._storage.set_study_system_attr(study._study_id, ckpt.HOLDER_ATTR, alive)
+    with pytest.raises(RuntimeError, match="torchrun --nproc_per_node=N"):
+        objective(data).attach(study)
+    gone = f"{socket.gethostname()}:1:{'x' * 8}-0"  # PID 1 again, but not the process that wrote the mark
+    assert is_gone(gone) and not is_gone(alive) and not is_gone(process_mark())
+    study._storage.set_study_system_attr(study._study_id, ckpt.HOLDER_ATTR, gone)
+    obj = objective(data)
+    run(study, obj, ARCHS[:1])
+    other_host = "elsewhere:123:abc"
+    study._storage.set_study_system_attr(study._study_id, ckpt.HOLDER_ATTR, other_host)
+    with pytest.raises(RuntimeError, match="--takeover"):
+        objective(data).attach(study)
+    objective(data, takeover=True).attach(study)
+    assert study._storage.get_study_system_attrs(study._study_id)[ckpt.HOLDER_ATTR] == process_mark()
+
+
+def test_a_nan_loss_fails_the_trial_and_restores_the_supernet(data, tmp_path):
+    url = f"sqlite:///{tmp_path}/a.db"
+    study = optuna.create_study(storage=url, study_name="a", direction="maximize")
+    obj = objective(data)
+    run(study, obj, ARCHS[:1])
+    before = {k: v.clone() for k, v in obj.net.state_dict().items()}
+    obj.lr = 1e30  # diverges at once
+    obj.optimizer.param_groups[0]["lr"] = 1e30
+    study.enqueue_trial(SPACE.to_params(SPACE.parse(ARCHS[0])))
+    study.optimize(obj, n_trials=1, catch=(FloatingPointError,))
+    last = study.trials[-1]
+    assert last.state == TrialState.FAIL
+    assert all(torch.equal(before[k], v) for k, v in obj.net.state_dict().items())
+    assert obj.trained == [0]
+
+
+def test_non_finite_hyperparameters_are_refused(data):
+    for kwargs in ({"lr": float("inf")}, {"lr": float("nan")}, {"weight_decay": float("inf")}, {"momentum": -1}):
+        with pytest.raises(ValueError, match="finite"):
+            objective(data, **kwargs)
+
+
+def test_storage_errors_are_one_line_and_passwords_never_shown(tmp_path):
+    assert public_url("postgresql://user:secret@host/db") == "postgresql://user:***@host/db"
+    for url in ("nonsense://x", f"sqlite:///{tmp_path}/no/such/dir/x.db", "postgresql://user:secret@127.0.0.1:1/db"):
+        with pytest.raises(ValueError) as err:
+            optuna.create_study(storage=open_storage(url), study_name="s")
+        message = str(err.value)
+        assert "cannot open the storage" in message and "secret" not in message and "\n" not in message
+    with pytest.raises(FileNotFoundError, match="run `epnas search` first"):
+        open_storage(f"sqlite:///{tmp_path}/absent.db", must_exist=True)
+    assert not os.path.exists(tmp_path / "absent.db")
