@@ -388,6 +388,9 @@ def add_compare_parser(commands: Any) -> argparse.ArgumentParser:
     report.add_argument("--out", default="epnas-compare", help="folder of studies.db, results.md, results.json, plots")
     c.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     c.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    c.add_argument("--workers", type=positive_int, default=1,
+                   help="runs at once, each in its own process with its own study and supernet on the one storage "
+                        "(same results as 1; each takes its share of the CPU cores)")
     return c
 
 
@@ -412,7 +415,7 @@ def _check(args: argparse.Namespace) -> None:
     """What argparse checks, again, for a Namespace made in Python."""
     if not args.samplers or any(s not in SAMPLER_NAMES for s in args.samplers):
         raise ValueError(f"--samplers must name some of {','.join(SAMPLER_NAMES)}, got {args.samplers!r}")
-    for name in ("seeds", "top", "final_epochs", "final_seeds"):
+    for name in ("seeds", "top", "final_epochs", "final_seeds", *(("workers",) if hasattr(args, "workers") else ())):
         value = getattr(args, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -461,20 +464,7 @@ def compare_command(args: argparse.Namespace) -> int:
            f"{reference_sampler(args.samplers)} spent (judged at {plan.budget} trials too)")
         + f", stand-alone top {args.top} per run; everything in {plan.out}/")
 
-    studies, runs = [], []
-    order = sorted(args.samplers, key=lambda x: x not in PROGRESSIVE)  # the compute reference runs first
-    for seed in range(args.seeds):  # seed-major: an interrupted comparison has every sampler at equal seeds
-        reference = None
-        for sampler in order:
-            position = f"({len(runs) + 1}/{total})"
-            cost_budget = None
-            if plan.budget_kind == "compute" and sampler not in PROGRESSIVE:
-                cost_budget = reference
-            study, record = do_run(plan, sampler, seed, position, say, cost_budget)
-            if sampler == reference_sampler(args.samplers):
-                reference = record["total_cost_macs"]
-            studies.append(study)
-            runs.append(record)
+    studies, runs = run_all(args, plan, say)
     rank = {sampler: i for i, sampler in enumerate(args.samplers)}  # report in the order given
     pairs = sorted(zip(studies, runs), key=lambda p: (p[1]["seed"], rank[p[1]["sampler"]]))
     studies, runs = [p[0] for p in pairs], [p[1] for p in pairs]
@@ -490,6 +480,68 @@ def compare_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_all(args: argparse.Namespace, plan: Plan, say: Callable[[str], None]
+            ) -> tuple[list[optuna.Study], list[dict[str, Any]]]:
+    """Every (sampler, seed) run, seed-major (an interrupted comparison has every sampler at equal
+    seeds), the compute reference of a seed before its TPE/random runs; over ``args.workers``
+    processes when more than 1, each run in one of them with its own study and supernet."""
+    order = sorted(args.samplers, key=lambda x: x not in PROGRESSIVE)  # the compute reference runs first
+    jobs = [(sampler, seed) for seed in range(args.seeds) for sampler in order]
+    reference = reference_sampler(args.samplers)
+    records: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def cost_budget(sampler: str, seed: int) -> float | None:
+        if plan.budget_kind == "compute" and sampler not in PROGRESSIVE:
+            return records[(reference, seed)]["total_cost_macs"]
+        return None
+
+    def ready(sampler: str, seed: int) -> bool:
+        return not (plan.budget_kind == "compute" and sampler not in PROGRESSIVE) or (reference, seed) in records
+
+    position = {job: f"({i + 1}/{len(jobs)})" for i, job in enumerate(jobs)}
+    if getattr(args, "workers", 1) <= 1:
+        studies = {}
+        for sampler, seed in jobs:
+            studies[(sampler, seed)], records[(sampler, seed)] = do_run(
+                plan, sampler, seed, position[(sampler, seed)], say, cost_budget(sampler, seed))
+        return [studies[j] for j in jobs], [records[j] for j in jobs]
+
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    waiting, running = list(jobs), {}
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_start, initargs=(args,)) as pool:
+        while waiting or running:
+            for job in [j for j in waiting if ready(*j)][:max(0, args.workers - len(running))]:
+                waiting.remove(job)
+                running[pool.submit(_worker_run, *job, position[job], cost_budget(*job))] = job
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                records[running.pop(future)] = future.result()  # a run's error ends the comparison here
+    studies = [optuna.load_study(study_name=f"{sampler}-seed{seed}", storage=plan.storage) for sampler, seed in jobs]
+    return studies, [records[j] for j in jobs]
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_start(args: argparse.Namespace) -> None:
+    """A ``--workers`` process: its share of the cores, the comparison's data and plan, loaded once."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.workers))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    space = make_space(args)
+    _WORKER["plan"] = make_plan(args, space, load_data(args, args.dataset, DATA_SEED))
+
+
+def _worker_run(sampler: str, seed: int, position: str, cost_budget: float | None) -> dict[str, Any]:
+    _, record = do_run(_WORKER["plan"], sampler, seed, position, lambda line: print(line, flush=True), cost_budget)
+    return record
+
+
 def reference_sampler(samplers: Sequence[str]) -> str | None:
     """The progressive sampler whose spending sets TPE's and random search's compute budget."""
     return next((x for x in samplers if x in PROGRESSIVE), None)
@@ -501,7 +553,9 @@ def make_plan(args: argparse.Namespace, space: SearchSpace, data: DeviceData) ->
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     return Plan(
-        space=space, data=data, storage=optuna.storages.RDBStorage(f"sqlite:///{(out / 'studies.db').resolve()}"),
+        # a long lock timeout: --workers processes write to this one SQLite file side by side
+        space=space, data=data, storage=optuna.storages.RDBStorage(
+            f"sqlite:///{(out / 'studies.db').resolve()}", engine_kwargs={"connect_args": {"timeout": 120}}),
         out=out,
         budget=args.budget or planned_trials(space, defaults.k, defaults.iterations),
         given=settings_from_args(args),

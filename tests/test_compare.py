@@ -385,3 +385,20 @@ def test_the_recorded_command_parses_back_to_the_same_settings_booleans_included
     paper = compare.resolve_settings("epnas-paper").to_dict()
     assert "diverse" not in paper and "parent_weight" not in paper
     assert {"diverse", "parent_weight"} <= set(compare.resolve_settings("epnas").to_dict())
+
+
+def test_workers_spread_the_runs_over_processes_with_the_same_results(tmp_path):
+    argv = TINY + ["--seeds", "2", "--samplers", "epnas,random", "--top", "1", "--ranking-n", "0", "--final-seeds", "1",
+                   "--budget-kind", "compute"]  # random waits for its seed's EPNAS run to know its budget
+
+    def timeless(value):  # everything but the seconds things took
+        if isinstance(value, dict):
+            return {k: timeless(v) for k, v in value.items() if not k.endswith("seconds")}
+        return [timeless(v) for v in value] if isinstance(value, list) else value
+
+    def outcome(out):
+        return timeless(json.loads((out / "results.json").read_text())["runs"])
+
+    assert run(argv, tmp_path / "serial") == 0
+    assert run(argv + ["--workers", "2"], tmp_path / "parallel") == 0
+    assert outcome(tmp_path / "parallel") == outcome(tmp_path / "serial")
