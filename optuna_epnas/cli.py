@@ -112,8 +112,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+class _OneLineFailures(logging.Filter):
+    """Optuna logs a failed trial with its traceback; a diverging architecture's says all in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], FloatingPointError):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def search(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for handler in optuna.logging.get_logger("optuna").handlers:  # a handler's filter sees propagated records
+        handler.addFilter(_OneLineFailures())
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -155,6 +166,10 @@ def _summary(study: optuna.Study, space, storage: str, checkpoint) -> None:
     full = [t for t in complete if t.user_attrs.get("level") == space.max_level]
     unit = "layers" if isinstance(space, MacroSpace) else "blocks"
     print(f"\n{len(complete)} trials complete, {len(full)} of them at full depth ({space.max_level} {unit}).")
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    if failed:
+        print(f"{len(failed)} trial(s) failed: their errors are above (a trial whose process died is run again; "
+              "an architecture whose training failed is retried once, then given up)")
     if full:
         best = max(full, key=lambda t: t.value)
         print(f"best architecture (trial {best.number}): {best.user_attrs['arch']}")
