@@ -21,9 +21,10 @@ from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.ranking import add_ranking_parser, ranking_command
+from optuna_epnas import distributed
 from optuna_epnas.search import (
-    PROGRESSIVE, SAMPLER_NAMES, Progress, add_search_arguments, add_space_arguments, make_space, open_search,
-    resolve_settings, settings_from_args,
+    PROGRESSIVE, SAMPLER_NAMES, Progress, add_search_arguments, add_space_arguments, make_objective, make_space,
+    open_search, resolve_settings, settings_from_args,
 )
 from optuna_epnas.spaces import MacroSpace, space_from_spec
 from optuna_epnas.storages import public_url
@@ -128,10 +129,22 @@ def search(args: argparse.Namespace) -> int:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    args.device = distributed.init_from_env(args.device)  # under torchrun: this rank's device
+    rank, ranks = distributed.rank_and_size()
     space = make_space(args)
     data = load_data(args, args.dataset, args.seed)
     study_name = args.study_name or f"{args.space}-{args.dataset}-{args.sampler}"
     settings = resolve_settings(args.sampler, settings_from_args(args))
+    if rank > 0:  # a helper rank: trains its shard of what rank 0 says, until rank 0 is done
+        distributed.serve(make_objective(space, data, settings, args.seed))
+        return 0
+    try:
+        return _search(args, space, data, study_name, settings, ranks)
+    finally:
+        distributed.stop()
+
+
+def _search(args: argparse.Namespace, space, data, study_name: str, settings, ranks: int) -> int:
     run = open_search(  # a checkpoint or study made with other settings fails here, before any trial
         space, data, args.sampler, args.storage, study_name, settings=settings, seed=args.seed,
         budget=None if args.sampler in PROGRESSIVE else args.n_trials,
@@ -140,7 +153,8 @@ def search(args: argparse.Namespace) -> int:
     done = run.finished
     print(
         f"epnas search: {args.sampler} on {space!r} ({space.cardinality():.3g} architectures), "
-        f"{args.dataset} on {data.device} ({len(data.train_x)} train / {len(data.val_x)} val images)\n"
+        f"{args.dataset} on {data.device}" + (f" × {ranks} ranks" if ranks > 1 else "")
+        + f" ({len(data.train_x)} train / {len(data.val_x)} val images)\n"
         f"study {study_name!r} in {public_url(args.storage)}: {run.budget} trials planned, {done} already done"
         + (", resuming" if 0 < done < run.budget else ""),
         flush=True,

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from optuna_epnas import checkpoint as ckpt
+from optuna_epnas import distributed
 from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, forward_macs
 from optuna_epnas.data import DeviceData, make_generator
 from optuna_epnas.nn import build_network, count_parameters
@@ -33,6 +34,8 @@ _logger = logging.getLogger(__name__)
 #: Study system attribute holding :meth:`SupernetObjective.spec`: what ``epnas train`` reads to rebuild
 #: the space of a search run with any sampler.
 OBJECTIVE_ATTR = "epnas:objective"
+#: Trial system attr: the number of ranks whose supernet copies were checked identical after the trial.
+RANKS_ATTR = "epnas:ranks_identical"
 
 
 def checkpoint_path_for(storage: Any, study_name: str) -> Path | None:
@@ -125,6 +128,10 @@ class SupernetObjective:
 
             trial.storage.set_trial_system_attr(trial._trial_id, FAULT_ATTR, "checkpoint write")
             raise
+        if distributed.leads():  # every rank's copy must be the same after every trial
+            distributed.command("check")
+            distributed.check_identical(self)
+            trial.storage.set_trial_system_attr(trial._trial_id, RANKS_ATTR, distributed.rank_and_size()[1])
         return accuracy
 
     def _macs(self, arch: Any) -> int:
@@ -178,10 +185,14 @@ class SupernetObjective:
 
     def train(self, arch: Any, step: int) -> None:
         """Train the path of ``arch`` for ``epochs`` epochs; ``step`` seeds this trial's data order."""
+        if distributed.leads():
+            distributed.command("train", self.space.key(arch), step)  # every rank trains it with us
         self._fit(lambda images: arch, self.epochs, [self.seed, step])
 
     def warm_up(self) -> None:
         """SPOS-style: ``warmup_epochs`` epochs, each batch on a full-depth architecture drawn uniformly."""
+        if distributed.leads():
+            distributed.command("warm_up")
         rng = np.random.default_rng([self.seed, 2**31 - 1])  # a seed no trial's data order uses
         cost = 0.0
 
@@ -204,20 +215,31 @@ class SupernetObjective:
         net, opt = self._ensure_supernet(None)
         seed = int(np.random.SeedSequence(seed_words).generate_state(1)[0])
         gen = make_generator(self.data.device, seed)
+        rank, size = distributed.rank_and_size()
+        params = list(net.parameters())
         net.train()
         finite = torch.ones((), dtype=torch.bool, device=self.data.device)
         for epoch in range(epochs):
             for x, y in self.data.train_batches(self.batch_size, gen):
                 arch = pick_arch(len(y))
+                scale = 1.0
+                if size > 1:  # this rank's shard of the global batch (the same batches on every rank)
+                    n = len(y)
+                    x, y = x[rank::size], y[rank::size]
+                    scale = len(y) * size / n  # so that the all-reduced sum is the global batch's mean
+                    if len(y) == 0:  # fewer images than ranks: take part with zero gradients
+                        x, y, scale = self.data.train_x[:1], self.data.train_y[:1], 0.0
                 with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
                     loss = F.cross_entropy(net(self._layout(x), arch), y)
                 finite &= torch.isfinite(loss.detach())  # checked once per epoch: no host sync per batch
                 opt.zero_grad(set_to_none=True)  # None, not zero: untouched paths stay untouched
-                loss.backward()
+                (loss * scale if size > 1 else loss).backward()
+                if size > 1:
+                    distributed.average_gradients(params)
                 if self.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
                 opt.step()
-            if not bool(finite):
+            if not (bool(finite) if size == 1 else distributed.all_finite(finite)):
                 raise FloatingPointError(
                     f"the training loss became NaN or infinite in epoch {epoch + 1} (lr={self.lr}): the trial "
                     "failed and the supernet was restored to its last checkpoint; a lower --lr avoids it")
@@ -263,6 +285,8 @@ class SupernetObjective:
             self.load(self._path, study)
         elif study is not None and self._path is not None:
             ckpt.require_none_trained(study, self._path)
+        if distributed.leads():
+            distributed.command("state", self.get_state())  # the resumed weights, on every rank
         if self.warmup_epochs and not self.warmed_up:
             self.warm_up()
             if study is not None:
@@ -342,13 +366,22 @@ class SupernetObjective:
             self.save()
         _logger.info("resumed the supernet from %s (%d trials of training)", path, len(self.trained))
 
+    def get_state(self) -> dict[str, Any]:
+        assert self.net is not None and self.optimizer is not None
+        return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Take the weights and optimizer state of :meth:`get_state` (or a checkpoint)."""
+        assert self.net is not None and self.optimizer is not None
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
     def _roll_back(self) -> None:
         """Back to the last checkpoint after a trial's training failed part-way."""
         if self._path is not None and self._path.exists():
-            state = ckpt.read(self._path, self.data.device)
-            assert self.net is not None and self.optimizer is not None
-            self.net.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.set_state(ckpt.read(self._path, self.data.device))
+            if distributed.leads():
+                distributed.command("state", self.get_state())
         elif self.net is not None:
             _logger.warning("a trial failed part-way through training and there is no checkpoint to restore: "
                             "the supernet keeps that trial's partial training")

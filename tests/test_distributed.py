@@ -1,0 +1,44 @@
+"""``torchrun --nproc_per_node=2 epnas search``: one supernet over two gloo ranks. Every trial ends with
+the ranks' copies checked identical; a kill of rank 0 and a re-run resume exactly as one process does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+import torch.distributed as dist
+
+from optuna_epnas.objective import RANKS_ATTR
+from test_cli import KILLER, PLANNED, SMALL, _stages, completed
+
+pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="torch.distributed with gloo is not available")
+
+
+def torchrun(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=900)
+
+
+def test_two_ranks_train_one_supernet_and_resume_after_a_kill(tmp_path):
+    whole = f"sqlite:///{tmp_path}/whole.db"
+    done = torchrun("-m", "optuna_epnas.cli", *SMALL, "--storage", whole, "--study-name", "k")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "× 2 ranks" in done.stdout
+    trials = completed(whole, "k")
+    assert len(trials) == PLANNED
+    assert all(t.system_attrs[RANKS_ATTR] == 2 for t in trials)  # identical weights on both ranks, every trial
+    # rank 0 killed right after a checkpoint (its trial not yet recorded), then the same command again
+    killed = f"sqlite:///{tmp_path}/killed.db"
+    died = torchrun(*KILLER[1:], *SMALL, "--storage", killed, "--study-name", "k",
+                    env={"KILL_POINT": "save", "KILL_AT": "6"})
+    assert died.returncode != 0
+    assert 0 < len(completed(killed, "k")) < PLANNED
+    again = torchrun("-m", "optuna_epnas.cli", *SMALL, "--storage", killed, "--study-name", "k")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert _stages(killed) == _stages(whole)
+    assert len(optuna.load_study(storage=killed, study_name="k").get_trials(
+        states=(optuna.trial.TrialState.COMPLETE,))) == PLANNED
