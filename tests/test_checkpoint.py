@@ -12,29 +12,11 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from optuna_epnas import MacroSpace, SupernetObjective, load_dataset
 from optuna_epnas import checkpoint as ckpt
 from optuna_epnas.owner import _start_of, is_gone, process_mark
 from optuna_epnas.storages import open_storage, public_url, storage_file
 
-SPACE = MacroSpace(2)
-ARCHS = ["conv3x3 | conv3x3", "sep3x3 | max3x3[0]", "conv3x3 | avg3x3"]
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_dataset("digits", device="cpu", max_train=128)
-
-
-def objective(data, **kwargs):
-    return SupernetObjective(SPACE, data, epochs=1, channels=4, batch_size=64, **kwargs)
-
-
-def run(study, obj, keys):
-    for key in keys:
-        study.enqueue_trial(SPACE.to_params(SPACE.parse(key)))
-    obj.attach(study)
-    study.optimize(obj, n_trials=len(keys))
+from test_objective import ARCHS, SPACE, data, objective, run  # noqa: F401 (data: a fixture)
 
 
 def test_checkpoint_paths_ignore_url_options_and_keep_study_names_apart(tmp_path):
