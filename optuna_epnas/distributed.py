@@ -6,7 +6,9 @@ path with this data order, warm up, take these weights. Each rank trains on its 
 global batch (the same batches on every rank: the data order is seeded), gradients are averaged
 with an all-reduce (gloo on CPU, NCCL on GPU), so every rank takes the same step and the weights
 stay identical -- checked after every trial (:func:`weights_digest`). Rank 0 alone evaluates,
-checkpoints and writes to the storage. Batch-norm statistics are per shard, as in DDP.
+checkpoints and writes to the storage. Batch norm uses the whole batch's statistics
+(:class:`~optuna_epnas.nn.ops.GlobalBatchNorm2d`), so N ranks train what one process would, up to
+floating-point rounding.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def command(*cmd: Any) -> Any:
 
 def average_gradients(params: list[torch.nn.Parameter]) -> None:
     """Sum the gradients of the parameters that have one over the ranks (every rank trains the same
-    path, so the same ones have one; each rank's loss is pre-scaled so the sum is the global mean)."""
+    path, so the same ones have one; each rank's loss is its shard's sum over the global batch size,
+    so the sum is the global batch's mean gradient)."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return

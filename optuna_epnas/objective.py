@@ -222,18 +222,16 @@ class SupernetObjective:
         for epoch in range(epochs):
             for x, y in self.data.train_batches(self.batch_size, gen):
                 arch = pick_arch(len(y))
-                scale = 1.0
+                n = len(y)
                 if size > 1:  # this rank's shard of the global batch (the same batches on every rank)
-                    n = len(y)
-                    x, y = x[rank::size], y[rank::size]
-                    scale = len(y) * size / n  # so that the all-reduced sum is the global batch's mean
-                    if len(y) == 0:  # fewer images than ranks: take part with zero gradients
-                        x, y, scale = self.data.train_x[:1], self.data.train_y[:1], 0.0
+                    x, y = x[rank::size], y[rank::size]  # may be empty: zero gradients, still all-reduced
                 with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
-                    loss = F.cross_entropy(net(self._layout(x), arch), y)
+                    # shards: each rank's sum over the global count, so the all-reduced gradient is the mean
+                    loss = F.cross_entropy(net(self._layout(x), arch), y, reduction="mean" if size == 1 else "sum")
+                    loss = loss if size == 1 else loss / n
                 finite &= torch.isfinite(loss.detach())  # checked once per epoch: no host sync per batch
                 opt.zero_grad(set_to_none=True)  # None, not zero: untouched paths stay untouched
-                (loss * scale if size > 1 else loss).backward()
+                loss.backward()
                 if size > 1:
                     distributed.average_gradients(params)
                 if self.grad_clip:

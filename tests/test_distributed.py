@@ -1,5 +1,6 @@
-"""``torchrun --nproc_per_node=2 epnas search``: one supernet over two gloo ranks. Every trial ends with
-the ranks' copies checked identical; a kill of rank 0 and a re-run resume exactly as one process does."""
+"""``torchrun --nproc_per_node=2 epnas search``: one supernet over two gloo ranks. The same trials and
+values as one process; every trial ends with the ranks' copies checked identical; a kill of rank 0
+and a re-run resume exactly as one process does."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import torch.distributed as dist
 
 from optuna_epnas.objective import RANKS_ATTR
-from test_cli import KILLER, PLANNED, SMALL, _stages, completed
+from test_cli import KILLER, PLANNED, SMALL, _stages, completed, reference  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with gloo is not available")
@@ -23,7 +24,7 @@ def torchrun(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=900)
 
 
-def test_two_ranks_train_one_supernet_and_resume_after_a_kill(tmp_path):
+def test_two_ranks_train_one_supernet_and_resume_after_a_kill(tmp_path, reference):
     whole = f"sqlite:///{tmp_path}/whole.db"
     done = torchrun("-m", "optuna_epnas.cli", *SMALL, "--storage", whole, "--study-name", "k")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -31,6 +32,7 @@ def test_two_ranks_train_one_supernet_and_resume_after_a_kill(tmp_path):
     trials = completed(whole, "k")
     assert len(trials) == PLANNED
     assert all(t.system_attrs[RANKS_ATTR] == 2 for t in trials)  # identical weights on both ranks, every trial
+    assert _stages(whole) == reference  # the same trials and values as one process (whole-batch BN statistics)
     # rank 0 killed right after a checkpoint (its trial not yet recorded), then the same command again
     killed = f"sqlite:///{tmp_path}/killed.db"
     died = torchrun(*KILLER[1:], *SMALL, "--storage", killed, "--study-name", "k",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
+import torch.distributed as dist
 from torch import nn
 
 #: Makes a BatchNorm2d for C channels. The supernet uses batch statistics only (running statistics
@@ -16,7 +18,31 @@ NormFactory = Callable[[int], nn.Module]
 
 
 def batch_norm(track_running_stats: bool) -> NormFactory:
-    return lambda c: nn.BatchNorm2d(c, track_running_stats=track_running_stats)
+    if track_running_stats:
+        return lambda c: nn.BatchNorm2d(c)
+    return lambda c: GlobalBatchNorm2d(c, track_running_stats=False)
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """The supernet's BatchNorm2d: batch statistics only; when ranks of ``torch.distributed`` each
+    train a shard of one batch, the statistics of the whole batch (an autograd all-reduce of the
+    channel sums), so that N ranks train the same function as one process. The same state dict as
+    BatchNorm2d; plain BatchNorm2d's forward everywhere else."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        xf = x.float()
+        c = xf.shape[1]
+        count = torch.full((1,), xf.numel() / c if c else 0.0, device=x.device)
+        sums = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
+        n = sums[-1]
+        mean = sums[:c] / n
+        var = (sums[c:2 * c] / n - mean * mean).clamp_min(0)
+        scale = torch.rsqrt(var + self.eps) * self.weight
+        return xf * scale[None, :, None, None] + (self.bias - mean * scale)[None, :, None, None]
 
 
 class ReLUConvBN(nn.Sequential):
