@@ -5,7 +5,7 @@ holds an identical copy of the supernet and serves rank 0's commands (:func:`ser
 path with this data order, warm up, take these weights. Each rank trains on its shard of every
 global batch (the same batches on every rank: the data order is seeded), gradients are averaged
 with an all-reduce (gloo on CPU, NCCL on GPU), so every rank takes the same step and the weights
-stay identical -- checked after every trial (:func:`weights_digest`). Rank 0 alone evaluates,
+stay identical -- checked after every trial (:func:`check_identical`). Rank 0 alone evaluates,
 checkpoints and writes to the storage. Batch norm uses the whole batch's statistics
 (:class:`~optuna_epnas.nn.ops.GlobalBatchNorm2d`), so N ranks train what one process would, up to
 floating-point rounding.
@@ -85,25 +85,23 @@ def all_finite(flag: torch.Tensor) -> bool:
     return bool(value.item())
 
 
-def weights_digest(objective: "SupernetObjective") -> str:
-    """A hash of every weight and buffer of the supernet (and the optimizer's momentum)."""
+def weights_digest(module: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> str:
+    """A hash of every weight and buffer of ``module`` (and the optimizer's momentum)."""
     h = hashlib.sha1()
-    assert objective.net is not None and objective.optimizer is not None
-    for t in objective.net.state_dict().values():
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    for state in objective.optimizer.state.values():
-        for t in state.values():
-            if isinstance(t, torch.Tensor):
-                h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    tensors = list(module.state_dict().values())
+    if optimizer is not None:
+        tensors += [t for state in optimizer.state.values() for t in state.values() if isinstance(t, torch.Tensor)]
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
-def check_identical(objective: "SupernetObjective") -> list[str]:
+def check_identical(module: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> list[str]:
     """Every rank's weights digest (gathered on every rank); raises if they differ."""
     digests: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(digests, weights_digest(objective))
+    dist.all_gather_object(digests, weights_digest(module, optimizer))
     if len(set(digests)) != 1:
-        raise RuntimeError(f"the supernet copies of the ranks differ ({digests}): stopping rather than "
+        raise RuntimeError(f"the model copies of the ranks differ ({digests}): stopping rather than "
                            "training diverging copies")
     return digests
 
@@ -125,6 +123,6 @@ def serve(objective: "SupernetObjective") -> None:
             elif op == "state":
                 objective.set_state(cmd[1])
             elif op == "check":
-                check_identical(objective)
+                check_identical(objective.net, objective.optimizer)
         except FloatingPointError:
             pass  # rank 0 fails the trial and sends the weights to roll back to

@@ -130,7 +130,7 @@ class SupernetObjective:
             raise
         if distributed.leads():  # every rank's copy must be the same after every trial
             distributed.command("check")
-            distributed.check_identical(self)
+            distributed.check_identical(self.net, self.optimizer)
             trial.storage.set_trial_system_attr(trial._trial_id, RANKS_ATTR, distributed.rank_and_size()[1])
         return accuracy
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
+from optuna_epnas import distributed
 from optuna_epnas.argtypes import add_data_arguments, load_data, positive_float, positive_int
 from optuna_epnas.data import DeviceData, available_datasets, make_generator
 from optuna_epnas.draw import draw_arch
@@ -129,6 +130,8 @@ def train_final(
     seeded yourself): on the CPU two runs give the same numbers. bf16 autocast and channels_last
     default to on for CUDA only. The model is moved to the data's device and trained in place.
     The test split is evaluated once, at the end; nothing here chooses anything by it.
+    Under ``torchrun`` each rank trains its shard of every batch (PyTorch's DDP: gradients averaged,
+    BN running statistics from rank 0); every rank ends with the same weights and numbers.
     """
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -144,6 +147,8 @@ def train_final(
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=momentum > 0,
                                 weight_decay=weight_decay)
+    rank, size = distributed.rank_and_size()
+    trained = model if size == 1 else torch.nn.parallel.DistributedDataParallel(model)
     steps = epochs * math.ceil(len(data.train_x) / batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=0.0)
     generator = make_generator(device, seed)
@@ -156,8 +161,13 @@ def train_final(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), dtype=torch.long, device=device)
         for x, y in data.train_batches(batch_size, generator):
+            if size > 1:  # this rank's shard (the same batches on every rank); a batch too small for
+                if len(y) < size:  # every rank to get an image is skipped by all of them
+                    schedule.step()
+                    continue
+                x, y = x[rank::size], y[rank::size]
             with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                logits = model(_layout(x, channels_last))
+                logits = trained(_layout(x, channels_last))
                 loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -165,6 +175,9 @@ def train_final(
             schedule.step()
             loss_sum += loss.detach().float() * len(y)
             correct += (logits.argmax(1) == y).sum()
+        if size > 1:
+            torch.distributed.all_reduce(loss_sum)
+            torch.distributed.all_reduce(correct)
         n = len(data.train_x)
         train_loss = loss_sum.item() / n
         if not math.isfinite(train_loss):
@@ -177,6 +190,10 @@ def train_final(
         history.append(record)
         if progress is not None:
             progress(record)
+    if size > 1:
+        for buffer in model.buffers():  # BN running statistics: rank 0's, as DDP's next forward would take
+            torch.distributed.broadcast(buffer, 0)
+        distributed.check_identical(model, optimizer)  # DDP keeps them so; a bug would not pass silently
     test_accuracy = evaluate(model, data.test_x, data.test_y, amp=amp, channels_last=channels_last)
     return TrainResult(
         history=history, test_accuracy=test_accuracy, val_accuracy=history[-1].val_accuracy,
@@ -358,7 +375,18 @@ def draw_beside(out: Path, spec: ModelSpec) -> Path:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    """``epnas train``: see :func:`add_train_parser` for the options."""
+    """``epnas train``: see :func:`add_train_parser` for the options (under ``torchrun``: data-parallel
+    over the ranks; rank 0 prints and writes)."""
+    args.device = distributed.init_from_env(args.device)
+    if distributed.rank_and_size()[0] > 0:
+        import contextlib
+
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            return _train_command(args, write=False)
+    return _train_command(args)
+
+
+def _train_command(args: argparse.Namespace, write: bool = True) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     space, arch, source, search_spec = resolve_source(args)
@@ -400,6 +428,7 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"  stand-alone network: {kind}, {shape}, {channels} channels, {params:,} parameters")
     print(f"training from scratch: {args.epochs} epochs on {dataset} ({len(data.train_x)} train / "
           f"{len(data.val_x)} val / {len(data.test_x)} test images) on {data.device}"
+          + (f" × {distributed.rank_and_size()[1]} ranks" if distributed.rank_and_size()[1] > 1 else "")
           + (" (bf16 autocast, channels_last)" if cuda else ""), flush=True)
 
     result = train_final(model, data, progress=None if args.quiet else _epoch_line("  "), **fit)
@@ -418,6 +447,8 @@ def train_command(args: argparse.Namespace) -> int:
         "settings": settings, "normalisation": {"mean": list(data.mean), "std": list(data.std)},
         "baseline": baseline,
     }
+    if not write:  # a rank other than 0: rank 0 saves the same weights
+        return 0
     save_run(out, model, spec, record)
     picture = draw_beside(out, spec)
 
