@@ -82,7 +82,7 @@ def default_device() -> torch.device:
 
 def make_generator(device: str | torch.device | None = None, seed: int = 0) -> torch.Generator:
     """A seeded generator on ``device`` (default: :func:`default_device`), usable with DeviceData."""
-    device = default_device() if device is None else torch.device(device)
+    device = default_device() if device is None or device == "auto" else torch.device(device)
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
@@ -307,7 +307,7 @@ def load_dataset(
     max_train: int | None = None,
     image_size: int | None = None,
 ) -> DeviceData:
-    """Load ``name`` onto ``device`` (default: cuda if available, else cpu).
+    """Load ``name`` onto ``device`` (default or ``"auto"``: cuda if available, else cpu).
 
     Validation is a stratified ``val_fraction`` of the official training set, drawn with
     ``numpy.random.RandomState(seed)``; ``max_train`` then (stratified, same RNG) subsamples
@@ -324,7 +324,7 @@ def load_dataset(
         raise ValueError(f"max_train must be a positive integer or None, got {max_train}")
     if image_size is not None and image_size < 1:
         raise ValueError(f"image_size must be a positive integer or None, got {image_size}")
-    device = default_device() if device is None else torch.device(device)
+    device = default_device() if device is None or device == "auto" else torch.device(device)
 
     if key == "digits":
         from sklearn.datasets import load_digits
