@@ -224,3 +224,21 @@ def test_two_processes_sharing_a_storage_never_measure_the_same_slot_twice(tmp_p
     assert len({t.system_attrs["epnas:owner"] for t in trials}) == 2  # both workers measured
     keys_per_stage = Counter((s[0], s[1], t.user_attrs["arch"]) for s, t in zip(stages, trials))
     assert max(keys_per_stage.values()) == 1
+
+
+def test_a_trial_whose_process_died_is_not_held_against_its_slot_but_an_objective_failure_is():
+    space = MacroSpace(2)
+    study = optuna.create_study(direction="maximize", sampler=EPNASSampler(space, k=2, iterations=1, max_retries=0,
+                                                                           seed=0))
+
+    def slot_of(trial):
+        space.suggest(trial)  # the sampler claims a slot when the architecture is asked for
+        return study._storage.get_trial(trial._trial_id).system_attrs[STAGE_ATTR]
+
+    died = study.ask()  # its process is gone: FAIL without the objective's mark, as Optuna's heartbeat leaves it
+    assert slot_of(died) == [0, 1, 0]
+    study._storage.set_trial_state_values(died._trial_id, state=TrialState.FAIL)
+    again = study.ask()
+    assert slot_of(again) == [0, 1, 0]  # the same slot, run again
+    study.tell(again, state=TrialState.FAIL)  # the objective failed: counted (max_retries=0: given up)
+    assert slot_of(study.ask()) == [0, 1, 1]
