@@ -165,3 +165,26 @@ def test_search_then_train_then_draw_through_the_command(tmp_path, capsys):
     assert "no trial 999" in capsys.readouterr().err
     assert main(["draw", "--arch", "conv3x3 | max3x3", "--layers", "2", "--out", str(tmp_path / "x.jpg")]) == 2
     assert ".svg" in capsys.readouterr().err and not (tmp_path / "x.jpg").exists()
+
+
+def test_a_worker_lost_on_another_machine_is_taken_over_with_the_heartbeat(tmp_path, reference):
+    from optuna_epnas.checkpoint import HOLDER_ATTR
+    from optuna_epnas.sampler import OWNER_ATTR
+
+    url = f"sqlite:///{tmp_path}/lost.db"
+    cmd = KILLER + SMALL + ["--study-name", "k", "--storage", url, "--heartbeat", "1"]
+    died = subprocess.run(cmd, env={**os.environ, "KILL_POINT": "train", "KILL_AT": "3"}, capture_output=True)
+    assert died.returncode != 0
+    study = optuna.load_study(storage=url, study_name="k")
+    running = [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert len(running) == 1
+    # as if that process had run on another machine: nothing here can tell whether it is alive
+    study._storage.set_trial_system_attr(running[0]._trial_id, OWNER_ATTR, "elsewhere:123:x")
+    study._storage.set_study_system_attr(study._study_id, HOLDER_ATTR, "elsewhere:123:x")
+    refused = subprocess.run(cmd, env={**os.environ, "KILL_POINT": "none"}, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--takeover" in refused.stderr
+    # the heartbeat has Optuna fail the lost trial (not the architecture's failure): its slot is run again
+    taken = subprocess.run(cmd + ["--takeover"], env={**os.environ, "KILL_POINT": "none"}, capture_output=True,
+                           text=True, timeout=600)
+    assert taken.returncode == 0, taken.stderr
+    assert _stages(url) == reference
