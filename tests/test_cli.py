@@ -109,14 +109,6 @@ def _stages(url, name="k"):
     return sorted((tuple(t.system_attrs[STAGE_ATTR]), t.user_attrs["arch"], t.value) for t in completed(url, name))
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('ref')}/ref.db"
-    subprocess.run([sys.executable, "-m", "optuna_epnas.cli"] + SMALL + ["--study-name", "k", "--storage", url],
-                   check=True, capture_output=True)
-    return _stages(url)
-
-
 @pytest.mark.parametrize("kills", [
     ["save:10"],  # right after the checkpoint that holds trial 8's training and value, before Optuna records it
     ["replace-before:5"],  # during a checkpoint write

@@ -14,7 +14,7 @@ import pytest
 import torch.distributed as dist
 
 from optuna_epnas.objective import RANKS_ATTR
-from test_cli import KILLER, PLANNED, SMALL, _stages, completed, reference  # noqa: F401 (a fixture)
+from test_cli import KILLER, PLANNED, SMALL, _stages, completed
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with gloo is not available")

@@ -17,7 +17,7 @@ import pytest
 
 from optuna_epnas.checkpoint import HOLDER_ATTR
 from optuna_epnas.storages import open_storage
-from test_cli import KILLER, PLANNED, SMALL, _stages, completed, reference  # noqa: F401 (a fixture)
+from test_cli import KILLER, PLANNED, SMALL, _stages, completed
 
 POSTGRES = os.environ.get("EPNAS_TEST_POSTGRES")
 
