@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epnas: the default EPNAS (z-scored UCB of a 5-LSTM ensemble sampled under annealed τ, "
                         "re-scoring, warm-up); epnas-paper: the paper's settings; pnas: top-K; tpe/random: "
                         "baselines on the same space; epnas-no-*: ablations")
-    s.add_argument("--storage", default="sqlite:///epnas.db", help="Optuna storage URL")
+    s.add_argument("--storage", default="sqlite:///epnas.db",
+                   help="Optuna storage URL (sqlite:///..., postgresql://..., or journal:PATH for a journal file)")
     s.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="where the supernet checkpoint goes (default: beside a SQLite file; needed for server "
                         "storages such as PostgreSQL); a resume finds it where the study recorded it")

@@ -457,13 +457,13 @@ def dashboard_command(args: argparse.Namespace) -> int:
     studies = storage.get_all_studies()
     if args.record:
         for s in studies:
-            study = optuna.load_study(study_name=s.study_name, storage=args.storage)
+            study = optuna.load_study(study_name=s.study_name, storage=storage)
             if SearchInfo.of(study).space is None:
                 continue  # not an optuna_epnas search: leave its notes alone
             record_study(study, args.artifact_dir)
             print(f"recorded notes and drawings of study {s.study_name!r}", flush=True)
     try:
-        server = make_dashboard_server(args.storage, args.host, args.port, args.artifact_dir)
+        server = make_dashboard_server(storage, args.host, args.port, args.artifact_dir)
     except OSError as err:  # e.g. the port is taken: say so, as the other commands' errors
         raise RuntimeError(f"cannot serve on {args.host}:{args.port}: {err}") from None
     url = dashboard_url(server)

@@ -1,5 +1,7 @@
 """Storage URLs as the ``epnas`` commands take them: opened with one clear error, printed without
-passwords, and the file behind a SQLite URL or a journal storage (where the supernet goes beside)."""
+passwords, and the file behind a SQLite URL or a journal storage (where the supernet goes beside).
+
+Besides Optuna's RDB URLs, ``journal:PATH`` is Optuna's JournalStorage in a file (one host, no server)."""
 
 from __future__ import annotations
 
@@ -22,8 +24,13 @@ def public_url(storage: Any) -> str:
         return re.sub(r"//[^/@]*@", "//***@", storage)
 
 
+JOURNAL_PREFIX = "journal:"
+
+
 def storage_file(storage: Any) -> Path | None:
     """The file a SQLite URL or a journal-file storage keeps its studies in; None for other storages."""
+    if isinstance(storage, str) and storage.startswith(JOURNAL_PREFIX):
+        return Path(storage[len(JOURNAL_PREFIX):])
     if isinstance(storage, str):
         url = storage
     else:
@@ -50,7 +57,13 @@ def open_storage(url: str, heartbeat: float | None = None, must_exist: bool = Fa
     file = storage_file(url)
     if must_exist and file is not None and not file.is_file():
         raise FileNotFoundError(f"no study storage at {file}: run `epnas search` first, or pass --storage")
+    if heartbeat is not None and url.startswith(JOURNAL_PREFIX):
+        raise ValueError("--heartbeat needs an RDB storage (sqlite:///..., postgresql://...), not a journal file")
     try:
+        if url.startswith(JOURNAL_PREFIX):
+            from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+            return JournalStorage(JournalFileBackend(str(file)))
         if heartbeat is not None:
             # A stale trial (no heartbeat for 2 intervals + grace) is failed by Optuna, and its slot run again.
             return optuna.storages.RDBStorage(url, heartbeat_interval=max(1, round(heartbeat)),
@@ -62,5 +75,5 @@ def open_storage(url: str, heartbeat: float | None = None, must_exist: bool = Fa
             reason = reason.replace(url, public_url(url))
         raise ValueError(
             f"cannot open the storage {public_url(url)} ({type(err).__name__}: {reason}); give an Optuna storage "
-            "URL such as sqlite:///epnas.db (its directory must exist and be writable) or "
+            "URL such as sqlite:///epnas.db (its directory must exist and be writable), journal:epnas.log or "
             "postgresql://user@host/db (its server reachable, its driver installed)") from None

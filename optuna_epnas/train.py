@@ -305,7 +305,7 @@ def load_search_study(name: str, storage: str) -> optuna.Study:
     try:
         return optuna.load_study(study_name=name, storage=opened)
     except KeyError:
-        names = optuna.get_all_study_names(storage)
+        names = optuna.get_all_study_names(opened)
         raise ValueError(f"no study {name!r} in {public_url(storage)}; studies there: "
                          + (", ".join(repr(n) for n in names) or "none")) from None
 

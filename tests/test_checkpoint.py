@@ -135,3 +135,19 @@ def test_storage_errors_are_one_line_and_passwords_never_shown(tmp_path):
     with pytest.raises(FileNotFoundError, match="run `epnas search` first"):
         open_storage(f"sqlite:///{tmp_path}/absent.db", must_exist=True)
     assert not os.path.exists(tmp_path / "absent.db")
+
+
+def test_a_journal_file_from_the_command_line_searches_resumes_and_trains(tmp_path, capsys):
+    from optuna_epnas.cli import main
+
+    small = ["--layers", "2", "--k", "2", "--iterations", "1", "--channels", "4", "--epochs", "1", "--max-train", "200",
+             "--quiet"]
+    url = f"journal:{tmp_path}/j.log"
+    assert main(["search", *small, "--storage", url, "--study-name", "j"]) == 0
+    assert (tmp_path / "j.log.j.supernet.pt").exists()
+    assert main(["search", *small, "--storage", url, "--study-name", "j"]) == 0
+    assert "8 trials planned, 8 already done" in capsys.readouterr().out
+    assert main(["search", *small, "--storage", url, "--study-name", "j", "--heartbeat", "1"]) == 2
+    assert "--heartbeat needs an RDB storage" in capsys.readouterr().err
+    assert main(["train", "--study", "j", "--storage", url, "--epochs", "1", "--channels", "4", "--max-train", "200",
+                 "--out", str(tmp_path / "t"), "--quiet"]) == 0
