@@ -52,8 +52,7 @@ def default_path(storage: Any, study_name: str) -> Path | None:
 
 
 def is_in_memory(storage: Any) -> bool:
-    return isinstance(getattr(storage, "_backend", storage), optuna.storages.InMemoryStorage) or (
-        isinstance(storage, optuna.storages.InMemoryStorage))
+    return isinstance(getattr(storage, "_backend", storage), optuna.storages.InMemoryStorage)
 
 
 def resolve_path(study: optuna.Study, given: str | os.PathLike | None) -> Path | None:

@@ -343,9 +343,7 @@ class SupernetObjective:
             raise ValueError(
                 f"the supernet checkpoint {path} was made with other settings ({_diff(state.get('spec') or {}, self.spec())}) "
                 "than this search; resume with the same settings, or use a new study name")
-        assert self.net is not None and self.optimizer is not None
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.set_state(state)
         self.trained = list(state["trained"])
         self.values = {int(n): float(v) for n, v in (state.get("values") or {}).items()}
         self.warmed_up = bool(state["warmed_up"])
@@ -387,5 +385,5 @@ class SupernetObjective:
 
 def _diff(stored: dict[str, Any], spec: dict[str, Any]) -> str:
     spec = json.loads(json.dumps(spec))
-    names = [k for k in dict.fromkeys([*stored, *spec]) if k in stored and stored.get(k) != spec.get(k)]
+    names = [k for k in stored if stored[k] != spec.get(k)]  # keys added since are not held against it
     return "; ".join(f"{k}: study has {stored.get(k)!r}, now {spec.get(k)!r}" for k in names) or "?"
