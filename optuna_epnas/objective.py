@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -95,12 +96,24 @@ class SupernetObjective:
         self.net: torch.nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.trained: list[int] = []  # trial numbers whose training the weights contain, in order
+        self._busy = threading.Lock()
         self.values: dict[int, float] = {}  # their values, saved with the weights (a kill in between loses neither)
         self._path: Path | None = None
         self._token: str | None = None
 
     # -- the objective -------------------------------------------------------------------------
     def __call__(self, trial: optuna.trial.Trial) -> float:
+        # One supernet trains one path at a time: a second thread (study.optimize(n_jobs=2)) would train
+        # the same weights at once. Refused before the trial asks for an architecture, so it takes no slot.
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError("SupernetObjective trains one shared supernet, one trial at a time: run "
+                               "study.optimize with n_jobs=1 (for more cores or GPUs: torchrun, README)")
+        try:
+            return self._run(trial)
+        finally:
+            self._busy.release()
+
+    def _run(self, trial: optuna.trial.Trial) -> float:
         arch = self.space.suggest(trial)
         self._ensure_supernet(trial)
         trial.set_user_attr("arch", self.space.key(arch))

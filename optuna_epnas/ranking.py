@@ -39,6 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 from optuna_epnas.argtypes import add_data_arguments, load_data, positive_int
+from optuna_epnas.checkpoint import safe_name
 from optuna_epnas.dashboard import RANKING_MARKER
 from optuna_epnas.data import DeviceData
 from optuna_epnas.export import ModelSpec
@@ -449,8 +450,7 @@ def ranking_command(args: argparse.Namespace) -> int:
         raise ValueError(f"study {args.study!r} has no {OBJECTIVE_ATTR!r} attribute: it was not made by an "
                          "optuna_epnas search (SupernetObjective / `epnas search`)")
     space = space_from_spec(spec["space"])
-    out = Path(args.out) if args.out else Path("epnas-ranking") / "".join(
-        c if c.isalnum() or c in "-_." else "_" for c in args.study)
+    out = Path(args.out) if args.out else Path("epnas-ranking") / safe_name(args.study)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
 

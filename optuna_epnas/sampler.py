@@ -54,6 +54,10 @@ OBJECTIVE_FAILED_ATTR = "epnas:objective_failed"
 #: it could not write): not counted either.
 FAULT_ATTR = "epnas:fault"
 CONFIG_ATTR = "epnas:config"
+#: Set on the study when a trial first asks for an architecture (``space.suggest``): from then on every
+#: trial claims its slot when its sampling starts. Before it, EPNAS takes no slot and leaves every
+#: parameter to its independent sampler (an objective that never asks for an architecture).
+USES_SPACE_ATTR = "epnas:uses_space"
 SELECTIONS = ("epnas", "pnas")
 SCORES = ("raw", "z")
 ACQUISITIONS = ("mean", "ucb", "ei")
@@ -61,6 +65,8 @@ ACQUISITIONS = ("mean", "ucb", "ei")
 #: as :meth:`optuna_epnas.SupernetObjective.rescore`.
 Rescorer = Callable[[Study, Sequence[str]], tuple[Sequence[float], float]]
 _UNMARKED_GRACE_SECONDS = 10.0
+# Optuna's function without its experimental-API warning on every claim (it is stable in use here).
+_fail_stale_trials = getattr(optuna.storages.fail_stale_trials, "__wrapped__", optuna.storages.fail_stale_trials)
 
 
 def plan_attr(iteration: int, level: int) -> str:
@@ -106,7 +112,10 @@ class _Ledger:
             it, level, slot = stage
             s = ledger.stages[(it, level)].setdefault(slot, _Slot())
             if t.state == TrialState.COMPLETE:
-                s.done, s.value, s.number = True, float(t.value), t.number
+                value = t.value if t.values is not None and len(t.values) == 1 else None
+                s.done, s.number = True, t.number
+                # a non-finite value is no measurement: not a parent, not a surrogate row
+                s.value = float(value) if value is not None and math.isfinite(value) else None
             elif t.state == TrialState.PRUNED:
                 s.done = True
             elif t.state == TrialState.FAIL:
@@ -120,11 +129,50 @@ class _Ledger:
         return self.stages.get((it, level), {}).get(slot, _Slot())
 
 
+@dataclass
+class _StudyState:
+    """What a sampler caches of one study: its checked settings and its stages' plans."""
+
+    storage: Any  # held so that the id() in the cache key cannot be reused by another storage
+    config: dict[str, Any] | None = None
+    plans: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    uses_space: bool = False
+    maximize: bool = True
+
+
+class _Targets:
+    """What the surrogate fits, from a study's values: "higher is better", in [0, 1].
+
+    Accuracy-like values (a maximised study, every value in [0, 1]) are fitted as they are; anything
+    else -- an error or loss being minimised, a percentage -- is turned so that higher is better and
+    scaled to [0.05, 0.95] over the values measured so far (the surrogate's output is a sigmoid).
+    """
+
+    def __init__(self, values: Sequence[float], maximize: bool) -> None:
+        v = np.asarray(values, dtype=np.float64) * (1.0 if maximize else -1.0)
+        self.sign = 1.0 if maximize else -1.0
+        self.identity = maximize and bool(np.all((v >= 0.0) & (v <= 1.0)))
+        self.low, spread = (float(v.min()), float(np.ptp(v))) if len(v) else (0.0, 0.0)
+        self.spread = spread if spread > 0 else 1.0
+        self.flat = not spread > 0
+
+    def __call__(self, values: Sequence[float]) -> list[float]:
+        v = np.asarray(values, dtype=np.float64) * self.sign
+        if self.identity:
+            return [float(x) for x in v]
+        if self.flat:
+            return [0.5] * len(v)
+        return [float(x) for x in 0.05 + 0.9 * (v - self.low) / self.spread]
+
+
 class EPNASSampler(BaseSampler):
     """Efficient Progressive NAS (Pérez-Rúa et al., 2018) -- and PNAS with ``selection="pnas"``.
 
     Use it with an objective that asks ``space.suggest(trial)`` for the architecture and returns its
-    validation accuracy in [0, 1], in a study with ``direction="maximize"``.
+    validation accuracy in a study with ``direction="maximize"`` -- or any single value to maximise or
+    minimise (an error, a loss): the surrogate fits it turned "higher is better" and scaled (see
+    :class:`_Targets`). NaN or infinite values count as failed measurements. Until a trial asks for an
+    architecture, EPNAS takes no slot and every parameter is its independent sampler's.
 
     The defaults are the variant that measured best in this package's studies (README, "Defaults");
     :meth:`paper` gives the paper's exact settings.
@@ -180,6 +228,7 @@ class EPNASSampler(BaseSampler):
     def __init__(
         self,
         space: SearchSpace | None = None,
+        *,
         k: int = 25,
         iterations: int = 3,
         selection: str = "epnas",
@@ -233,9 +282,18 @@ class EPNASSampler(BaseSampler):
             raise TypeError(f"diverse must be True or False, got {diverse!r}")
         self.diverse = diverse
         self._independent = independent_sampler or RandomSampler(seed=seed)
-        self._plans: dict[tuple[int, int], dict[str, Any]] = {}
+        self._arch_names = frozenset(space.distributions())
         self._plan_lock = threading.Lock()
-        self._config: dict[str, Any] | None = None
+        self._states: dict[tuple[int, int], _StudyState] = {}
+        self._claims: dict[int, dict[str, Any]] = {}  # trial id -> params claimed by claim_architecture
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the lock does not pickle; cached study state is read back from the storage
+        return {**self.__dict__, "_plan_lock": None, "_states": {}, "_claims": {}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._plan_lock = threading.Lock()
 
     #: The paper's EPNAS: p ∝ s^(1/τ) over one LSTM's predicted accuracy, τ 10 → 1, K=25, 3 iterations,
     #: no re-scoring.
@@ -281,17 +339,41 @@ class EPNASSampler(BaseSampler):
         # this mark is a process that died, not an architecture that failed.
         if state == TrialState.FAIL:
             study._storage.set_trial_system_attr(trial._trial_id, OBJECTIVE_FAILED_ATTR, True)
+        self._claims.pop(trial._trial_id, None)
         self._independent.after_trial(study, trial, state, values)
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return self.space.distributions()
+        return self.space.distributions() if self._uses_space(study) else {}
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if not search_space or "fixed_params" in trial.system_attrs:
-            return {}  # an enqueued trial: the user fixed its parameters, it takes no slot
-        self._check_study(study)
+        # Parameters of a relative space that are not the architecture's (a caller's own space) are the
+        # independent sampler's; the architecture takes a slot unless the trial was enqueued with fixed
+        # parameters.
+        params = {name: self._independent.sample_independent(study, trial, name, dist)
+                  for name, dist in search_space.items() if name not in self._arch_names}
+        if self._arch_names.intersection(search_space) and "fixed_params" not in trial.system_attrs:
+            params.update(self._claim_params(study, trial))
+        return params
+
+    def claim_architecture(self, trial: optuna.trial.Trial) -> dict[str, Any] | None:
+        """The planned architecture's parameters for a trial that asks for one (``space.suggest``) but
+        whose relative sampling ran before the study was known to search this space (its first trial):
+        claims its slot now; :meth:`sample_independent` then returns these values. None for an enqueued
+        trial (its parameters are the user's)."""
+        frozen = trial.study._storage.get_trial(trial._trial_id)
+        if "fixed_params" in frozen.system_attrs:
+            return None
+        if frozen._trial_id not in self._claims:
+            self._claims[frozen._trial_id] = self._claim_params(trial.study, frozen)
+        return self._claims[frozen._trial_id]
+
+    def _claim_params(self, study: Study, trial: FrozenTrial) -> dict[str, Any]:
+        state = self._check_study(study)
+        if not state.uses_space:
+            study._storage.set_study_system_attr(study._study_id, USES_SPACE_ATTR, True)
+            state.uses_space = True
         it, level, slot, plan = self._claim(study, trial)
         key = plan["keys"][slot]
         storage, tid = study._storage, trial._trial_id
@@ -307,16 +389,39 @@ class EPNASSampler(BaseSampler):
     def sample_independent(
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
+        claimed = self._claims.get(trial._trial_id)
+        if claimed is not None and param_name in claimed:
+            return claimed[param_name]
         return self._independent.sample_independent(study, trial, param_name, param_distribution)
 
     # -- state from the storage ----------------------------------------------------------------
-    def _check_study(self, study: Study) -> None:
-        if self._config is not None:
-            return
-        if study._is_multi_objective() or study.direction != StudyDirection.MAXIMIZE:
+    def _state(self, study: Study) -> _StudyState:
+        key = (id(study._storage), study._study_id)
+        with self._plan_lock:
+            state = self._states.get(key)
+            if state is None or state.storage is not study._storage:
+                state = self._states[key] = _StudyState(storage=study._storage)
+            return state
+
+    def _uses_space(self, study: Study) -> bool:
+        state = self._state(study)
+        if not state.uses_space:  # one read per trial until a trial has asked for an architecture
+            state.uses_space = bool(study._storage.get_study_system_attrs(study._study_id).get(USES_SPACE_ATTR))
+        return state.uses_space
+
+    def _check_study(self, study: Study) -> _StudyState:
+        state = self._state(study)
+        if state.config is not None:
+            return state
+        if study._is_multi_objective():
             raise ValueError(
-                "EPNASSampler maximises validation accuracy: create the study with direction='maximize'"
+                f"study {study.study_name!r} has {len(study.directions)} objectives; EPNASSampler searches "
+                "one value (accuracy, or an error or loss to minimise): create the study with one direction"
             )
+        state.maximize = study.direction == StudyDirection.MAXIMIZE
+        if self.rescore is not None and not state.maximize:
+            raise ValueError("rescore re-measures validation accuracies, which a minimised study cannot "
+                             "compare with its values: use direction='maximize' or rescore=None")
         config = {
             "space": self.space.spec(),
             "k": self.k,
@@ -330,7 +435,9 @@ class EPNASSampler(BaseSampler):
             **({"parent_weight": self.parent_weight} if self.parent_weight else {}),  # absent: as before
             **({"diverse": True} if self.diverse else {}),
         }
-        stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_ATTR)
+        stored_attrs = study._storage.get_study_system_attrs(study._study_id)
+        state.uses_space = state.uses_space or bool(stored_attrs.get(USES_SPACE_ATTR))
+        stored = stored_attrs.get(CONFIG_ATTR)
         if stored is None:
             if config["seed"] is None:
                 config["seed"] = int(np.random.SeedSequence().generate_state(1)[0])
@@ -347,7 +454,8 @@ class EPNASSampler(BaseSampler):
                     + "; ".join(diff)
                     + "). Resume it with the same settings, or use a new study name."
                 )
-        self._config = config
+        state.config = config
+        return state
 
     def _claim(self, study: Study, trial: FrozenTrial) -> tuple[int, int, int, dict[str, Any]]:
         waited_since, warned = time.monotonic(), False
@@ -373,7 +481,7 @@ class EPNASSampler(BaseSampler):
 
     def _fail_dead_trials(self, study: Study, trials: Sequence[FrozenTrial]) -> bool:
         """Fail RUNNING trials whose process on this machine is gone (a killed search, resumed)."""
-        optuna.storages.fail_stale_trials(study)  # heartbeat storages: other machines' dead workers
+        _fail_stale_trials(study)  # heartbeat storages: other machines' dead workers
         failed = False
         for t in trials:
             owner = t.system_attrs.get(OWNER_ATTR)
@@ -413,12 +521,12 @@ class EPNASSampler(BaseSampler):
         Never plans a stage itself (that is the next trial's work): a stage without a stored plan
         has not started, so the schedule is not finished.
         """
-        self._check_study(study)
+        state = self._check_study(study)
         ledger = _Ledger.from_trials(study._storage.get_all_trials(study._study_id, deepcopy=False))
         stored = study._storage.get_study_system_attrs(study._study_id)
         for it in range(self.iterations):
             for level in range(1, self.space.max_level + 1):
-                plan = self._plans.get((it, level)) or stored.get(plan_attr(it, level))
+                plan = state.plans.get((it, level)) or stored.get(plan_attr(it, level))
                 if plan is None:
                     if level > 1:
                         return False
@@ -432,25 +540,28 @@ class EPNASSampler(BaseSampler):
     # -- planning a stage ----------------------------------------------------------------------
     def _plan(self, study: Study, it: int, level: int, ledger: _Ledger, number: int | None) -> dict[str, Any]:
         """The stored plan of a stage, or a new one made (and stored) by trial ``number``."""
+        state = self._state(study)
         with self._plan_lock:
-            plan = self._plans.get((it, level))
+            plan = state.plans.get((it, level))
             if plan is None:
                 plan = study._storage.get_study_system_attrs(study._study_id).get(plan_attr(it, level))
             if plan is None:
-                plan = self._make_plan(study, it, level, ledger, number)
+                plan = self._make_plan(study, state, it, level, ledger, number)
                 study._storage.set_study_system_attr(study._study_id, plan_attr(it, level), plan)
                 _logger.info(
                     "iteration %d level %d: %d of %d candidates chosen (τ=%.3g)",
                     it + 1, level, len(plan["keys"]), plan["candidates"], plan["temperature"],
                 )
-            self._plans[(it, level)] = plan
+            state.plans[(it, level)] = plan
             return plan
 
-    def _rng_seed(self, it: int, level: int) -> list[int]:
-        assert self._config is not None
-        return [self._config["seed"], it, level]
+    @staticmethod
+    def _rng_seed(state: _StudyState, it: int, level: int) -> list[int]:
+        assert state.config is not None
+        return [state.config["seed"], it, level]
 
-    def _make_plan(self, study: Study, it: int, level: int, ledger: _Ledger, number: int | None) -> dict[str, Any]:
+    def _make_plan(self, study: Study, state: _StudyState, it: int, level: int, ledger: _Ledger,
+                   number: int | None) -> dict[str, Any]:
         tau = self.temperature(it)
         base = {"temperature": tau, "predicted": None, "probability": None}
         if level == 1:
@@ -458,7 +569,7 @@ class EPNASSampler(BaseSampler):
             return {**base, "keys": keys, "candidates": len(keys)}
 
         started = time.perf_counter()
-        prev_plan = self._plans[(it, level - 1)]
+        prev_plan = state.plans[(it, level - 1)]
         measured_parents = [(self.space.parse(key), ledger.slot(it, level - 1, slot).value)
                             for slot, key in enumerate(prev_plan["keys"])
                             if ledger.slot(it, level - 1, slot).value is not None]
@@ -468,13 +579,15 @@ class EPNASSampler(BaseSampler):
                 f"no architecture of level {level - 1} in iteration {it + 1} was measured (all failed or "
                 "were pruned), so there is nothing to grow; look at the failed trials' errors"
             )
-        keys, values = self._training_rows(it, level, ledger)
+        keys, measured = self._training_rows(state, it, level, ledger)
+        targets = _Targets(measured, state.maximize)
+        values = targets(measured)
         rescored = None
-        if self.rescore is not None:
+        if self.rescore is not None:  # accuracies of a maximised study: fitted as they are
             values, macs = self._rescored(study, keys)  # its cost is charged to `planned_by` (cost.py)
             rescored = {"keys": keys, "values": values, "cost_macs": macs}
         rescored_at = time.perf_counter()
-        seeds = np.random.SeedSequence(self._rng_seed(it, level)).generate_state(self.surrogate_ensemble)
+        seeds = np.random.SeedSequence(self._rng_seed(state, it, level)).generate_state(self.surrogate_ensemble)
         rows = [self.space.tokens(self.space.parse(k)) for k in keys]
         members = [LSTMSurrogate(self.space.token_dim, steps=self.surrogate_steps, seed=int(s % 2**31)).fit(rows, values)
                    for s in seeds]
@@ -486,7 +599,7 @@ class EPNASSampler(BaseSampler):
         if self.parent_weight:  # trust what was measured: children of the better-measured parents first
             # The trial's own measurement, not a re-scored value: re-scoring on the current weights ranks
             # the most recently trained path first (measured: 7 of 8 levels of a Fashion-MNIST run).
-            parent_values = np.array([v for _, v in measured_parents], dtype=np.float64)
+            parent_values = np.array(targets([v for _, v in measured_parents]), dtype=np.float64)
             log_weights = log_weights + self.parent_weight * np.repeat(_scaled(parent_values, self.score), sizes)
         groups = None
         if self.diverse:  # (parent, group) -> one id
@@ -494,7 +607,7 @@ class EPNASSampler(BaseSampler):
             width = 1 + max(int(g.max()) for g in each if len(g))
             groups = np.concatenate([i * width + g for i, g in enumerate(each)])
         chosen, probability = select(log_weights, self.k, self.selection, tau,
-                                     np.random.default_rng(self._rng_seed(it, level)), groups)
+                                     np.random.default_rng(self._rng_seed(state, it, level)), groups)
         offsets = np.cumsum([0] + sizes)
         owner = np.searchsorted(offsets, chosen, side="right") - 1
         chosen_keys = [self.space.key(self.space.child(parents[o], int(c - offsets[o]))) for o, c in zip(owner, chosen)]
@@ -531,23 +644,19 @@ class EPNASSampler(BaseSampler):
         each = np.stack([m.predict_children(prefixes, children).astype(np.float64) for m in members])
         return each.mean(axis=0), log_weights(each, self.acquisition, self.score, self.beta, best)
 
-    def _training_rows(self, it: int, level: int, ledger: _Ledger) -> tuple[list[str], list[float]]:
+    @staticmethod
+    def _training_rows(state: _StudyState, it: int, level: int, ledger: _Ledger) -> tuple[list[str], list[float]]:
         """One row per distinct architecture measured in earlier stages: its latest accuracy."""
         latest: dict[str, tuple[int, float]] = {}
         for (s_it, s_level), slots in ledger.stages.items():
             if (s_it, s_level) >= (it, level):
                 continue
-            plan = self._plans.get((s_it, s_level))
+            plan = state.plans.get((s_it, s_level))
             if plan is None:
                 continue
             for slot, s in slots.items():
                 if s.value is None:
                     continue
-                if not 0.0 <= s.value <= 1.0 or math.isnan(s.value):
-                    raise ValueError(
-                        f"trial {s.number} returned {s.value}; EPNASSampler models validation accuracies "
-                        "in [0, 1]: return an accuracy (a fraction), not a percentage or a loss"
-                    )
                 key = plan["keys"][slot]
                 if key not in latest or latest[key][0] < s.number:
                     latest[key] = (s.number, s.value)

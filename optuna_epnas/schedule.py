@@ -30,14 +30,24 @@ def temperature_schedule(spec: TemperatureSpec, iterations: int) -> Callable[[in
             else:
                 values = [start * (end / start) ** (i / (iterations - 1)) for i in range(iterations)]
 
-        def fn(i: int) -> float:
-            return values[min(i, len(values) - 1)]
+        fn = _PerIteration(values)
 
     for i in range(max(iterations, 1)):
         t = fn(i)
         if not t > 0:
             raise ValueError(f"temperature must be positive, iteration {i + 1} has τ={t}")
     return fn
+
+
+class _PerIteration:
+    """τ per iteration from a list (the last value repeats): a class, not a closure, so that a sampler
+    holding it pickles."""
+
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+
+    def __call__(self, i: int) -> float:
+        return self.values[min(i, len(self.values) - 1)]
 
 
 def _representative_children(space: SearchSpace, level: int) -> int:

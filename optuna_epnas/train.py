@@ -28,6 +28,7 @@ from torch import nn
 
 from optuna_epnas import distributed
 from optuna_epnas.argtypes import add_data_arguments, load_data, positive_float, positive_int
+from optuna_epnas.checkpoint import safe_name
 from optuna_epnas.data import DeviceData, available_datasets, make_generator
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
@@ -393,8 +394,7 @@ def _train_command(args: argparse.Namespace, write: bool = True) -> int:
     kind = "micro" if isinstance(space, MicroSpace) else "macro"
     channels = args.channels or DEFAULT_CHANNELS[kind]
     name = args.study if args.study is not None else "arch"
-    out = Path(args.out) if args.out else Path("epnas-train") / "".join(
-        c if c.isalnum() or c in "-_." else "_" for c in name)
+    out = Path(args.out) if args.out else Path("epnas-train") / safe_name(name)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")
 

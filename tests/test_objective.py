@@ -86,3 +86,22 @@ def test_in_memory_studies_keep_no_checkpoint_and_bad_arguments_are_clear(data):
     for kwargs, match in (({"epochs": 0}, "epochs"), ({"channels": -1}, "channels"), ({"lr": 0.0}, "lr")):
         with pytest.raises(ValueError, match=match):
             SupernetObjective(SPACE, data, **kwargs)
+
+
+def test_a_second_trial_at_once_on_one_supernet_is_refused_before_it_takes_a_slot(data):
+    from optuna_epnas import EPNASSampler
+    from optuna_epnas.sampler import STAGE_ATTR
+
+    obj = objective(data)
+    study = optuna.create_study(direction="maximize", sampler=EPNASSampler(SPACE, k=2, iterations=1))
+    obj._busy.acquire()  # as if another thread's trial were training
+    trial = study.ask()
+    try:
+        with pytest.raises(RuntimeError, match="one trial at a time: run study.optimize with n_jobs=1"):
+            obj(trial)
+    finally:
+        obj._busy.release()
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    assert STAGE_ATTR not in study.trials[0].system_attrs
+    study.optimize(obj, n_trials=1)  # released: the next trial trains, from the first slot
+    assert study.trials[1].system_attrs[STAGE_ATTR] == [0, 1, 0]

@@ -142,14 +142,11 @@ def test_bad_arguments_are_clear_errors(kwargs, match):
         EPNASSampler(**kwargs)
 
 
-def test_minimize_study_and_non_accuracy_values_are_refused():
+def test_several_objectives_are_refused_when_an_architecture_is_asked_for():
     space = MacroSpace(2)
-    study = optuna.create_study(direction="minimize", sampler=EPNASSampler(space, k=2, iterations=1))
-    with pytest.raises(ValueError, match="direction='maximize'"):
-        study.optimize(SyntheticScore(space), n_trials=1)
-    study = optuna.create_study(direction="maximize", sampler=EPNASSampler(space, k=2, iterations=1))
-    with pytest.raises(ValueError, match=r"accuracies in \[0, 1\]"):
-        study.optimize(lambda t: 100 * SyntheticScore(space)(t), n_trials=7)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=EPNASSampler(space, k=2, iterations=1))
+    with pytest.raises(ValueError, match="has 2 objectives"):
+        study.optimize(lambda t: (SyntheticScore(space)(t), 0.0), n_trials=1)
 
 
 def test_other_settings_on_a_stored_study_are_refused_and_nothing_is_lost(tmp_path):
