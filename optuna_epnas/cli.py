@@ -138,11 +138,13 @@ def search(args: argparse.Namespace) -> int:
     settings = resolve_settings(args.sampler, settings_from_args(args))
     if rank > 0:  # a helper rank: trains its shard of what rank 0 says, until rank 0 is done
         distributed.serve(make_objective(space, data, settings, args.seed))
+        distributed.shutdown()
         return 0
     try:
         return _search(args, space, data, study_name, settings, ranks)
     finally:
         distributed.stop()
+        distributed.shutdown()
 
 
 def _search(args: argparse.Namespace, space, data, study_name: str, settings, ranks: int) -> int:

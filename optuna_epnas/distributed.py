@@ -43,6 +43,14 @@ def stop() -> None:
         command("stop")
 
 
+def shutdown() -> None:
+    """Every rank, at its end: wait for the others, then leave the process group. A rank that exits
+    while its peer's gloo connection is still open can be aborted (SIGABRT) by the peer's teardown."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def init_from_env(device: str) -> str:
     """Join the process group that ``torchrun`` describes in the environment (a no-op without one);
     returns the device this rank uses (``cuda`` becomes this rank's GPU)."""

@@ -379,12 +379,15 @@ def train_command(args: argparse.Namespace) -> int:
     """``epnas train``: see :func:`add_train_parser` for the options (under ``torchrun``: data-parallel
     over the ranks; rank 0 prints and writes)."""
     args.device = distributed.init_from_env(args.device)
-    if distributed.rank_and_size()[0] > 0:
-        import contextlib
+    try:
+        if distributed.rank_and_size()[0] > 0:
+            import contextlib
 
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-            return _train_command(args, write=False)
-    return _train_command(args)
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                return _train_command(args, write=False)
+        return _train_command(args)
+    finally:
+        distributed.shutdown()
 
 
 def _train_command(args: argparse.Namespace, write: bool = True) -> int:

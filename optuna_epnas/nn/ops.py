@@ -23,6 +23,24 @@ def batch_norm(track_running_stats: bool) -> NormFactory:
     return lambda c: GlobalBatchNorm2d(c, track_running_stats=False)
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the ranks, differentiable: every rank's loss depends on the sum, so each rank's
+    gradient is the sum of theirs (torch.distributed.nn's all_reduce, without its deprecation warning
+    on every call)."""
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """The supernet's BatchNorm2d: batch statistics only; when ranks of ``torch.distributed`` each
     train a shard of one batch, the statistics of the whole batch (an autograd all-reduce of the
@@ -32,12 +50,10 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         xf = x.float()
         c = xf.shape[1]
         count = torch.full((1,), xf.numel() / c if c else 0.0, device=x.device)
-        sums = all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
+        sums = _AllReduceSum.apply(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]))
         n = sums[-1]
         mean = sums[:c] / n
         var = (sums[c:2 * c] / n - mean * mean).clamp_min(0)
