@@ -418,6 +418,12 @@ class EPNASSampler(BaseSampler):
                 f"study {study.study_name!r} has {len(study.directions)} objectives; EPNASSampler searches "
                 "one value (accuracy, or an error or loss to minimise): create the study with one direction"
             )
+        if isinstance(getattr(study, "pruner", None), optuna.pruners.HyperbandPruner):
+            raise ValueError(
+                "HyperbandPruner splits the trials into brackets and hands samplers one bracket's view of the "
+                "study, which a progressive schedule over all trials does not fit: use another pruner "
+                "(MedianPruner, SuccessiveHalvingPruner) or none"
+            )
         state.maximize = study.direction == StudyDirection.MAXIMIZE
         if self.rescore is not None and not state.maximize:
             raise ValueError("rescore re-measures validation accuracies, which a minimised study cannot "

@@ -152,3 +152,14 @@ def test_arguments_after_the_space_are_keyword_only_and_no_experimental_warning_
     with warnings.catch_warnings():
         warnings.simplefilter("error", optuna.exceptions.ExperimentalWarning)
         search("maximize", lambda s: s)
+
+
+def test_hyperband_which_filters_the_study_by_bracket_is_refused_and_other_pruners_work():
+    study = optuna.create_study(direction="maximize", sampler=EPNASSampler(SPACE, seed=0, **FAST),
+                                pruner=optuna.pruners.HyperbandPruner())
+    with pytest.raises(ValueError, match="HyperbandPruner"):
+        study.optimize(SyntheticScore(SPACE, seed=4), n_trials=1)
+    sampler = EPNASSampler(SPACE, seed=0, **FAST)
+    study = optuna.create_study(direction="maximize", sampler=sampler, pruner=optuna.pruners.MedianPruner())
+    study.optimize(SyntheticScore(SPACE, seed=4), n_trials=sampler.n_trials)
+    assert sampler.is_finished(study)
