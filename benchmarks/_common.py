@@ -1,6 +1,16 @@
-"""What both benchmarks print about the machine's load (their numbers are only as quiet as it is)."""
+"""What the benchmarks share: timing a subprocess, and what they print about the machine's load (their
+numbers are only as quiet as it is)."""
 
 import os
+import subprocess
+import time
+
+
+def timed_run(cmd: list[str], **env: str) -> float:
+    """Wall seconds of one subprocess (passive OpenMP waits; ``env`` added to the environment)."""
+    started = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **env})
+    return time.perf_counter() - started
 
 
 def report_load(load_at_start: float) -> None:

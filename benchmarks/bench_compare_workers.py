@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-from _common import report_load
+from _common import report_load, timed_run
 
 
 def main() -> None:
@@ -33,14 +31,9 @@ def main() -> None:
                "--channels", "16", "--epochs", "2", "--warmup-epochs", "0", "--samplers", args.samplers,
                "--seeds", str(args.seeds), "--budget", str(args.budget), "--top", "1", "--final-epochs", "2",
                "--final-seeds", "1", "--final-channels", "16", "--ranking-n", "0", "--quiet"]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
-    times = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for workers in (1, args.workers):
-            started = time.perf_counter()
-            subprocess.run([*compare, "--out", f"{tmp}/w{workers}", "--workers", str(workers)],
-                           check=True, capture_output=True, env=env)
-            times[workers] = time.perf_counter() - started
+        times = {workers: timed_run([*compare, "--out", f"{tmp}/w{workers}", "--workers", str(workers)])
+                 for workers in (1, args.workers)}
     runs = len(args.samplers.split(",")) * args.seeds
     print(f"epnas compare, {runs} runs ({args.samplers} x {args.seeds} seeds, {args.budget} trials each), "
           f"macro L=4 C=16, digits, {os.cpu_count()} CPUs")

@@ -12,19 +12,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
-from _common import report_load
-
-
-def run(cmd: list[str], threads: int) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OMP_WAIT_POLICY": "PASSIVE"}
-    started = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=env)
-    return time.perf_counter() - started
+from _common import report_load, timed_run
 
 
 def main() -> None:
@@ -44,10 +35,10 @@ def main() -> None:
         def where(name: str) -> list[str]:
             return ["--storage", f"sqlite:///{tmp}/{name}.db", "--study-name", name]
 
-        one = run([sys.executable, *search, *where("one")], 1)
-        threads = run([sys.executable, *search, *where("threads")], args.ranks)
-        ranks = run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                     f"--nproc_per_node={args.ranks}", *search, *where("ranks")], 1)
+        one = timed_run([sys.executable, *search, *where("one")], OMP_NUM_THREADS="1")
+        threads = timed_run([sys.executable, *search, *where("threads")], OMP_NUM_THREADS=str(args.ranks))
+        ranks = timed_run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           f"--nproc_per_node={args.ranks}", *search, *where("ranks")], OMP_NUM_THREADS="1")
     print(f"epnas search, macro L={args.layers} C={args.channels} K={args.k}, {args.epochs} epochs/trial, {args.dataset}")
     print(f"(a) 1 process, 1 thread:            {one:7.1f} s")
     print(f"(b) 1 process, {args.ranks} threads:           {threads:7.1f} s")

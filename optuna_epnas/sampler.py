@@ -149,18 +149,16 @@ class _Targets:
     """
 
     def __init__(self, values: Sequence[float], maximize: bool) -> None:
-        v = np.asarray(values, dtype=np.float64) * (1.0 if maximize else -1.0)
         self.sign = 1.0 if maximize else -1.0
+        v = np.asarray(values, dtype=np.float64) * self.sign
         self.identity = maximize and bool(np.all((v >= 0.0) & (v <= 1.0)))
-        self.low, spread = (float(v.min()), float(np.ptp(v))) if len(v) else (0.0, 0.0)
-        self.spread = spread if spread > 0 else 1.0
-        self.flat = not spread > 0
+        self.low, self.spread = (float(v.min()), float(np.ptp(v))) if len(v) else (0.0, 0.0)
 
     def __call__(self, values: Sequence[float]) -> list[float]:
         v = np.asarray(values, dtype=np.float64) * self.sign
         if self.identity:
             return [float(x) for x in v]
-        if self.flat:
+        if not self.spread > 0:
             return [0.5] * len(v)
         return [float(x) for x in 0.05 + 0.9 * (v - self.low) / self.spread]
 
@@ -441,9 +439,7 @@ class EPNASSampler(BaseSampler):
             **({"parent_weight": self.parent_weight} if self.parent_weight else {}),  # absent: as before
             **({"diverse": True} if self.diverse else {}),
         }
-        stored_attrs = study._storage.get_study_system_attrs(study._study_id)
-        state.uses_space = state.uses_space or bool(stored_attrs.get(USES_SPACE_ATTR))
-        stored = stored_attrs.get(CONFIG_ATTR)
+        stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_ATTR)
         if stored is None:
             if config["seed"] is None:
                 config["seed"] = int(np.random.SeedSequence().generate_state(1)[0])
