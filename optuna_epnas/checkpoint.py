@@ -128,9 +128,12 @@ def read(path: Path, device: torch.device) -> dict[str, Any]:
     return state
 
 
+_FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # a pruned trial trained too (part of its epochs)
+
+
 def trained_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """COMPLETE trials whose training a supernet checkpoint must hold."""
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    """COMPLETE and PRUNED trials whose training a supernet checkpoint must hold."""
+    return [t for t in study.get_trials(deepcopy=False, states=_FINISHED)
             if TRAINED_ATTR in t.system_attrs or "train_seconds" in t.user_attrs]
 
 
@@ -153,6 +156,7 @@ def reconcile(study: optuna.Study, path: Path, state: dict[str, Any], token: str
                            f"study {study.study_name!r} has {token}); point --checkpoint-dir at this study's")
     trained = list(state["trained"])
     values = {int(n): v for n, v in (state.get("values") or {}).items()}
+    pruned = set(state.get("pruned", ()))
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     missing = [t.number for t in trained_trials(study) if t.number not in trained]
     if missing and state["format"] >= 3:
@@ -162,7 +166,7 @@ def reconcile(study: optuna.Study, path: Path, state: dict[str, Any], token: str
             "it?) or another study's. Restore the right one, or search again under a new study name")
     for i, number in enumerate(trained):
         t = by_number.get(number)
-        if t is not None and t.state == TrialState.COMPLETE:
+        if t is not None and t.state in _FINISHED:
             continue
         if number not in values or t is None:
             if state["format"] >= 3:
@@ -170,11 +174,13 @@ def reconcile(study: optuna.Study, path: Path, state: dict[str, Any], token: str
                                    f"{study.study_name!r} does not have: it is another study's checkpoint")
             continue  # format 2: no values to complete from (the old warning's case)
         if t.state == TrialState.RUNNING:
-            study.tell(number, values[number])
-        else:  # already failed as a dead process's trial: a complete copy takes its place
+            study.tell(number, state=TrialState.PRUNED) if number in pruned else study.tell(number, values[number])
+        else:  # already failed as a dead process's trial: a complete (or pruned) copy takes its place
             copy = optuna.trial.create_trial(
                 params=t.params, distributions=t.distributions, value=values[number], user_attrs=t.user_attrs,
-                system_attrs={k: v for k, v in t.system_attrs.items() if not k.startswith("epnas:objective")})
+                system_attrs={k: v for k, v in t.system_attrs.items() if not k.startswith("epnas:objective")},
+                intermediate_values=t.intermediate_values,
+                state=TrialState.PRUNED if number in pruned else TrialState.COMPLETE)
             study.add_trial(copy)
             trained[i] = max(tr.number for tr in study.get_trials(deepcopy=False))
     return trained

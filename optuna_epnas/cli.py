@@ -23,7 +23,8 @@ from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.ranking import add_ranking_parser, ranking_command
 from optuna_epnas import distributed
 from optuna_epnas.search import (
-    PROGRESSIVE, SAMPLER_NAMES, Progress, add_search_arguments, add_space_arguments, make_objective, make_space,
+    PROGRESSIVE, PRUNERS, SAMPLER_NAMES, Progress, add_search_arguments, add_space_arguments, make_objective,
+    make_space,
     open_search, resolve_settings, settings_from_args,
 )
 from optuna_epnas.spaces import MacroSpace, space_from_spec
@@ -61,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-trials", type=positive_int, default=None,
                    help="trial budget of tpe/random (default: the trials of the EPNAS schedule)")
     add_search_arguments(s)
+    s.add_argument("--report-epochs", action="store_true",
+                   help="evaluate after every supernet epoch and report it (learning curves in the dashboard; "
+                        "one more validation pass per epoch)")
+    s.add_argument("--pruner", choices=tuple(PRUNERS), default="none",
+                   help="Optuna pruner over the per-epoch reports (needs --report-epochs); a pruned trial counts "
+                        "as measured at its last report (default: none, see README)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
     s.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
@@ -152,13 +159,17 @@ def _search(args: argparse.Namespace, space, data, study_name: str, settings, ra
         space, data, args.sampler, args.storage, study_name, settings=settings, seed=args.seed,
         budget=None if args.sampler in PROGRESSIVE else args.n_trials,
         checkpoint=_checkpoint_dir(args.checkpoint_dir), heartbeat=args.heartbeat, takeover=args.takeover,
+        report_epochs=args.report_epochs, pruner=PRUNERS[args.pruner](),
     )
     done = run.finished
+    limits = {k: v for k, v in (("parameters", settings.max_params), ("multiply-adds", settings.max_macs)) if v}
     print(
         f"epnas search: {args.sampler} on {space!r} ({space.cardinality():.3g} architectures), "
         f"{args.dataset} on {data.device}" + (f" × {ranks} ranks" if ranks > 1 else "")
-        + f" ({len(data.train_x)} train / {len(data.val_x)} val images)\n"
-        f"study {study_name!r} in {public_url(args.storage)}: {run.budget} trials planned, {done} already done"
+        + f" ({len(data.train_x)} train / {len(data.val_x)} val images)"
+        + "".join(f"\nat most {v:,} {name} (a network of --channels {settings.channels})" for name, v in limits.items())
+        + f"\nstudy {study_name!r} in {public_url(args.storage)}: {'at most ' if limits and run.progressive else ''}"
+        f"{run.budget} trials planned, {done} already done"
         + (", resuming" if 0 < done < run.budget else ""),
         flush=True,
     )

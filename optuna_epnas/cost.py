@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import functools
 import json
+from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import optuna
 import torch
 from optuna.trial import FrozenTrial
@@ -35,19 +37,47 @@ def forward_macs(space: Any, arch: Any, num_classes: int, in_channels: int, chan
                  cells: int | None = None) -> int:
     """Multiply-adds of one forward pass of one image through the stand-alone network of ``arch``
     (the supernet path of ``arch`` computes the same function, so it costs the same)."""
-    return _forward_macs(json.dumps(space.spec(), sort_keys=True), space.key(arch), num_classes, in_channels,
-                         channels, image_size, cells)
+    return NetworkSize(num_classes, in_channels, channels, image_size, cells).count(space, arch)[1]
+
+
+@dataclass(frozen=True)
+class NetworkSize:
+    """The network an architecture's size is counted in: the data's classes, input channels and image
+    size, and the width (micro: and cells per stage, default the space's). Parameters and multiply-adds
+    both grow with the width, so a size limit means something only with the width it was set for;
+    :attr:`optuna_epnas.SupernetObjective.network_size` is the one its search trains."""
+
+    num_classes: int
+    in_channels: int
+    channels: int
+    image_size: int
+    cells: int | None = None
+
+    def count(self, space: Any, arch: Any) -> tuple[int, int]:
+        """(parameters, forward multiply-adds per image) of the stand-alone network of ``arch``."""
+        return _count(json.dumps(space.spec(), sort_keys=True), space.key(arch), self)
 
 
 @functools.lru_cache(maxsize=65536)
-def _forward_macs(space_spec: str, key: str, num_classes: int, in_channels: int, channels: int, image_size: int,
-                  cells: int | None) -> int:
+def _count(space_spec: str, key: str, size: NetworkSize) -> tuple[int, int]:
     space = space_from_spec(json.loads(space_spec))
     with torch.device("meta"):
-        net = build_network(space, num_classes, in_channels, channels, arch=space.parse(key), cells=cells)
+        net = build_network(space, size.num_classes, size.in_channels, size.channels, arch=space.parse(key),
+                            cells=size.cells)
         with FlopCounterMode(display=False) as counter:
-            net(torch.empty(1, in_channels, image_size, image_size))
-    return counter.get_total_flops() // 2  # the counter counts a multiply-add as two FLOPs
+            net(torch.empty(1, size.in_channels, size.image_size, size.image_size))
+    # the counter counts a multiply-add as two FLOPs
+    return sum(p.numel() for p in net.parameters()), counter.get_total_flops() // 2
+
+
+def child_sizes(space: Any, parent: Any, size: NetworkSize) -> tuple[np.ndarray, np.ndarray]:
+    """Parameters and multiply-adds of every child of ``parent`` (arrays in child order), exact: one
+    network is counted per cost class of the space (:meth:`~optuna_epnas.SearchSpace.child_cost_classes`),
+    whose children all have the same counts."""
+    classes = np.asarray(space.child_cost_classes(parent))
+    _, first, inverse = np.unique(classes, return_index=True, return_inverse=True)
+    counts = np.array([size.count(space, space.child(parent, int(i))) for i in first], dtype=np.int64).reshape(-1, 2)
+    return counts[inverse.reshape(-1), 0], counts[inverse.reshape(-1), 1]
 
 
 def trial_costs(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> dict[int, float]:
@@ -82,3 +112,23 @@ def cumulative_cost(study: optuna.Study, finished: Sequence[FrozenTrial]) -> lis
 def total_cost(study: optuna.Study) -> float:
     """Everything a study's search has spent so far, in MACs."""
     return float(sum(trial_costs(study).values()))
+
+
+def completion_sizes(space: Any, level: int, size: NetworkSize) -> tuple[int, int]:
+    """The least parameters and multiply-adds that growing any architecture of ``level`` units to full
+    depth adds: the cheapest child's growth, level after level. Exact for a space whose growth cost
+    does not depend on the parent's units (the macro space: each layer's cost is its op, its merge BN
+    and its position's resolution), which :meth:`SearchSpace.child_cost_classes` spaces must be."""
+    return _completion_sizes(json.dumps(space.spec(), sort_keys=True), level, size)
+
+
+@functools.lru_cache(maxsize=1024)
+def _completion_sizes(space_spec: str, level: int, size: NetworkSize) -> tuple[int, int]:
+    space = space_from_spec(json.loads(space_spec))
+    arch, counts = space.root(), [(0, 0)]
+    while space.level(arch) < space.max_level:
+        params, macs = child_sizes(space, arch, size)
+        cheapest = int(np.lexsort((macs, params))[0])
+        arch = space.child(arch, cheapest)
+        counts.append((int(params[cheapest]), int(macs[cheapest])))
+    return counts[-1][0] - counts[level][0], counts[-1][1] - counts[level][1]

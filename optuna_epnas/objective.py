@@ -25,9 +25,9 @@ import torch.nn.functional as F
 
 from optuna_epnas import checkpoint as ckpt
 from optuna_epnas import distributed
-from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, forward_macs
+from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, NetworkSize
 from optuna_epnas.data import DeviceData, make_generator
-from optuna_epnas.nn import build_network, count_parameters
+from optuna_epnas.nn import build_network
 from optuna_epnas.spaces.base import SearchSpace
 
 _logger = logging.getLogger(__name__)
@@ -67,6 +67,14 @@ class SupernetObjective:
             not made on random weights. Its cost is charged to the first trial.
         rescore_images: validation images (the first ones, always the same) that :meth:`rescore`
             evaluates architectures on.
+        report_epochs: evaluate after every epoch and ``trial.report`` it (learning curves in the
+            dashboard; what a pruner needs). Off by default: each report is one more validation pass,
+            and a pruner compares trials at one epoch across levels of very different depth. A pruned
+            trial keeps its training (the weights are shared) and counts as measured at its last report.
+        max_params, max_macs: limits on the stand-alone network (:attr:`network_size`) that each trial
+            reports as Optuna constraints (``trial.set_constraint``: count - limit, feasible at <= 0),
+            for samplers that read them (TPE, NSGA-II); :class:`~optuna_epnas.EPNASSampler` with the
+            same limits never samples an architecture over them.
     """
 
     def __init__(
@@ -74,7 +82,8 @@ class SupernetObjective:
         lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 0,
         checkpoint: str | os.PathLike | None | bool = None, amp: bool | None = None,
         channels_last: bool | None = None, eval_batch_size: int = 1000, warmup_epochs: int = 0,
-        rescore_images: int = 1000, takeover: bool = False,
+        rescore_images: int = 1000, takeover: bool = False, max_params: int | None = None,
+        max_macs: int | None = None, report_epochs: bool = False,
     ) -> None:
         for name, value, low in (("epochs", epochs, 1), ("channels", channels, 1), ("batch_size", batch_size, 1),
                                  ("warmup_epochs", warmup_epochs, 0), ("rescore_images", rescore_images, 1)):
@@ -85,11 +94,18 @@ class SupernetObjective:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 if low is None else value >= low)):
                 raise ValueError(f"{name} must be a finite number {'> 0' if low is None else '>= 0'}, got {value!r}")
         self.space, self.data, self.epochs, self.channels = space, data, epochs, channels
+        self.limits = {name: int(v) for name, v in (("params", max_params), ("macs", max_macs)) if v is not None}
+        if any(isinstance(v, bool) or v < 1 for v in (max_params, max_macs) if v is not None):
+            raise ValueError(f"max_params and max_macs must be positive integers, got {max_params!r}, {max_macs!r}")
         self.batch_size, self.lr, self.momentum = batch_size, lr, momentum
         self.weight_decay, self.grad_clip, self.seed, self.eval_batch_size = weight_decay, grad_clip, seed, eval_batch_size
         self.checkpoint, self.takeover = checkpoint, takeover
         self.warmup_epochs, self.rescore_images = warmup_epochs, rescore_images
         self.warmed_up = False
+        if not isinstance(report_epochs, bool):
+            raise TypeError(f"report_epochs must be True or False, got {report_epochs!r}")
+        self.report_epochs = report_epochs
+        self.pruned: set[int] = set()  # trained trials a pruner stopped (values: their last report)
         cuda = data.device.type == "cuda"
         self.amp = cuda if amp is None else amp
         self.channels_last = cuda if channels_last is None else channels_last
@@ -118,22 +134,35 @@ class SupernetObjective:
         self._ensure_supernet(trial)
         trial.set_user_attr("arch", self.space.key(arch))
         trial.set_user_attr("level", self.space.level(arch))
-        trial.set_user_attr("params", count_parameters(
-            self.space, arch, self.data.num_classes, self.data.in_channels, self.channels))
+        counts = dict(zip(("params", "macs"), self.network_size.count(self.space, arch)))
+        trial.set_user_attr("params", counts["params"])
+        for name, limit in self.limits.items():
+            trial.set_constraint(name, float(counts[name] - limit))
         started = time.perf_counter()
+        reports: list[float] = []
+
+        def report(epoch: int) -> bool:  # after each epoch (report_epochs): whether the pruner stops it
+            reports.append(self.evaluate(arch))
+            trial.report(reports[-1], epoch)
+            return epoch + 1 < self.epochs and trial.should_prune()
+
         try:
-            self.train(arch, step=len(self.trained))
+            self.train(arch, step=len(self.trained), on_epoch=report if self.report_epochs else None)
         except BaseException:
             self._roll_back()  # the next trial must not train on a half-trained (or NaN) supernet
             raise
-        accuracy = self.evaluate(arch)
+        accuracy = reports[-1] if reports else self.evaluate(arch)
+        pruned = len(reports) < self.epochs and bool(reports)
         trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 3))
         macs = self._macs(arch)
-        trial.set_user_attr(COST_ATTR, float(
-            TRAIN_FACTOR * macs * self.epochs * len(self.data.train_y) + macs * len(self.data.val_y)))
+        epochs = len(reports) or self.epochs
+        trial.set_user_attr(COST_ATTR, float(TRAIN_FACTOR * macs * epochs * len(self.data.train_y)
+                                             + macs * len(self.data.val_y) * max(len(reports), 1)))
         trial.storage.set_trial_system_attr(trial._trial_id, ckpt.TRAINED_ATTR, len(self.trained))
         self.trained.append(trial.number)
         self.values[trial.number] = accuracy
+        if pruned:
+            self.pruned.add(trial.number)
         try:
             self.save()
         except RuntimeError:
@@ -145,11 +174,17 @@ class SupernetObjective:
             distributed.command("check")
             distributed.check_identical(self.net, self.optimizer)
             trial.storage.set_trial_system_attr(trial._trial_id, RANKS_ATTR, distributed.rank_and_size()[1])
+        if pruned:  # after the checkpoint: a resume completes it as PRUNED, from there
+            raise optuna.TrialPruned(f"pruned after epoch {len(reports)} at validation accuracy {accuracy:.4f}")
         return accuracy
 
+    @property
+    def network_size(self) -> NetworkSize:
+        """The network its trials train, as size limits count it (``EPNASSampler(network=...)``)."""
+        return NetworkSize(self.data.num_classes, self.data.in_channels, self.channels, self.data.image_size)
+
     def _macs(self, arch: Any) -> int:
-        return forward_macs(self.space, arch, self.data.num_classes, self.data.in_channels, self.channels,
-                            self.data.image_size)
+        return self.network_size.count(self.space, arch)[1]
 
     def rescore(self, study: optuna.Study, keys: Sequence[str]) -> tuple[list[float], float]:
         """Accuracy of each architecture's supernet path on the current weights (evaluation only, on
@@ -196,11 +231,14 @@ class SupernetObjective:
         net = net.to(self.data.device)
         return net.to(memory_format=torch.channels_last) if self.channels_last else net
 
-    def train(self, arch: Any, step: int) -> None:
-        """Train the path of ``arch`` for ``epochs`` epochs; ``step`` seeds this trial's data order."""
-        if distributed.leads():
-            distributed.command("train", self.space.key(arch), step)  # every rank trains it with us
-        self._fit(lambda images: arch, self.epochs, [self.seed, step])
+    def train(self, arch: Any, step: int, on_epoch: Callable[[int], bool] | None = None,
+              stoppable: bool = False) -> None:
+        """Train the path of ``arch`` for ``epochs`` epochs; ``step`` seeds this trial's data order.
+        ``on_epoch(epoch)`` after each epoch: True stops the training there (a pruned trial).
+        ``stoppable``: another rank's trainer, told by rank 0 after each epoch whether to stop."""
+        if distributed.leads():  # every rank trains it with us
+            distributed.command("train", self.space.key(arch), step, on_epoch is not None)
+        self._fit(lambda images: arch, self.epochs, [self.seed, step], on_epoch, stoppable or on_epoch is not None)
 
     def warm_up(self) -> None:
         """SPOS-style: ``warmup_epochs`` epochs, each batch on a full-depth architecture drawn uniformly."""
@@ -223,8 +261,10 @@ class SupernetObjective:
         self.warmup_record = {"epochs": self.warmup_epochs, "cost_macs": float(cost),
                               "seconds": round(time.perf_counter() - started, 3)}
 
-    def _fit(self, pick_arch: Callable[[int], Any], epochs: int, seed_words: list[int]) -> None:
-        """SGD over ``epochs`` epochs; each batch trains the path ``pick_arch(batch images)`` gives."""
+    def _fit(self, pick_arch: Callable[[int], Any], epochs: int, seed_words: list[int],
+             on_epoch: Callable[[int], bool] | None = None, stoppable: bool = False) -> None:
+        """SGD over ``epochs`` epochs; each batch trains the path ``pick_arch(batch images)`` gives.
+        ``stoppable``: after each epoch, ``on_epoch`` (rank 0) may stop it, on every rank."""
         net, opt = self._ensure_supernet(None)
         seed = int(np.random.SeedSequence(seed_words).generate_state(1)[0])
         gen = make_generator(self.data.device, seed)
@@ -254,6 +294,11 @@ class SupernetObjective:
                 raise FloatingPointError(
                     f"the training loss became NaN or infinite in epoch {epoch + 1} (lr={self.lr}): the trial "
                     "failed and the supernet was restored to its last checkpoint; a lower --lr avoids it")
+            if stoppable:
+                stop = on_epoch(epoch) if on_epoch is not None else None
+                if (distributed.command(stop)[0] if size > 1 else stop):
+                    return
+                net.train()  # the report evaluated in eval mode
 
     @torch.no_grad()
     def evaluate(self, arch: Any, split: str = "val", limit: int | None = None) -> float:
@@ -344,7 +389,7 @@ class SupernetObjective:
         assert self.optimizer is not None
         ckpt.write(self._path, {
             "format": ckpt.FORMAT, "spec": self.spec(), "token": self._token, "trained": list(self.trained),
-            "values": dict(self.values), "warmed_up": self.warmed_up, "model": self.net.state_dict(),
+            "values": dict(self.values), "pruned": sorted(self.pruned), "warmed_up": self.warmed_up, "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         })
 
@@ -359,6 +404,7 @@ class SupernetObjective:
         self.set_state(state)
         self.trained = list(state["trained"])
         self.values = {int(n): float(v) for n, v in (state.get("values") or {}).items()}
+        self.pruned = {int(n) for n in state.get("pruned", ())}
         self.warmed_up = bool(state["warmed_up"])
         if study is None:
             return
@@ -371,6 +417,7 @@ class SupernetObjective:
         trained = ckpt.reconcile(study, Path(path), state, self._token or "")
         if trained != self.trained:  # a failed trial replaced by its complete copy: record the new number now
             self.values = {new: self.values[old] for old, new in zip(self.trained, trained) if old in self.values}
+            self.pruned = {new for old, new in zip(self.trained, trained) if old in self.pruned}
             self.trained = trained
             self.save()
         _logger.info("resumed the supernet from %s (%d trials of training)", path, len(self.trained))

@@ -20,6 +20,7 @@ only once the previous one has finished, so parallel workers wait at each level'
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import math
@@ -36,7 +37,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_epnas.cost import PLAN_PREFIX
+from optuna_epnas.cost import PLAN_PREFIX, NetworkSize, child_sizes, completion_sizes
 from optuna_epnas.owner import is_gone, process_mark
 from optuna_epnas.schedule import TemperatureSpec, planned_trials, temperature_schedule
 from optuna_epnas.spaces.base import SearchSpace
@@ -89,11 +90,12 @@ def _still_choosing(trial: FrozenTrial) -> bool:
 
 @dataclass
 class _Slot:
-    done: bool = False  # a COMPLETE or PRUNED trial measured it
+    done: bool = False  # a COMPLETE or PRUNED trial measured it (pruned: at its last report)
     held: bool = False  # a live RUNNING trial is measuring it
     failures: int = 0
     value: float | None = None
     number: int = -1  # trial number of the completed measurement
+    feasible: bool = True  # no Optuna constraint over 0 (trial.set_constraint)
 
 
 @dataclass
@@ -111,13 +113,12 @@ class _Ledger:
                 continue
             it, level, slot = stage
             s = ledger.stages[(it, level)].setdefault(slot, _Slot())
-            if t.state == TrialState.COMPLETE:
+            if t.state in (TrialState.COMPLETE, TrialState.PRUNED):  # pruned: at its last report (Optuna's value)
                 value = t.value if t.values is not None and len(t.values) == 1 else None
                 s.done, s.number = True, t.number
                 # a non-finite value is no measurement: not a parent, not a surrogate row
                 s.value = float(value) if value is not None and math.isfinite(value) else None
-            elif t.state == TrialState.PRUNED:
-                s.done = True
+                s.feasible = all(c <= 0.0 for c in t.constraints.values())
             elif t.state == TrialState.FAIL:
                 if OBJECTIVE_FAILED_ATTR in t.system_attrs and FAULT_ATTR not in t.system_attrs:
                     s.failures += 1
@@ -221,6 +222,15 @@ class EPNASSampler(BaseSampler):
         independent_sampler: samples parameters that are not architecture parameters
             (default: ``RandomSampler(seed)``).
         poll_interval: seconds between looks at the storage while waiting for other workers.
+        max_params, max_macs: hard limits on the stand-alone network's parameters and forward
+            multiply-adds per image, counted exactly (:class:`~optuna_epnas.cost.NetworkSize`) in
+            ``network`` -- pass ``objective.network_size``. Candidates over a limit are dropped before
+            the surrogate scores them, at every level: no trial measures one. Macro space only.
+        network: the network the limits are counted in (required with a limit).
+
+    A trial with an Optuna constraint over 0 (``trial.set_constraint``) is infeasible: it is not grown
+    further, and the surrogate fits it at the worst value measured, so that it does not learn that an
+    infeasible architecture is good.
     """
 
     def __init__(
@@ -243,6 +253,9 @@ class EPNASSampler(BaseSampler):
         rescore: Rescorer | None = None,
         parent_weight: float = 3.0,
         diverse: bool = True,
+        max_params: int | None = None,
+        max_macs: int | None = None,
+        network: NetworkSize | None = None,
     ) -> None:
         if space is None:
             from optuna_epnas.spaces.macro import MacroSpace
@@ -279,6 +292,8 @@ class EPNASSampler(BaseSampler):
         if not isinstance(diverse, bool):
             raise TypeError(f"diverse must be True or False, got {diverse!r}")
         self.diverse = diverse
+        self.limits = _limits(space, max_params, max_macs, network)
+        self.network = network
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self._arch_names = frozenset(space.distributions())
         self._plan_lock = threading.Lock()
@@ -438,6 +453,7 @@ class EPNASSampler(BaseSampler):
             "rescore": self.rescore is not None,
             **({"parent_weight": self.parent_weight} if self.parent_weight else {}),  # absent: as before
             **({"diverse": True} if self.diverse else {}),
+            **({"limits": {**self.limits, "network": dataclasses.asdict(self.network)}} if self.limits else {}),
         }
         stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_ATTR)
         if stored is None:
@@ -567,27 +583,40 @@ class EPNASSampler(BaseSampler):
         tau = self.temperature(it)
         base = {"temperature": tau, "predicted": None, "probability": None}
         if level == 1:
-            keys = [self.space.key(a) for a in self.space.initial()]
-            return {**base, "keys": keys, "candidates": len(keys)}
+            initial = self.space.initial()
+            fits = self._fits(self.space.root())
+            keys = [self.space.key(a) for a, ok in zip(initial, fits) if ok]
+            if not keys:
+                raise ValueError(f"no architecture fits {self._limits_text()}: the smallest has "
+                                 f"{self._smallest(self.space.root())}; raise the limit")
+            return {**base, "keys": keys, "candidates": len(keys), **self._rejected(len(initial) - len(keys))}
 
         started = time.perf_counter()
         prev_plan = state.plans[(it, level - 1)]
-        measured_parents = [(self.space.parse(key), ledger.slot(it, level - 1, slot).value)
-                            for slot, key in enumerate(prev_plan["keys"])
-                            if ledger.slot(it, level - 1, slot).value is not None]
-        parents = [p for p, _ in measured_parents]
-        if not parents:
+        measured = [(self.space.parse(key), s.value, s.feasible) for key, s in
+                    ((key, ledger.slot(it, level - 1, slot)) for slot, key in enumerate(prev_plan["keys"]))
+                    if s.value is not None]
+        if not measured:
             raise RuntimeError(
                 f"no architecture of level {level - 1} in iteration {it + 1} was measured (all failed or "
                 "were pruned), so there is nothing to grow; look at the failed trials' errors"
             )
-        keys, measured = self._training_rows(state, it, level, ledger)
+        # Grow feasible architectures (no Optuna constraint over 0); only when none is, the infeasible ones.
+        if not any(ok for _, _, ok in measured):
+            _logger.warning("iteration %d level %d: every architecture measured at level %d broke a constraint; "
+                            "growing them anyway", it + 1, level, level - 1)
+        measured_parents = [(p, v) for p, v, ok in measured if ok or not any(f for _, _, f in measured)]
+        parents = [p for p, _ in measured_parents]
+        keys, measured, infeasible = self._training_rows(state, it, level, ledger)
         targets = _Targets(measured, state.maximize)
         values = targets(measured)
         rescored = None
         if self.rescore is not None:  # accuracies of a maximised study: fitted as they are
             values, macs = self._rescored(study, keys)  # its cost is charged to `planned_by` (cost.py)
             rescored = {"keys": keys, "values": values, "cost_macs": macs}
+        if any(infeasible) and not all(infeasible):  # not good, whatever they measured: the worst feasible value
+            worst = min(v for v, bad in zip(values, infeasible) if not bad)
+            values = [worst if bad else v for v, bad in zip(values, infeasible)]
         rescored_at = time.perf_counter()
         seeds = np.random.SeedSequence(self._rng_seed(state, it, level)).generate_state(self.surrogate_ensemble)
         rows = [self.space.tokens(self.space.parse(k)) for k in keys]
@@ -595,9 +624,15 @@ class EPNASSampler(BaseSampler):
                    for s in seeds]
         fitted = time.perf_counter()
         prefixes = [self.space.tokens(p) for p in parents]
-        children = [self.space.child_tokens(p) for p in parents]
-        predicted, log_weights = self._score(members, prefixes, children, best=max(values))
+        fits = [self._fits(p) for p in parents]  # the children under the limits: all others are never scored
+        children = [self.space.child_tokens(p)[f] for p, f in zip(parents, fits)]
+        child_index = [np.flatnonzero(f) for f in fits]  # candidate -> its index among its parent's children
         sizes = [len(c) for c in children]  # children per parent, in candidate order
+        if not sum(sizes):
+            # each parent fitted with its cheapest completion, so only a limit changed on resume gets here
+            raise ValueError(f"no architecture of level {level} grown from level {level - 1}'s fits "
+                             f"{self._limits_text()}: raise the limit")
+        predicted, log_weights = self._score(members, prefixes, children, best=max(values))
         if self.parent_weight:  # trust what was measured: children of the better-measured parents first
             # The trial's own measurement, not a re-scored value: re-scoring on the current weights ranks
             # the most recently trained path first (measured: 7 of 8 levels of a Fashion-MNIST run).
@@ -605,18 +640,20 @@ class EPNASSampler(BaseSampler):
             log_weights = log_weights + self.parent_weight * np.repeat(_scaled(parent_values, self.score), sizes)
         groups = None
         if self.diverse:  # (parent, group) -> one id
-            each = [self.space.child_groups(p) for p in parents]
+            each = [self.space.child_groups(p)[f] for p, f in zip(parents, fits)]
             width = 1 + max(int(g.max()) for g in each if len(g))
             groups = np.concatenate([i * width + g for i, g in enumerate(each)])
         chosen, probability = select(log_weights, self.k, self.selection, tau,
                                      np.random.default_rng(self._rng_seed(state, it, level)), groups)
         offsets = np.cumsum([0] + sizes)
         owner = np.searchsorted(offsets, chosen, side="right") - 1
-        chosen_keys = [self.space.key(self.space.child(parents[o], int(c - offsets[o]))) for o, c in zip(owner, chosen)]
+        chosen_keys = [self.space.key(self.space.child(parents[o], int(child_index[o][c - offsets[o]])))
+                       for o, c in zip(owner, chosen)]
         return {
             **base,
             "keys": chosen_keys,
             "candidates": int(len(log_weights)),
+            **self._rejected(sum(len(f) for f in fits) - int(len(log_weights))),
             "predicted": [float(predicted[c]) for c in chosen],
             "probability": [float(probability[c]) for c in chosen],
             "surrogate_rows": len(keys),
@@ -626,6 +663,30 @@ class EPNASSampler(BaseSampler):
             "fit_seconds": round(fitted - rescored_at, 3),
             "score_seconds": round(time.perf_counter() - fitted, 3),
         }
+
+    # -- size limits -----------------------------------------------------------------------------
+    def _fits(self, parent: Any) -> np.ndarray:
+        """Per child of ``parent``: whether it and its cheapest full-depth completion are within every
+        limit (a child that only fits as a partial network would leave the next level nothing to grow)."""
+        if not self.limits:
+            return np.ones(self.space.num_children(parent), dtype=bool)
+        params, macs = self._completed_sizes(parent)
+        return (params <= self.limits.get("max_params", np.inf)) & (macs <= self.limits.get("max_macs", np.inf))
+
+    def _completed_sizes(self, parent: Any) -> tuple[np.ndarray, np.ndarray]:
+        params, macs = child_sizes(self.space, parent, self.network)
+        more_params, more_macs = completion_sizes(self.space, self.space.level(parent) + 1, self.network)
+        return params + more_params, macs + more_macs
+
+    def _smallest(self, parent: Any) -> str:
+        params, macs = self._completed_sizes(parent)
+        return f"{int(params.min()):,} parameters and {int(macs.min()):,} multiply-adds at full depth"
+
+    def _limits_text(self) -> str:
+        return " and ".join(f"{name}={value:,}" for name, value in self.limits.items())
+
+    def _rejected(self, count: int) -> dict[str, int]:
+        return {"over_limits": count} if self.limits else {}
 
     def _rescored(self, study: Study, keys: list[str]) -> tuple[list[float], float]:
         assert self.rescore is not None
@@ -647,9 +708,12 @@ class EPNASSampler(BaseSampler):
         return each.mean(axis=0), log_weights(each, self.acquisition, self.score, self.beta, best)
 
     @staticmethod
-    def _training_rows(state: _StudyState, it: int, level: int, ledger: _Ledger) -> tuple[list[str], list[float]]:
-        """One row per distinct architecture measured in earlier stages: its latest accuracy."""
+    def _training_rows(state: _StudyState, it: int, level: int,
+                       ledger: _Ledger) -> tuple[list[str], list[float], list[bool]]:
+        """One row per distinct architecture measured in earlier stages: its latest value, and whether
+        that measurement was infeasible (a constraint over 0)."""
         latest: dict[str, tuple[int, float]] = {}
+        infeasible: set[str] = set()
         for (s_it, s_level), slots in ledger.stages.items():
             if (s_it, s_level) >= (it, level):
                 continue
@@ -662,8 +726,24 @@ class EPNASSampler(BaseSampler):
                 key = plan["keys"][slot]
                 if key not in latest or latest[key][0] < s.number:
                     latest[key] = (s.number, s.value)
+                    (infeasible.add if not s.feasible else infeasible.discard)(key)
         keys = sorted(latest)
-        return keys, [latest[k][1] for k in keys]
+        return keys, [latest[k][1] for k in keys], [k in infeasible for k in keys]
+
+
+def _limits(space: SearchSpace, max_params: int | None, max_macs: int | None,
+            network: NetworkSize | None) -> dict[str, int]:
+    limits = {name: value for name, value in (("max_params", max_params), ("max_macs", max_macs)) if value is not None}
+    for name, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if limits and not isinstance(network, NetworkSize):
+        raise ValueError(f"{', '.join(limits)} is counted in a network of a given width and input: pass "
+                         f"network=objective.network_size (or an optuna_epnas.cost.NetworkSize), got {network!r}")
+    if limits and space.child_cost_classes(space.root()) is None:
+        raise ValueError(f"size limits are counted for the macro space only; {space!r} has no exact per-child "
+                         "count yet (each child's network would be built to count it)")
+    return {name: int(value) for name, value in limits.items()}
 
 
 def log_weights(each: np.ndarray, acquisition: str, score: str, beta: float = 1.0, best: float = 0.0) -> np.ndarray:

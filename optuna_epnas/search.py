@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_epnas.cost import total_cost
+from optuna_epnas.cost import NetworkSize, total_cost
 from optuna_epnas.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from optuna_epnas.dashboard import DashboardRecorder
 from optuna_epnas.data import DeviceData
@@ -47,6 +47,8 @@ class SearchSettings:
     lr: float = 0.05
     parent_weight: float = 3.0
     diverse: bool = True
+    max_params: int | None = None  # size limits, counted in the network the search trains
+    max_macs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -56,7 +58,7 @@ class SearchSettings:
         return out
 
 
-_ABSENT_WHEN_OFF = {"parent_weight": 0.0, "diverse": False}
+_ABSENT_WHEN_OFF = {"parent_weight": 0.0, "diverse": False, "max_params": None, "max_macs": None}
 
 
 _PAPER = {"temperature": (10.0, 1.0), "ensemble": 1, "score": "raw", "acquisition": "mean", "rescore": False,
@@ -102,10 +104,17 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "ensemble": args.ensemble, "score": args.score, "acquisition": args.acquisition, "beta": args.beta,
             "rescore": args.rescore, "warmup_epochs": args.warmup_epochs, "epochs": args.epochs,
             "channels": args.channels, "batch_size": args.batch_size, "lr": args.lr,
-            "parent_weight": args.parent_weight, "diverse": args.diverse}
+            "parent_weight": args.parent_weight, "diverse": args.diverse,
+            "max_params": getattr(args, "max_params", None), "max_macs": getattr(args, "max_macs", None)}
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+#: ``epnas search --pruner``: over the per-epoch reports of ``--report-epochs`` (none: Optuna's
+#: default MedianPruner would prune as soon as trials report).
+PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
+    "none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
+    "successive-halving": optuna.pruners.SuccessiveHalvingPruner,
+}
 
 
 # -- the search space, from the command line ---------------------------------------------------------
@@ -166,6 +175,11 @@ def add_search_arguments(group: argparse._ActionsContainer) -> None:
     group.add_argument("--batch-size", type=positive_int, default=None,
                        help=f"supernet SGD batch size (default {d.batch_size})")
     group.add_argument("--lr", type=positive_float, default=None, help=f"supernet SGD learning rate (default {d.lr})")
+    group.add_argument("--max-params", type=positive_int, default=None, metavar="N",
+                       help="never sample a network with more parameters, counted at the search's --channels "
+                            "(progressive samplers; TPE and random see it as an Optuna constraint). Macro space")
+    group.add_argument("--max-macs", type=positive_int, default=None, metavar="N",
+                       help="likewise for forward multiply-adds per image")
 
 
 def make_space(args: argparse.Namespace) -> SearchSpace:
@@ -176,8 +190,9 @@ def make_space(args: argparse.Namespace) -> SearchSpace:
 
 # -- a search, set up as `epnas search` sets it up -----------------------------------------------------
 def make_sampler(name: str, space: SearchSpace, settings: SearchSettings, seed: int,
-                 rescore: Rescorer | None = None) -> optuna.samplers.BaseSampler:
-    """The named sampler, seeded: a progressive variant (EPNAS or PNAS selection), TPE or random."""
+                 rescore: Rescorer | None = None, network: NetworkSize | None = None) -> optuna.samplers.BaseSampler:
+    """The named sampler, seeded: a progressive variant (EPNAS or PNAS selection), TPE or random.
+    ``network``: what the settings' size limits are counted in (the objective's ``network_size``)."""
     if name in PROGRESSIVE:
         if settings.rescore and rescore is None:
             raise ValueError("these settings re-score architectures on the supernet: pass its rescore callable")
@@ -186,7 +201,8 @@ def make_sampler(name: str, space: SearchSpace, settings: SearchSettings, seed: 
                             seed=seed, surrogate_ensemble=settings.ensemble, score=settings.score,
                             acquisition=settings.acquisition, beta=settings.beta,
                             rescore=rescore if settings.rescore else None,
-                            parent_weight=settings.parent_weight, diverse=settings.diverse)
+                            parent_weight=settings.parent_weight, diverse=settings.diverse,
+                            max_params=settings.max_params, max_macs=settings.max_macs, network=network)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
@@ -264,7 +280,8 @@ def make_objective(space: SearchSpace, data: DeviceData, settings: SearchSetting
     ``kwargs``: where its checkpoint goes (``checkpoint``, ``takeover``)."""
     return SupernetObjective(space, data, epochs=settings.epochs, channels=settings.channels,
                              batch_size=settings.batch_size, lr=settings.lr, seed=seed,
-                             warmup_epochs=settings.warmup_epochs, **kwargs)
+                             warmup_epochs=settings.warmup_epochs, max_params=settings.max_params,
+                             max_macs=settings.max_macs, **kwargs)
 
 
 #: Study system attr: the named sampler a search was made with (resuming with another is refused).
@@ -284,7 +301,7 @@ def open_search(
     space: SearchSpace, data: DeviceData, sampler: str, storage: str | optuna.storages.BaseStorage, study_name: str,
     *, settings: SearchSettings | None = None, seed: int = 0, budget: int | None = None,
     cost_budget: float | None = None, checkpoint: str | Path | None = None, heartbeat: float | None = None,
-    takeover: bool = False,
+    takeover: bool = False, report_epochs: bool = False, pruner: optuna.pruners.BasePruner | None = None,
 ) -> Search:
     """Create or load the study and attach its supernet (``epnas search`` and ``epnas compare``).
 
@@ -295,17 +312,21 @@ def open_search(
     ``checkpoint``: where the supernet goes (a file or a directory; default beside a SQLite or journal
     file, or where the study recorded it); ``heartbeat``: seconds between Optuna's RDB heartbeats, so
     that a worker lost on another machine has its trial failed and its slot run again;
-    ``takeover``: see :class:`~optuna_epnas.SupernetObjective`.
+    ``takeover``, ``report_epochs``: see :class:`~optuna_epnas.SupernetObjective`; ``pruner``: the
+    study's (default: none -- not Optuna's MedianPruner).
     A checkpoint or study made with other settings, or another sampler, fails here, before any trial.
     """
     settings = settings or resolve_settings(sampler)
-    objective = make_objective(space, data, settings, seed, checkpoint=checkpoint, takeover=takeover)
-    made = make_sampler(sampler, space, settings, seed, rescore=objective.rescore)
+    if not isinstance(pruner, (optuna.pruners.NopPruner, type(None))) and not report_epochs:
+        raise ValueError("a pruner stops trials by their per-epoch reports: add --report-epochs (report_epochs=True)")
+    objective = make_objective(space, data, settings, seed, checkpoint=checkpoint, takeover=takeover,
+                               report_epochs=report_epochs)
+    made = make_sampler(sampler, space, settings, seed, rescore=objective.rescore, network=objective.network_size)
     if cost_budget is not None and isinstance(made, EPNASSampler):
         raise ValueError("a progressive sampler runs its schedule: a compute budget is for TPE and random search")
     opened = open_storage(storage, heartbeat) if isinstance(storage, str) else storage
     study = optuna.create_study(storage=opened, study_name=study_name, direction="maximize", sampler=made,
-                                load_if_exists=True)
+                                pruner=pruner or optuna.pruners.NopPruner(), load_if_exists=True)
     _record_sampler(study, sampler)
     objective.attach(study)  # before the sampler runs: completes a trial a kill left unrecorded
     return Search(study=study, sampler=made, objective=objective, space=space,
@@ -340,7 +361,8 @@ class Progress:
         a = trial.user_attrs
         where = (f"iter {a['iteration']}/{self.sampler.iterations} level {a['level']}/{self.space.max_level} "
                  f"τ={a['temperature']:.3g}" if "iteration" in a else f"level {a.get('level', '?')}")
-        value = "failed" if trial.value is None else f"acc {trial.value:.4f}"
+        value = "failed" if trial.value is None else f"acc {trial.value:.4f}" + (
+            f" (pruned after epoch {trial.last_step + 1})" if trial.state == TrialState.PRUNED else "")
         best = "-" if self.best_full is None else f"{self.best_full:.4f}"
         print(
             f"[{_finished(study):>4}/{self.budget}] trial {trial.number:>4} {where:<32} {value}  "

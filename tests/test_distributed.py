@@ -14,6 +14,7 @@ import pytest
 import torch.distributed as dist
 
 from optuna_epnas.objective import RANKS_ATTR
+from optuna_epnas.sampler import STAGE_ATTR
 from test_cli import KILLER, PLANNED, SMALL, _stages, completed
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
@@ -55,3 +56,21 @@ def test_epnas_train_on_two_ranks_writes_one_result(tmp_path):
     assert "× 2 ranks" in done.stdout and done.stdout.count("test accuracy of the stand-alone network") == 1
     result = json.loads((out / "result.json").read_text())
     assert 0.0 <= result["test_accuracy"] <= 1.0 and (out / "model.pt").exists()
+
+
+def test_two_ranks_stop_a_pruned_trial_together_and_match_one_process(tmp_path):
+    # a pruner stops training after an epoch on rank 0; the other rank is told and stops there too
+    pruning = [*SMALL, "--epochs", "3", "--report-epochs", "--pruner", "successive-halving"]
+    one, two = f"sqlite:///{tmp_path}/one.db", f"sqlite:///{tmp_path}/two.db"
+    alone = subprocess.run([sys.executable, "-m", "optuna_epnas.cli", *pruning, "--storage", one, "--study-name", "p"],
+                           capture_output=True, text=True, timeout=900)
+    assert alone.returncode == 0, alone.stderr[-6000:]
+    done = torchrun("-m", "optuna_epnas.cli", *pruning, "--storage", two, "--study-name", "p")
+    assert done.returncode == 0, done.stderr[-6000:]
+
+    def stages(url):
+        return sorted((tuple(t.system_attrs[STAGE_ATTR]), t.state.name, t.value, t.intermediate_values)
+                      for t in optuna.load_study(storage=url, study_name="p").trials)
+
+    assert any(state == "PRUNED" for _, state, _, _ in stages(one))
+    assert stages(two) == stages(one)

@@ -76,6 +76,13 @@ class SearchSpace(abc.ABC, Generic[Arch]):
         every child its own group."""
         return np.arange(self.num_children(arch))
 
+    def child_cost_classes(self, arch: Arch) -> np.ndarray | None:
+        """A class id per child of ``arch``: children with one id have networks of exactly the same
+        parameters and multiply-adds, so a size limit counts one network per class
+        (:func:`optuna_epnas.cost.child_sizes`). None: the space has no such classes, and size
+        limits are refused (counting every child of every parent would take minutes per level)."""
+        return None
+
     @abc.abstractmethod
     def child_tokens(self, arch: Arch) -> np.ndarray:
         """Token of the added unit for every child of ``arch``, shape (num_children, token_dim)."""

@@ -125,6 +125,12 @@ class MacroSpace(SearchSpace[MacroArch]):
         """The new layer's op: the 2^level skip patterns of one op are one group."""
         return np.arange(self.num_children(arch)) >> arch.level
 
+    def child_cost_classes(self, arch: MacroArch) -> np.ndarray:
+        """The new layer's op, and whether it has skips (a merge BN): which sources it skips from
+        changes no weight and no multiply-add (skips are pooled and added)."""
+        index = np.arange(self.num_children(arch))
+        return 2 * (index >> arch.level) + ((index & ((1 << arch.level) - 1)) != 0)
+
     def child_tokens(self, arch: MacroArch) -> np.ndarray:
         n_masks = 1 << arch.level
         out = np.zeros((self.num_children(arch), self.token_dim), dtype=np.float32)
