@@ -28,7 +28,9 @@ from optuna_epnas.search import (
     open_search, resolve_settings, settings_from_args,
 )
 from optuna_epnas.spaces import MacroSpace, space_from_spec
+from optuna_epnas.pareto import full_depth_front
 from optuna_epnas.storages import public_url
+from optuna_epnas.values import COST_NAMES
 from optuna_epnas.train import _HelpFormatter, add_train_parser, load_search_study, resolve_source, train_command
 
 
@@ -198,7 +200,9 @@ def _summary(study: optuna.Study, space, storage: str, checkpoint) -> None:
     if failed:
         print(f"{len(failed)} trial(s) failed: their errors are above (a trial whose process died is run again; "
               "an architecture whose training failed is retried once, then given up)")
-    if full:
+    if full and study._is_multi_objective():
+        _front_summary(study, space, storage, unit)
+    elif full:
         best = max(full, key=lambda t: t.value)
         print(f"best architecture (trial {best.number}): {best.user_attrs['arch']}")
         print(f"  validation accuracy (supernet weights, {best.user_attrs.get('level')} {unit}): {best.value:.4f}")
@@ -207,6 +211,18 @@ def _summary(study: optuna.Study, space, storage: str, checkpoint) -> None:
         print(f"train it from scratch with: epnas train --study {study.study_name} --storage {storage}")
     print(f"study stored in {storage} as {study.study_name!r}" + (f"; supernet in {checkpoint}" if checkpoint else ""))
     print(f"look at it with: epnas dashboard --storage {storage}")
+
+
+def _front_summary(study: optuna.Study, space, storage: str, unit: str) -> None:
+    spec = study._storage.get_study_system_attrs(study._study_id).get(OBJECTIVE_ATTR, {})
+    cost = COST_NAMES[spec.get("objectives", ["accuracy", "params"])[1]]
+    front = full_depth_front(study, space.max_level)
+    print(f"Pareto front of the full-depth networks ({len(front)}; validation accuracy on supernet weights, "
+          f"{cost} of the stand-alone network at the search's width), cheapest first:")
+    for t in front:
+        print(f"  trial {t.number:>4}  accuracy {t.values[0]:.4f}  {t.values[1]:>14,.0f} {cost}  {t.user_attrs['arch']}")
+    print("  note: weight-sharing estimates for ranking, not the accuracies of the networks trained alone")
+    print(f"train one from scratch with: epnas train --study {study.study_name} --storage {storage} --trial N")
 
 
 def draw_command(args: argparse.Namespace) -> int:

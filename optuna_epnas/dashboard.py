@@ -41,8 +41,10 @@ RANKING_MARKER = "<!-- epnas:ranking -->"
 from optuna_epnas.cost import PLAN_PREFIX, total_cost
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.objective import OBJECTIVE_ATTR
+from optuna_epnas.pareto import full_depth_front
 from optuna_epnas.sampler import CONFIG_ATTR
 from optuna_epnas.schedule import planned_trials
+from optuna_epnas.values import accuracy_of
 from optuna_epnas.spaces import MacroSpace, SearchSpace, space_from_spec
 from optuna_epnas.storages import open_storage, storage_file
 
@@ -114,8 +116,8 @@ def trial_note(trial: FrozenTrial, info: SearchInfo, drawing_url: str | None = N
     if "predicted_accuracy" in a:
         lines.append(f"- surrogate prediction {a['predicted_accuracy']:.4f} · "
                      f"selection probability {_fmt(a.get('selection_probability'), '.3g')}")
-    if trial.state == TrialState.COMPLETE and trial.value is not None:
-        lines.append(f"- measured accuracy **{trial.value:.4f}** (validation, supernet weights)")
+    if trial.state == TrialState.COMPLETE and accuracy_of(trial) is not None:
+        lines.append(f"- measured accuracy **{accuracy_of(trial):.4f}** (validation, supernet weights)")
     else:
         lines.append(f"- measured accuracy – (trial {trial.state.name})")
     if "params" in a:
@@ -131,12 +133,12 @@ def best_full_size(study: optuna.Study, info: SearchInfo, trials: Sequence[Froze
     """The best COMPLETE trial at the space's full depth (shallower levels are not comparable)."""
     if info.space is None:
         return None
-    full = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+    full = [t for t in trials if t.state == TrialState.COMPLETE and accuracy_of(t) is not None
             and t.user_attrs.get("level") == info.space.max_level and "arch" in t.user_attrs]
     if not full:
         return None
-    pick = max if study.direction == StudyDirection.MAXIMIZE else min
-    return pick(full, key=lambda t: t.value)
+    pick = max if study.directions[0] == StudyDirection.MAXIMIZE else min  # two objectives: the most accurate
+    return pick(full, key=accuracy_of)
 
 
 def _settings_lines(info: SearchInfo) -> list[str]:
@@ -173,7 +175,7 @@ def rescored_lines(study: optuna.Study, trials: Sequence[FrozenTrial], most: int
         return []
     name, plan = max(plans, key=lambda p: tuple(int(x) for x in p[0][len(PLAN_PREFIX):].split(":")))
     it, level = (int(x) for x in name[len(PLAN_PREFIX):].split(":"))
-    measured = {t.user_attrs["arch"]: t.value for t in sorted(trials, key=lambda t: t.number)
+    measured = {t.user_attrs["arch"]: accuracy_of(t) for t in sorted(trials, key=lambda t: t.number)
                 if t.state == TrialState.COMPLETE and "arch" in t.user_attrs}
     rows = sorted(zip(plan["rescored"]["keys"], plan["rescored"]["values"]), key=lambda kv: -kv[1])
     lines = ["", f"### Re-scored before iteration {it + 1}, level {level}", "",
@@ -199,11 +201,17 @@ def study_note(study: optuna.Study, info: SearchInfo, trials: Sequence[FrozenTri
     best = best_full_size(study, info, trials)
     if best is not None:
         lines += [f"**Best full-size architecture** (trial {best.number}): `{best.user_attrs['arch']}`", "",
-                  f"- validation accuracy **{best.value:.4f}** (supernet weights)"]
+                  f"- validation accuracy **{accuracy_of(best):.4f}** (supernet weights)"]
         if "params" in best.user_attrs:
             lines.append(f"- parameters (stand-alone) {best.user_attrs['params']:,}")
     else:
         lines.append("No full-size architecture measured yet.")
+    if best is not None and info.space is not None and study._is_multi_objective():
+        front = full_depth_front(study, info.space.max_level)
+        lines += ["", f"**Pareto front of the full-size networks** ({len(front)}, cheapest first; the Pareto-front "
+                  "plot shows every trial, shallower levels included):", ""]
+        lines += [f"- trial {t.number}: accuracy {t.values[0]:.4f} · cost {t.values[1]:,.0f} · `{t.user_attrs['arch']}`"
+                  for t in front]
 
     finished = [t for t in trials if t.state.is_finished()]
     complete = [t for t in finished if t.state == TrialState.COMPLETE]
@@ -366,7 +374,7 @@ class DashboardRecorder:
             body = body.rstrip() + "\n\n" + old[old.index(RANKING_MARKER):]
         optuna_dashboard.save_note(study, body)
         self._since_study_note = 0
-        self._best = best.value if best is not None else None
+        self._best = accuracy_of(best) if best is not None else None
         return body
 
     def _study_note_due(self, study: optuna.Study, trial: FrozenTrial) -> bool:
@@ -384,7 +392,8 @@ class DashboardRecorder:
             return False
         if self._best is None:
             return True
-        return trial.value > self._best if study.direction == StudyDirection.MAXIMIZE else trial.value < self._best
+        value = accuracy_of(trial)
+        return value > self._best if study.directions[0] == StudyDirection.MAXIMIZE else value < self._best
 
 
 def record_study(study: optuna.Study, artifact_dir: str | Path | None | bool = None) -> DashboardRecorder:

@@ -29,6 +29,7 @@ from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, NetworkSize
 from optuna_epnas.data import DeviceData, make_generator
 from optuna_epnas.nn import build_network
 from optuna_epnas.spaces.base import SearchSpace
+from optuna_epnas.values import check_objectives
 
 _logger = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ class SupernetObjective:
             dashboard; what a pruner needs). Off by default: each report is one more validation pass,
             and a pruner compares trials at one epoch across levels of very different depth. A pruned
             trial keeps its training (the weights are shared) and counts as measured at its last report.
+        objectives: what each trial returns: ``("accuracy",)`` its validation accuracy;
+            ``("accuracy", "params")`` or ``("accuracy", "macs")`` the tuple of it and the stand-alone
+            network's exact size (:attr:`network_size`), for a study with
+            ``directions=["maximize", "minimize"]``.
         max_params, max_macs: limits on the stand-alone network (:attr:`network_size`) that each trial
             reports as Optuna constraints (``trial.set_constraint``: count - limit, feasible at <= 0),
             for samplers that read them (TPE, NSGA-II); :class:`~optuna_epnas.EPNASSampler` with the
@@ -83,7 +88,7 @@ class SupernetObjective:
         checkpoint: str | os.PathLike | None | bool = None, amp: bool | None = None,
         channels_last: bool | None = None, eval_batch_size: int = 1000, warmup_epochs: int = 0,
         rescore_images: int = 1000, takeover: bool = False, max_params: int | None = None,
-        max_macs: int | None = None, report_epochs: bool = False,
+        max_macs: int | None = None, report_epochs: bool = False, objectives: Sequence[str] = ("accuracy",),
     ) -> None:
         for name, value, low in (("epochs", epochs, 1), ("channels", channels, 1), ("batch_size", batch_size, 1),
                                  ("warmup_epochs", warmup_epochs, 0), ("rescore_images", rescore_images, 1)):
@@ -105,6 +110,9 @@ class SupernetObjective:
         if not isinstance(report_epochs, bool):
             raise TypeError(f"report_epochs must be True or False, got {report_epochs!r}")
         self.report_epochs = report_epochs
+        self.objectives = check_objectives(objectives)
+        if report_epochs and len(self.objectives) > 1:
+            raise ValueError("Optuna prunes single-objective studies only: report_epochs needs objectives=('accuracy',)")
         self.pruned: set[int] = set()  # trained trials a pruner stopped (values: their last report)
         cuda = data.device.type == "cuda"
         self.amp = cuda if amp is None else amp
@@ -113,12 +121,12 @@ class SupernetObjective:
         self.optimizer: torch.optim.Optimizer | None = None
         self.trained: list[int] = []  # trial numbers whose training the weights contain, in order
         self._busy = threading.Lock()
-        self.values: dict[int, float] = {}  # their values, saved with the weights (a kill in between loses neither)
+        self.values: dict[int, Any] = {}  # their values, saved with the weights (a kill in between loses neither)
         self._path: Path | None = None
         self._token: str | None = None
 
     # -- the objective -------------------------------------------------------------------------
-    def __call__(self, trial: optuna.trial.Trial) -> float:
+    def __call__(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
         # One supernet trains one path at a time: a second thread (study.optimize(n_jobs=2)) would train
         # the same weights at once. Refused before the trial asks for an architecture, so it takes no slot.
         if not self._busy.acquire(blocking=False):
@@ -129,7 +137,7 @@ class SupernetObjective:
         finally:
             self._busy.release()
 
-    def _run(self, trial: optuna.trial.Trial) -> float:
+    def _run(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
         arch = self.space.suggest(trial)
         self._ensure_supernet(trial)
         trial.set_user_attr("arch", self.space.key(arch))
@@ -160,7 +168,8 @@ class SupernetObjective:
                                              + macs * len(self.data.val_y) * max(len(reports), 1)))
         trial.storage.set_trial_system_attr(trial._trial_id, ckpt.TRAINED_ATTR, len(self.trained))
         self.trained.append(trial.number)
-        self.values[trial.number] = accuracy
+        result = (accuracy, *(float(counts[o]) for o in self.objectives[1:])) if len(self.objectives) > 1 else accuracy
+        self.values[trial.number] = result
         if pruned:
             self.pruned.add(trial.number)
         try:
@@ -176,7 +185,7 @@ class SupernetObjective:
             trial.storage.set_trial_system_attr(trial._trial_id, RANKS_ATTR, distributed.rank_and_size()[1])
         if pruned:  # after the checkpoint: a resume completes it as PRUNED, from there
             raise optuna.TrialPruned(f"pruned after epoch {len(reports)} at validation accuracy {accuracy:.4f}")
-        return accuracy
+        return result
 
     @property
     def network_size(self) -> NetworkSize:
@@ -208,6 +217,7 @@ class SupernetObjective:
             "num_classes": self.data.num_classes, "in_channels": self.data.in_channels, "seed": self.seed,
             "image_size": self.data.image_size, "train_images": len(self.data.train_y),
             "warmup_epochs": self.warmup_epochs, **self._training_spec(),
+            **({"objectives": list(self.objectives)} if len(self.objectives) > 1 else {}),  # absent: as before
         }
 
     def _training_spec(self) -> dict[str, Any]:
@@ -403,7 +413,8 @@ class SupernetObjective:
                 "than this search; resume with the same settings, or use a new study name")
         self.set_state(state)
         self.trained = list(state["trained"])
-        self.values = {int(n): float(v) for n, v in (state.get("values") or {}).items()}
+        self.values = {int(n): v if isinstance(v, (list, tuple)) else float(v)
+                       for n, v in (state.get("values") or {}).items()}
         self.pruned = {int(n) for n in state.get("pruned", ())}
         self.warmed_up = bool(state["warmed_up"])
         if study is None:

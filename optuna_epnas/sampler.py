@@ -39,9 +39,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_epnas.cost import PLAN_PREFIX, NetworkSize, child_sizes, completion_sizes
 from optuna_epnas.owner import is_gone, process_mark
+from optuna_epnas.pareto import crowding, front_ranks
 from optuna_epnas.schedule import TemperatureSpec, planned_trials, temperature_schedule
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas.surrogate import LSTMSurrogate
+from optuna_epnas.values import COSTS, check_objectives
 
 _logger = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ class _Ledger:
             it, level, slot = stage
             s = ledger.stages[(it, level)].setdefault(slot, _Slot())
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED):  # pruned: at its last report (Optuna's value)
-                value = t.value if t.values is not None and len(t.values) == 1 else None
+                value = t.values[0] if t.values else None  # several objectives: the accuracy comes first
                 s.done, s.number = True, t.number
                 # a non-finite value is no measurement: not a parent, not a surrogate row
                 s.value = float(value) if value is not None and math.isfinite(value) else None
@@ -226,7 +228,13 @@ class EPNASSampler(BaseSampler):
             multiply-adds per image, counted exactly (:class:`~optuna_epnas.cost.NetworkSize`) in
             ``network`` -- pass ``objective.network_size``. Candidates over a limit are dropped before
             the surrogate scores them, at every level: no trial measures one. Macro space only.
-        network: the network the limits are counted in (required with a limit).
+        network: the network the limits and cost objectives are counted in (required with either).
+        objectives: for a study with two directions, what its values are: ``("accuracy", "params")``
+            or ``("accuracy", "macs")`` (as ``SupernetObjective(objectives=...)`` returns them; the cost
+            minimised). The surrogate predicts the accuracy, the cost is counted exactly, and each
+            level's candidates are ordered by their predicted non-dominated front (NSGA-II's crowding
+            distance inside a front), over which the K are drawn under τ as in one objective (PNAS:
+            the K first). Macro space only.
 
     A trial with an Optuna constraint over 0 (``trial.set_constraint``) is infeasible: it is not grown
     further, and the surrogate fits it at the worst value measured, so that it does not learn that an
@@ -256,6 +264,7 @@ class EPNASSampler(BaseSampler):
         max_params: int | None = None,
         max_macs: int | None = None,
         network: NetworkSize | None = None,
+        objectives: Sequence[str] | None = None,
     ) -> None:
         if space is None:
             from optuna_epnas.spaces.macro import MacroSpace
@@ -293,6 +302,11 @@ class EPNASSampler(BaseSampler):
             raise TypeError(f"diverse must be True or False, got {diverse!r}")
         self.diverse = diverse
         self.limits = _limits(space, max_params, max_macs, network)
+        self.objectives = None if objectives is None else check_objectives(objectives)
+        if self.objectives is not None and len(self.objectives) > 1:
+            _needs_network_counts(space, network, f"objectives={self.objectives}")
+        else:
+            self.objectives = None
         self.network = network
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self._arch_names = frozenset(space.distributions())
@@ -426,18 +440,22 @@ class EPNASSampler(BaseSampler):
         state = self._state(study)
         if state.config is not None:
             return state
-        if study._is_multi_objective():
+        wanted = len(self.objectives or ("value",))
+        if len(study.directions) != wanted:
             raise ValueError(
-                f"study {study.study_name!r} has {len(study.directions)} objectives; EPNASSampler searches "
-                "one value (accuracy, or an error or loss to minimise): create the study with one direction"
-            )
+                f"study {study.study_name!r} has {len(study.directions)} objectives and this EPNASSampler "
+                f"{wanted}: it searches one value (accuracy, or an error or loss to minimise), or accuracy and "
+                "a cost with objectives=('accuracy', 'params'|'macs'), network=objective.network_size")
+        if self.objectives and study.directions[1] != StudyDirection.MINIMIZE:
+            raise ValueError(f"the study maximises {self.objectives[1]}, a cost: create it with "
+                             "directions=['maximize', 'minimize']")
         if isinstance(getattr(study, "pruner", None), optuna.pruners.HyperbandPruner):
             raise ValueError(
                 "HyperbandPruner splits the trials into brackets and hands samplers one bracket's view of the "
                 "study, which a progressive schedule over all trials does not fit: use another pruner "
                 "(MedianPruner, SuccessiveHalvingPruner) or none"
             )
-        state.maximize = study.direction == StudyDirection.MAXIMIZE
+        state.maximize = study.directions[0] == StudyDirection.MAXIMIZE
         if self.rescore is not None and not state.maximize:
             raise ValueError("rescore re-measures validation accuracies, which a minimised study cannot "
                              "compare with its values: use direction='maximize' or rescore=None")
@@ -454,6 +472,8 @@ class EPNASSampler(BaseSampler):
             **({"parent_weight": self.parent_weight} if self.parent_weight else {}),  # absent: as before
             **({"diverse": True} if self.diverse else {}),
             **({"limits": {**self.limits, "network": dataclasses.asdict(self.network)}} if self.limits else {}),
+            **({"objectives": list(self.objectives), "network": dataclasses.asdict(self.network)}
+               if self.objectives else {}),
         }
         stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_ATTR)
         if stored is None:
@@ -633,11 +653,16 @@ class EPNASSampler(BaseSampler):
             raise ValueError(f"no architecture of level {level} grown from level {level - 1}'s fits "
                              f"{self._limits_text()}: raise the limit")
         predicted, log_weights = self._score(members, prefixes, children, best=max(values))
+        if self.objectives:  # the predicted front and crowding, over (acquisition, exact cost)
+            cost = np.concatenate([self._costs(p)[f] for p, f in zip(parents, fits)])
+            log_weights = _pareto_weights(log_weights, cost)
         if self.parent_weight:  # trust what was measured: children of the better-measured parents first
             # The trial's own measurement, not a re-scored value: re-scoring on the current weights ranks
             # the most recently trained path first (measured: 7 of 8 levels of a Fashion-MNIST run).
             parent_values = np.array(targets([v for _, v in measured_parents]), dtype=np.float64)
-            log_weights = log_weights + self.parent_weight * np.repeat(_scaled(parent_values, self.score), sizes)
+            parent_score = (_pareto_weights(parent_values, np.array([self._cost(p) for p in parents]))
+                            if self.objectives else _scaled(parent_values, self.score))
+            log_weights = log_weights + self.parent_weight * np.repeat(parent_score, sizes)
         groups = None
         if self.diverse:  # (parent, group) -> one id
             each = [self.space.child_groups(p)[f] for p, f in zip(parents, fits)]
@@ -677,6 +702,15 @@ class EPNASSampler(BaseSampler):
         params, macs = child_sizes(self.space, parent, self.network)
         more_params, more_macs = completion_sizes(self.space, self.space.level(parent) + 1, self.network)
         return params + more_params, macs + more_macs
+
+    def _costs(self, parent: Any) -> np.ndarray:
+        """The cost objective of every child of ``parent``."""
+        assert self.objectives is not None and self.network is not None
+        return child_sizes(self.space, parent, self.network)[COSTS[self.objectives[1]]]
+
+    def _cost(self, arch: Any) -> float:
+        assert self.objectives is not None and self.network is not None
+        return float(self.network.count(self.space, arch)[COSTS[self.objectives[1]]])
 
     def _smallest(self, parent: Any) -> str:
         params, macs = self._completed_sizes(parent)
@@ -737,13 +771,25 @@ def _limits(space: SearchSpace, max_params: int | None, max_macs: int | None,
     for name, value in limits.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if limits and not isinstance(network, NetworkSize):
-        raise ValueError(f"{', '.join(limits)} is counted in a network of a given width and input: pass "
-                         f"network=objective.network_size (or an optuna_epnas.cost.NetworkSize), got {network!r}")
-    if limits and space.child_cost_classes(space.root()) is None:
-        raise ValueError(f"size limits are counted for the macro space only; {space!r} has no exact per-child "
-                         "count yet (each child's network would be built to count it)")
+    if limits:
+        _needs_network_counts(space, network, ", ".join(limits))
     return {name: int(value) for name, value in limits.items()}
+
+
+def _needs_network_counts(space: SearchSpace, network: NetworkSize | None, what: str) -> None:
+    if not isinstance(network, NetworkSize):
+        raise ValueError(f"{what} is counted in a network of a given width and input: pass "
+                         f"network=objective.network_size (or an optuna_epnas.cost.NetworkSize), got {network!r}")
+    if space.child_cost_classes(space.root()) is None:
+        raise ValueError(f"{what}: sizes are counted for the macro space only; {space!r} has no exact per-child "
+                         "count yet (each child's network would be built to count it)")
+
+
+def _pareto_weights(gain: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Selection log-weights from the non-dominated front of (gain up, cost down) and the crowding
+    distance inside it (a whole front counts more than any crowding), z-scored as ``score="z"``."""
+    ranks = front_ranks(gain, cost)
+    return _scaled(-ranks + 0.5 * crowding(gain, cost, ranks), "z")
 
 
 def log_weights(each: np.ndarray, acquisition: str, score: str, beta: float = 1.0, best: float = 0.0) -> np.ndarray:

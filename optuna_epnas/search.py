@@ -22,6 +22,7 @@ from optuna_epnas.sampler import ACQUISITIONS, SCORES, EPNASSampler, Rescorer
 from optuna_epnas.schedule import planned_trials
 from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace
 from optuna_epnas.storages import open_storage
+from optuna_epnas.values import accuracy_of, check_objectives
 
 @dataclass(frozen=True)
 class SearchSettings:
@@ -49,6 +50,7 @@ class SearchSettings:
     diverse: bool = True
     max_params: int | None = None  # size limits, counted in the network the search trains
     max_macs: int | None = None
+    objectives: tuple[str, ...] = ("accuracy",)  # ("accuracy", "params"|"macs"): a two-objective search
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -58,7 +60,8 @@ class SearchSettings:
         return out
 
 
-_ABSENT_WHEN_OFF = {"parent_weight": 0.0, "diverse": False, "max_params": None, "max_macs": None}
+_ABSENT_WHEN_OFF = {"parent_weight": 0.0, "diverse": False, "max_params": None, "max_macs": None,
+                    "objectives": ("accuracy",)}
 
 
 _PAPER = {"temperature": (10.0, 1.0), "ensemble": 1, "score": "raw", "acquisition": "mean", "rescore": False,
@@ -71,6 +74,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pnas": _PAPER,  # top-K of one LSTM's predictions (PNAS itself averaged 5: --ensemble is fixed here)
     "tpe": {"warmup_epochs": 0},
     "random": {"warmup_epochs": 0},
+    "nsga2": {"warmup_epochs": 0},  # Optuna's NSGA-II: the multi-objective baseline
     # ablations of the default, one mechanism off each
     "epnas-rescore": {"rescore": True},  # off by default: re-scored values favour the last-trained path
     "epnas-no-warmup": {"warmup_epochs": 0},
@@ -78,7 +82,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "epnas-surrogate-only": {"parent_weight": 0.0, "diverse": False},  # the draw before parent weight + diverse
 }
 SAMPLER_NAMES = tuple(VARIANTS)
-PROGRESSIVE = tuple(n for n in SAMPLER_NAMES if n not in ("tpe", "random"))
+PROGRESSIVE = tuple(n for n in SAMPLER_NAMES if n not in ("tpe", "random", "nsga2"))
 BASELINES = ("epnas", "epnas-paper", "pnas", "tpe", "random")  # what `epnas compare` runs by default
 
 
@@ -105,7 +109,8 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "rescore": args.rescore, "warmup_epochs": args.warmup_epochs, "epochs": args.epochs,
             "channels": args.channels, "batch_size": args.batch_size, "lr": args.lr,
             "parent_weight": args.parent_weight, "diverse": args.diverse,
-            "max_params": getattr(args, "max_params", None), "max_macs": getattr(args, "max_macs", None)}
+            "max_params": getattr(args, "max_params", None), "max_macs": getattr(args, "max_macs", None),
+            "objectives": getattr(args, "objectives", None)}
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -124,6 +129,13 @@ def op_list(text: str) -> tuple[str, ...]:
     if not ops or unknown:
         raise argparse.ArgumentTypeError(f"unknown operation(s) {unknown or [text]}; choose from {','.join(MICRO_OPS)}")
     return ops
+
+
+def objective_list(text: str) -> tuple[str, ...]:
+    try:
+        return check_objectives(o.strip() for o in text.split(",") if o.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use accuracy, accuracy,params or accuracy,macs") from None
 
 
 def add_space_arguments(group: argparse._ActionsContainer) -> None:
@@ -180,6 +192,9 @@ def add_search_arguments(group: argparse._ActionsContainer) -> None:
                             "(progressive samplers; TPE and random see it as an Optuna constraint). Macro space")
     group.add_argument("--max-macs", type=positive_int, default=None, metavar="N",
                        help="likewise for forward multiply-adds per image")
+    group.add_argument("--objectives", type=objective_list, default=None, metavar="LIST",
+                       help="accuracy (default), or accuracy,params / accuracy,macs: a two-objective search "
+                            "(accuracy maximised, the exact size minimised); the summary lists the Pareto front")
 
 
 def make_space(args: argparse.Namespace) -> SearchSpace:
@@ -202,11 +217,14 @@ def make_sampler(name: str, space: SearchSpace, settings: SearchSettings, seed: 
                             acquisition=settings.acquisition, beta=settings.beta,
                             rescore=rescore if settings.rescore else None,
                             parent_weight=settings.parent_weight, diverse=settings.diverse,
-                            max_params=settings.max_params, max_macs=settings.max_macs, network=network)
+                            max_params=settings.max_params, max_macs=settings.max_macs, network=network,
+                            objectives=settings.objectives)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":  # generations of 10: at the ~50 trials of a proxy budget the default 50 would never evolve
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
     raise ValueError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLER_NAMES)}")
 
 
@@ -281,7 +299,7 @@ def make_objective(space: SearchSpace, data: DeviceData, settings: SearchSetting
     return SupernetObjective(space, data, epochs=settings.epochs, channels=settings.channels,
                              batch_size=settings.batch_size, lr=settings.lr, seed=seed,
                              warmup_epochs=settings.warmup_epochs, max_params=settings.max_params,
-                             max_macs=settings.max_macs, **kwargs)
+                             max_macs=settings.max_macs, objectives=settings.objectives, **kwargs)
 
 
 #: Study system attr: the named sampler a search was made with (resuming with another is refused).
@@ -325,8 +343,13 @@ def open_search(
     if cost_budget is not None and isinstance(made, EPNASSampler):
         raise ValueError("a progressive sampler runs its schedule: a compute budget is for TPE and random search")
     opened = open_storage(storage, heartbeat) if isinstance(storage, str) else storage
-    study = optuna.create_study(storage=opened, study_name=study_name, direction="maximize", sampler=made,
+    directions = ["maximize"] + ["minimize"] * (len(settings.objectives) - 1)
+    study = optuna.create_study(storage=opened, study_name=study_name, directions=directions, sampler=made,
                                 pruner=pruner or optuna.pruners.NopPruner(), load_if_exists=True)
+    if [d.name.lower() for d in study.directions] != directions:
+        raise ValueError(f"study {study_name!r} has {len(study.directions)} objective(s) "
+                         f"({', '.join(d.name.lower() for d in study.directions)}), not the --objectives given "
+                         f"({', '.join(settings.objectives)}): resume it with its own, or use a new study name")
     _record_sampler(study, sampler)
     objective.attach(study)  # before the sampler runs: completes a trial a kill left unrecorded
     return Search(study=study, sampler=made, objective=objective, space=space,
@@ -351,8 +374,8 @@ class Progress:
             self._update(t)
 
     def _update(self, trial) -> None:
-        if trial.user_attrs.get("level") == self.space.max_level and trial.value is not None:
-            self.best_full = max(self.best_full or 0.0, trial.value)
+        if trial.user_attrs.get("level") == self.space.max_level and accuracy_of(trial) is not None:
+            self.best_full = max(self.best_full or 0.0, accuracy_of(trial))
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self._update(trial)
@@ -361,7 +384,8 @@ class Progress:
         a = trial.user_attrs
         where = (f"iter {a['iteration']}/{self.sampler.iterations} level {a['level']}/{self.space.max_level} "
                  f"τ={a['temperature']:.3g}" if "iteration" in a else f"level {a.get('level', '?')}")
-        value = "failed" if trial.value is None else f"acc {trial.value:.4f}" + (
+        value = "failed" if accuracy_of(trial) is None else f"acc {accuracy_of(trial):.4f}" + (
+            f" {trial.values[1]:,.0f}" if len(trial.values) > 1 else "") + (
             f" (pruned after epoch {trial.last_step + 1})" if trial.state == TrialState.PRUNED else "")
         best = "-" if self.best_full is None else f"{self.best_full:.4f}"
         print(

@@ -34,6 +34,8 @@ from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.spaces import MacroSpace, MicroSpace, SearchSpace, space_from_spec
+from optuna_epnas.pareto import full_depth_front
+from optuna_epnas.values import accuracy_of
 from optuna_epnas.storages import open_storage, public_url
 
 RESULT_FORMAT = "optuna_epnas.train/1"
@@ -42,8 +44,9 @@ DEFAULT_CHANNELS = {"macro": 64, "micro": 32}
 
 
 # -- which architecture ----------------------------------------------------------------------------
-def best_architecture(study: optuna.Study) -> tuple[SearchSpace, Any, FrozenTrial]:
-    """The best full-size architecture of a search, by its measured (supernet validation) value.
+def best_architecture(study: optuna.Study, number: int | None = None) -> tuple[SearchSpace, Any, FrozenTrial]:
+    """The best full-size architecture of a search, by its measured (supernet validation) value, or
+    trial ``number``'s (a Pareto-front member of a two-objective search: it has no single best).
 
     Only COMPLETE trials whose ``level`` is the space's ``max_level`` count: a progressive search
     also measures shallower architectures, whose values are not comparable and which are not what
@@ -57,6 +60,16 @@ def best_architecture(study: optuna.Study) -> tuple[SearchSpace, Any, FrozenTria
             "search (SupernetObjective / `epnas search`); pass the architecture with --arch KEY instead")
     space = space_from_spec(spec["space"])
     trials = study.get_trials(deepcopy=False)
+    if number is not None:
+        chosen = next((t for t in trials if t.number == number), None)
+        if chosen is None or chosen.state != TrialState.COMPLETE or "arch" not in chosen.user_attrs:
+            raise ValueError(f"study {study.study_name!r} has no complete trial {number} with an architecture "
+                             f"(it has {len(trials)} trials, numbered 0-{len(trials) - 1})")
+        return space, space.parse(chosen.user_attrs["arch"]), chosen
+    if study._is_multi_objective():
+        front = [t.number for t in full_depth_front(study, space.max_level)]
+        raise ValueError(f"study {study.study_name!r} has {len(study.directions)} objectives, so no single best: "
+                         f"pick a member of its full-depth Pareto front with --trial N (trials {front})")
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     full = [t for t in complete if t.user_attrs.get("level") == space.max_level and "arch" in t.user_attrs]
     if not full:
@@ -68,7 +81,7 @@ def best_architecture(study: optuna.Study) -> tuple[SearchSpace, Any, FrozenTria
             f"{len(trials)} trials, {len(complete)} complete ({counts}); let the search finish (re-run the "
             "same `epnas search` command to resume it)")
     pick = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-    best = pick(full, key=lambda t: t.value)
+    best = pick(full, key=accuracy_of)
     return space, space.parse(best.user_attrs["arch"]), best
 
 
@@ -267,6 +280,8 @@ def add_train_parser(commands: Any) -> argparse.ArgumentParser:
     source.add_argument("--study", default=None, metavar="NAME",
                         help="a search study: train its best full-size architecture")
     source.add_argument("--storage", default="sqlite:///epnas.db", help="Optuna storage URL of --study")
+    source.add_argument("--trial", type=int, default=None, metavar="N",
+                        help="with --study: this trial's architecture (a Pareto-front member) instead of the best")
     source.add_argument("--arch", default=None, metavar="KEY", help="an architecture key, e.g. 'conv3x3 | sep5x5[0]'")
     source.add_argument("--space", choices=("macro", "micro"), default=None,
                         help="the space of an --arch key (default: macro; a --study brings its own)")
@@ -316,14 +331,16 @@ def resolve_source(args: argparse.Namespace) -> tuple[SearchSpace, Any, dict[str
     if (args.study is None) == (args.arch is None):
         raise ValueError("give exactly one of --study NAME (train the best architecture of a search) "
                          "or --arch KEY (train a given architecture)")
+    if getattr(args, "trial", None) is not None and args.study is None:
+        raise ValueError("--trial picks a trial of a --study")
     if args.study is not None:
         if args.space is not None:
             raise ValueError("--space/--layers/--blocks describe an --arch key; a --study brings its own space")
         study = load_search_study(args.study, args.storage)
-        space, arch, trial = best_architecture(study)
+        space, arch, trial = best_architecture(study, args.trial)
         spec = study._storage.get_study_system_attrs(study._study_id)[OBJECTIVE_ATTR]
         source = {"study": study.study_name, "storage": public_url(args.storage), "trial": trial.number,
-                  "supernet_val_accuracy": trial.value, "search_channels": spec.get("channels"),
+                  "supernet_val_accuracy": accuracy_of(trial), "search_channels": spec.get("channels"),
                   "search_dataset": spec.get("dataset")}
         return space, arch, source, spec
     space: SearchSpace = (MicroSpace(num_blocks=args.blocks) if args.space == "micro"
