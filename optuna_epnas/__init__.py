@@ -1,5 +1,6 @@
 """optuna_epnas: Efficient Progressive Neural Architecture Search as an Optuna sampler."""
 
+from optuna_epnas.cost import NetworkSize
 from optuna_epnas.data import DeviceData, load_dataset
 from optuna_epnas.export import ModelSpec, build_model
 from optuna_epnas.nn import build_network
@@ -8,7 +9,8 @@ from optuna_epnas.sampler import EPNASSampler
 from optuna_epnas.spaces import MacroArch, MacroSpace, MicroArch, MicroSpace, SearchSpace
 
 __all__ = [
-    "DeviceData", "EPNASSampler", "MacroArch", "MacroSpace", "MicroArch", "MicroSpace", "ModelSpec", "SearchSpace",
+    "DeviceData", "EPNASSampler", "MacroArch", "MacroSpace", "MicroArch", "MicroSpace", "ModelSpec", "NetworkSize",
+    "SearchSpace",
     "SupernetObjective", "build_model", "build_network", "load_dataset",
 ]
 __version__ = "0.1.0"

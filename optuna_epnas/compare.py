@@ -425,6 +425,9 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError("--budget-kind compute gives TPE and random search what an EPNAS/PNAS schedule spends: "
                          f"name one of {','.join(PROGRESSIVE)} in --samplers")
     resolve_settings("epnas", settings_from_args(args))  # bad values in a Namespace made in Python
+    if len(getattr(args, "objectives", None) or ("accuracy",)) > 1:
+        raise ValueError("epnas compare judges one objective (the chosen network's test error); for accuracy and "
+                         "a cost at equal compute, run python studies/pareto_compare.py")
     if args.budget is not None and args.budget < 1:
         raise ValueError(f"--budget must be a positive integer, got {args.budget!r}")
     if args.ranking_n < 0:

@@ -332,6 +332,9 @@ def test_a_bad_namespace_is_refused_before_anything_runs(tmp_path):
     args.seeds, args.samplers = 1, ("epnas", "bogus")
     with pytest.raises(ValueError, match="--samplers"):
         compare_command(args)
+    args.samplers, args.objectives = ("epnas",), ("accuracy", "params")
+    with pytest.raises(ValueError, match="studies/pareto_compare.py"):
+        compare_command(args)
     assert not (tmp_path / "x").exists()
 
 

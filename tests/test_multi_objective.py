@@ -133,3 +133,17 @@ def test_the_command_line_lists_the_front_and_trains_a_member(tmp_path, capsys):
     for sampler in ("tpe", "nsga2"):
         assert main(SMALL + ["--storage", url, "--study-name", sampler, "--sampler", sampler, "--n-trials", "3"]) == 0
         assert len(optuna.load_study(storage=url, study_name=sampler).trials[0].values) == 2
+
+
+def test_hypervolume_equals_optunas_and_ignores_points_beyond_the_reference():
+    from optuna._hypervolume import compute_hypervolume
+
+    from optuna_epnas.pareto import hypervolume
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        n = int(rng.integers(1, 15))
+        gain, cost = rng.random(n), rng.random(n)
+        expected = compute_hypervolume(np.stack([-gain, cost], axis=1), np.array([0.0, 1.0]))  # Optuna minimises
+        assert hypervolume(gain, cost, 0.0, 1.0) == pytest.approx(expected, abs=1e-12)
+    assert hypervolume([0.5, 2.0], [0.5, 3.0], 0.0, 1.0) == 0.25  # the second point is past the reference cost
