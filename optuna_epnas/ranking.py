@@ -47,6 +47,7 @@ from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.spaces import SearchSpace, space_from_spec
 from optuna_epnas.storages import public_url
 from optuna_epnas.train import load_search_study, train_final
+from optuna_epnas.values import accuracy_of
 
 __all__ = [
     "RankCorrelation", "rank_correlation", "spread_trials", "supernet_vs_standalone", "standalone_correlations",
@@ -145,7 +146,7 @@ def _latest_full_size(pairs: Sequence[tuple[str | None, FrozenTrial]], max_level
     """One (label, trial) per distinct full-size architecture: its latest COMPLETE measurement."""
     latest: dict[str, tuple[str | None, FrozenTrial]] = {}
     for label, t in pairs:
-        if (t.state != TrialState.COMPLETE or t.value is None or t.user_attrs.get("level") != max_level
+        if (t.state != TrialState.COMPLETE or accuracy_of(t) is None or t.user_attrs.get("level") != max_level
                 or "arch" not in t.user_attrs):
             continue
         key = t.user_attrs["arch"]
@@ -168,7 +169,7 @@ def _spread(pairs: Sequence[tuple[str | None, FrozenTrial]], max_level: int, n: 
             ) -> list[tuple[str | None, FrozenTrial]]:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    full = sorted(_latest_full_size(pairs, max_level), key=lambda p: (p[1].value, p[1].user_attrs["arch"]))
+    full = sorted(_latest_full_size(pairs, max_level), key=lambda p: (accuracy_of(p[1]), p[1].user_attrs["arch"]))
     return [full[i] for i in _even_ranks(len(full), n)]
 
 
@@ -228,7 +229,7 @@ def supernet_vs_standalone(
     for i, ((label, trial), spec) in enumerate(zip(picked, specs), start=1):
         result = train_final(_seeded_build(spec, seed), data, epochs=epochs, seed=seed)
         rows.append({
-            "arch": spec.arch, "study": label, "trial": trial.number, "supernet_accuracy": float(trial.value),
+            "arch": spec.arch, "study": label, "trial": trial.number, "supernet_accuracy": float(accuracy_of(trial)),
             "standalone_val_accuracy": result.val_accuracy, "standalone_test_accuracy": result.test_accuracy,
             "params": result.params, "seconds": result.seconds,
         })
@@ -256,7 +257,7 @@ def _measured_by_stage(trials: Sequence[FrozenTrial]) -> dict[tuple[int, int], d
     stages: dict[tuple[int, int], dict[str, FrozenTrial]] = {}
     for t in trials:
         a = t.user_attrs
-        if t.state != TrialState.COMPLETE or t.value is None or not {"iteration", "level", "arch"} <= a.keys():
+        if t.state != TrialState.COMPLETE or accuracy_of(t) is None or not {"iteration", "level", "arch"} <= a.keys():
             continue  # enqueued trials have no stage: the sampler never trains its surrogate on them either
         stage = stages.setdefault((int(a["iteration"]), int(a["level"])), {})
         if a["arch"] not in stage or stage[a["arch"]].number < t.number:
@@ -292,7 +293,7 @@ def surrogate_heldout(study_or_trials: optuna.Study | Sequence[FrozenTrial]) -> 
         measured = stages[stage]
         predicted = {k: t for k, t in measured.items() if "predicted_accuracy" in t.user_attrs}
         if predicted:
-            pairs = [(float(t.user_attrs["predicted_accuracy"]), float(t.value))
+            pairs = [(float(t.user_attrs["predicted_accuracy"]), float(accuracy_of(t)))
                      for k, t in predicted.items() if k not in seen]
             heldout[stage] = (pairs, len(predicted) - len(pairs))
         seen |= measured.keys()

@@ -60,7 +60,7 @@ def test_epnas_train_on_two_ranks_writes_one_result(tmp_path):
 
 def test_two_ranks_stop_a_pruned_trial_together_and_match_one_process(tmp_path):
     # a pruner stops training after an epoch on rank 0; the other rank is told and stops there too
-    pruning = [*SMALL, "--epochs", "3", "--report-epochs", "--pruner", "successive-halving"]
+    pruning = [*SMALL, "--iterations", "1", "--epochs", "3", "--report-epochs", "--pruner", "successive-halving"]
     one, two = f"sqlite:///{tmp_path}/one.db", f"sqlite:///{tmp_path}/two.db"
     alone = subprocess.run([sys.executable, "-m", "optuna_epnas.cli", *pruning, "--storage", one, "--study-name", "p"],
                            capture_output=True, text=True, timeout=900)
