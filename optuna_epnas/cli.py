@@ -164,7 +164,8 @@ def _search(args: argparse.Namespace, space, data, study_name: str, settings, ra
         report_epochs=args.report_epochs, pruner=PRUNERS[args.pruner](),
     )
     done = run.finished
-    limits = {k: v for k, v in (("parameters", settings.max_params), ("multiply-adds", settings.max_macs)) if v}
+    limits = {k: v for k, v in (("parameters", settings.max_params), ("multiply-adds", settings.max_macs),
+                                ("ms of estimated latency", settings.max_latency_ms)) if v}
     print(
         f"epnas search: {args.sampler} on {space!r} ({space.cardinality():.3g} architectures), "
         f"{args.dataset} on {data.device}" + (f" × {ranks} ranks" if ranks > 1 else "")

@@ -53,6 +53,11 @@ class NetworkSize:
     image_size: int
     cells: int | None = None
 
+    @classmethod
+    def of(cls, data: Any, channels: int) -> "NetworkSize":
+        """The network a supernet of ``channels`` trains on ``data`` (a DeviceData)."""
+        return cls(data.num_classes, data.in_channels, channels, data.image_size)
+
     def count(self, space: Any, arch: Any) -> tuple[int, int]:
         """(parameters, forward multiply-adds per image) of the stand-alone network of ``arch``."""
         return _count(json.dumps(space.spec(), sort_keys=True), space.key(arch), self)

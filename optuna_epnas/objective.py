@@ -76,6 +76,8 @@ class SupernetObjective:
             ``("accuracy", "params")`` or ``("accuracy", "macs")`` the tuple of it and the stand-alone
             network's exact size (:attr:`network_size`), for a study with
             ``directions=["maximize", "minimize"]``.
+        latency, max_latency_ms: a :class:`~optuna_epnas.latency.LatencyTable` of the device, which
+            ``objectives=("accuracy", "latency")`` and ``max_latency_ms`` (a constraint, as below) read.
         max_params, max_macs: limits on the stand-alone network (:attr:`network_size`) that each trial
             reports as Optuna constraints (``trial.set_constraint``: count - limit, feasible at <= 0),
             for samplers that read them (TPE, NSGA-II); :class:`~optuna_epnas.EPNASSampler` with the
@@ -89,6 +91,7 @@ class SupernetObjective:
         channels_last: bool | None = None, eval_batch_size: int = 1000, warmup_epochs: int = 0,
         rescore_images: int = 1000, takeover: bool = False, max_params: int | None = None,
         max_macs: int | None = None, report_epochs: bool = False, objectives: Sequence[str] = ("accuracy",),
+        latency: Any = None, max_latency_ms: float | None = None,
     ) -> None:
         for name, value, low in (("epochs", epochs, 1), ("channels", channels, 1), ("batch_size", batch_size, 1),
                                  ("warmup_epochs", warmup_epochs, 0), ("rescore_images", rescore_images, 1)):
@@ -99,7 +102,11 @@ class SupernetObjective:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 if low is None else value >= low)):
                 raise ValueError(f"{name} must be a finite number {'> 0' if low is None else '>= 0'}, got {value!r}")
         self.space, self.data, self.epochs, self.channels = space, data, epochs, channels
-        self.limits = {name: int(v) for name, v in (("params", max_params), ("macs", max_macs)) if v is not None}
+        self.limits: dict[str, float] = {name: int(v) for name, v in (("params", max_params), ("macs", max_macs))
+                                         if v is not None}
+        if max_latency_ms is not None:
+            self.limits["latency"] = float(max_latency_ms)
+        self.latency = latency
         if any(isinstance(v, bool) or v < 1 for v in (max_params, max_macs) if v is not None):
             raise ValueError(f"max_params and max_macs must be positive integers, got {max_params!r}, {max_macs!r}")
         self.batch_size, self.lr, self.momentum = batch_size, lr, momentum
@@ -111,6 +118,9 @@ class SupernetObjective:
             raise TypeError(f"report_epochs must be True or False, got {report_epochs!r}")
         self.report_epochs = report_epochs
         self.objectives = check_objectives(objectives)
+        if "latency" in (*self.objectives, *self.limits) and latency is None:
+            raise ValueError("a latency objective or limit needs latency=latency_table(space, objective.network_size, "
+                             "device) (optuna_epnas.latency)")
         if report_epochs and len(self.objectives) > 1:
             raise ValueError("Optuna prunes single-objective studies only: report_epochs needs objectives=('accuracy',)")
         self.pruned: set[int] = set()  # trained trials a pruner stopped (values: their last report)
@@ -142,7 +152,10 @@ class SupernetObjective:
         self._ensure_supernet(trial)
         trial.set_user_attr("arch", self.space.key(arch))
         trial.set_user_attr("level", self.space.level(arch))
-        counts = dict(zip(("params", "macs"), self.network_size.count(self.space, arch)))
+        counts: dict[str, float] = dict(zip(("params", "macs"), self.network_size.count(self.space, arch)))
+        if self.latency is not None:
+            counts["latency"] = self.latency.network_ms(arch)
+            trial.set_user_attr("latency_ms", round(counts["latency"], 6))
         trial.set_user_attr("params", counts["params"])
         for name, limit in self.limits.items():
             trial.set_constraint(name, float(counts[name] - limit))
@@ -190,7 +203,7 @@ class SupernetObjective:
     @property
     def network_size(self) -> NetworkSize:
         """The network its trials train, as size limits count it (``EPNASSampler(network=...)``)."""
-        return NetworkSize(self.data.num_classes, self.data.in_channels, self.channels, self.data.image_size)
+        return NetworkSize.of(self.data, self.channels)
 
     def _macs(self, arch: Any) -> int:
         return self.network_size.count(self.space, arch)[1]
@@ -218,6 +231,7 @@ class SupernetObjective:
             "image_size": self.data.image_size, "train_images": len(self.data.train_y),
             "warmup_epochs": self.warmup_epochs, **self._training_spec(),
             **({"objectives": list(self.objectives)} if len(self.objectives) > 1 else {}),  # absent: as before
+            **({"latency_table": self.latency.digest} if "latency" in self.objectives else {}),
         }
 
     def _training_spec(self) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_epnas.cost import PLAN_PREFIX, NetworkSize, child_sizes, completion_sizes
+from optuna_epnas.latency import LatencyTable
 from optuna_epnas.owner import is_gone, process_mark
 from optuna_epnas.pareto import crowding, front_ranks
 from optuna_epnas.schedule import TemperatureSpec, planned_trials, temperature_schedule
@@ -229,9 +230,13 @@ class EPNASSampler(BaseSampler):
             ``network`` -- pass ``objective.network_size``. Candidates over a limit are dropped before
             the surrogate scores them, at every level: no trial measures one. Macro space only.
         network: the network the limits and cost objectives are counted in (required with either).
+        max_latency_ms, latency: a limit on the network's forward latency as estimated by ``latency``, a
+            :class:`~optuna_epnas.latency.LatencyTable` measured on the device (``latency_table(...)``),
+            filtered like the size limits (the estimate is a sum over the table, so exactly); ``latency``
+            is also what ``objectives=("accuracy", "latency")`` counts.
         objectives: for a study with two directions, what its values are: ``("accuracy", "params")``
-            or ``("accuracy", "macs")`` (as ``SupernetObjective(objectives=...)`` returns them; the cost
-            minimised). The surrogate predicts the accuracy, the cost is counted exactly, and each
+            ``("accuracy", "macs")`` or ``("accuracy", "latency")`` (as ``SupernetObjective(objectives=...)``
+            returns them; the cost minimised). The surrogate predicts the accuracy, the cost is counted exactly, and each
             level's candidates are ordered by their predicted non-dominated front (NSGA-II's crowding
             distance inside a front), over which the K are drawn under τ as in one objective (PNAS:
             the K first). Macro space only.
@@ -265,6 +270,8 @@ class EPNASSampler(BaseSampler):
         max_macs: int | None = None,
         network: NetworkSize | None = None,
         objectives: Sequence[str] | None = None,
+        max_latency_ms: float | None = None,
+        latency: LatencyTable | None = None,
     ) -> None:
         if space is None:
             from optuna_epnas.spaces.macro import MacroSpace
@@ -307,6 +314,13 @@ class EPNASSampler(BaseSampler):
             _needs_network_counts(space, network, f"objectives={self.objectives}")
         else:
             self.objectives = None
+        if max_latency_ms is not None and not (isinstance(max_latency_ms, (int, float)) and max_latency_ms > 0
+                                               and math.isfinite(max_latency_ms)):
+            raise ValueError(f"max_latency_ms must be a positive number, got {max_latency_ms!r}")
+        if (max_latency_ms is not None or "latency" in (self.objectives or ())) and not isinstance(latency, LatencyTable):
+            raise ValueError("a latency limit or objective needs the table it is estimated from: "
+                             f"latency=optuna_epnas.latency.latency_table(space, objective.network_size, device), got {latency!r}")
+        self.max_latency_ms, self.latency = max_latency_ms, latency
         self.network = network
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self._arch_names = frozenset(space.distributions())
@@ -474,6 +488,8 @@ class EPNASSampler(BaseSampler):
             **({"limits": {**self.limits, "network": dataclasses.asdict(self.network)}} if self.limits else {}),
             **({"objectives": list(self.objectives), "network": dataclasses.asdict(self.network)}
                if self.objectives else {}),
+            **({"latency": {"max_ms": self.max_latency_ms, "table": self.latency.digest,
+                            "device": self.latency.device}} if self.latency is not None else {}),
         }
         stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_ATTR)
         if stored is None:
@@ -693,10 +709,18 @@ class EPNASSampler(BaseSampler):
     def _fits(self, parent: Any) -> np.ndarray:
         """Per child of ``parent``: whether it and its cheapest full-depth completion are within every
         limit (a child that only fits as a partial network would leave the next level nothing to grow)."""
-        if not self.limits:
-            return np.ones(self.space.num_children(parent), dtype=bool)
-        params, macs = self._completed_sizes(parent)
-        return (params <= self.limits.get("max_params", np.inf)) & (macs <= self.limits.get("max_macs", np.inf))
+        fits = np.ones(self.space.num_children(parent), dtype=bool)
+        if self.limits:
+            params, macs = self._completed_sizes(parent)
+            fits &= (params <= self.limits.get("max_params", np.inf)) & (macs <= self.limits.get("max_macs", np.inf))
+        if self.max_latency_ms is not None:
+            assert self.latency is not None
+            fits &= self._completed_ms(parent) <= self.max_latency_ms
+        return fits
+
+    def _completed_ms(self, parent: Any) -> np.ndarray:
+        assert self.latency is not None
+        return self.latency.child_ms(self.space, parent) + self.latency.completion_ms(self.space, parent.level + 1)
 
     def _completed_sizes(self, parent: Any) -> tuple[np.ndarray, np.ndarray]:
         params, macs = child_sizes(self.space, parent, self.network)
@@ -706,21 +730,30 @@ class EPNASSampler(BaseSampler):
     def _costs(self, parent: Any) -> np.ndarray:
         """The cost objective of every child of ``parent``."""
         assert self.objectives is not None and self.network is not None
-        return child_sizes(self.space, parent, self.network)[COSTS[self.objectives[1]]]
+        if self.objectives[1] == "latency":
+            assert self.latency is not None
+            return self.latency.child_ms(self.space, parent)
+        return child_sizes(self.space, parent, self.network)[COSTS.index(self.objectives[1])]
 
     def _cost(self, arch: Any) -> float:
         assert self.objectives is not None and self.network is not None
-        return float(self.network.count(self.space, arch)[COSTS[self.objectives[1]]])
+        if self.objectives[1] == "latency":
+            assert self.latency is not None
+            return self.latency.network_ms(arch)
+        return float(self.network.count(self.space, arch)[COSTS.index(self.objectives[1])])
 
     def _smallest(self, parent: Any) -> str:
+        if not self.limits:
+            return f"{float(self._completed_ms(parent).min()):.3g} ms (estimated) at full depth"
         params, macs = self._completed_sizes(parent)
         return f"{int(params.min()):,} parameters and {int(macs.min()):,} multiply-adds at full depth"
 
     def _limits_text(self) -> str:
-        return " and ".join(f"{name}={value:,}" for name, value in self.limits.items())
+        limits = [f"{name}={value:,}" for name, value in self.limits.items()]
+        return " and ".join(limits + ([f"max_latency_ms={self.max_latency_ms:g}"] if self.max_latency_ms else []))
 
     def _rejected(self, count: int) -> dict[str, int]:
-        return {"over_limits": count} if self.limits else {}
+        return {"over_limits": count} if self.limits or self.max_latency_ms is not None else {}
 
     def _rescored(self, study: Study, keys: list[str]) -> tuple[list[float], float]:
         assert self.rescore is not None

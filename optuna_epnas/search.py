@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_epnas.cost import NetworkSize, total_cost
+from optuna_epnas.latency import LatencyTable, latency_table
 from optuna_epnas.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from optuna_epnas.dashboard import DashboardRecorder
 from optuna_epnas.data import DeviceData
@@ -50,7 +51,8 @@ class SearchSettings:
     diverse: bool = True
     max_params: int | None = None  # size limits, counted in the network the search trains
     max_macs: int | None = None
-    objectives: tuple[str, ...] = ("accuracy",)  # ("accuracy", "params"|"macs"): a two-objective search
+    objectives: tuple[str, ...] = ("accuracy",)  # ("accuracy", "params"|"macs"|"latency"): two objectives
+    max_latency_ms: float | None = None  # estimated on the search's device (optuna_epnas.latency)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -61,7 +63,7 @@ class SearchSettings:
 
 
 _ABSENT_WHEN_OFF = {"parent_weight": 0.0, "diverse": False, "max_params": None, "max_macs": None,
-                    "objectives": ("accuracy",)}
+                    "objectives": ("accuracy",), "max_latency_ms": None}
 
 
 _PAPER = {"temperature": (10.0, 1.0), "ensemble": 1, "score": "raw", "acquisition": "mean", "rescore": False,
@@ -110,7 +112,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "channels": args.channels, "batch_size": args.batch_size, "lr": args.lr,
             "parent_weight": args.parent_weight, "diverse": args.diverse,
             "max_params": getattr(args, "max_params", None), "max_macs": getattr(args, "max_macs", None),
-            "objectives": getattr(args, "objectives", None)}
+            "objectives": getattr(args, "objectives", None), "max_latency_ms": getattr(args, "max_latency_ms", None)}
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -192,9 +194,13 @@ def add_search_arguments(group: argparse._ActionsContainer) -> None:
                             "(progressive samplers; TPE and random see it as an Optuna constraint). Macro space")
     group.add_argument("--max-macs", type=positive_int, default=None, metavar="N",
                        help="likewise for forward multiply-adds per image")
+    group.add_argument("--max-latency-ms", type=positive_float, default=None, metavar="MS",
+                       help="likewise for the forward latency of one image on the search's device, estimated from "
+                            "a table of the network's parts measured once (cached in ~/.cache/optuna_epnas)")
     group.add_argument("--objectives", type=objective_list, default=None, metavar="LIST",
-                       help="accuracy (default), or accuracy,params / accuracy,macs: a two-objective search "
-                            "(accuracy maximised, the exact size minimised); the summary lists the Pareto front")
+                       help="accuracy (default), or accuracy,params / accuracy,macs / accuracy,latency: a "
+                            "two-objective search (accuracy maximised, the cost minimised); the summary lists the "
+                            "Pareto front")
 
 
 def make_space(args: argparse.Namespace) -> SearchSpace:
@@ -205,9 +211,10 @@ def make_space(args: argparse.Namespace) -> SearchSpace:
 
 # -- a search, set up as `epnas search` sets it up -----------------------------------------------------
 def make_sampler(name: str, space: SearchSpace, settings: SearchSettings, seed: int,
-                 rescore: Rescorer | None = None, network: NetworkSize | None = None) -> optuna.samplers.BaseSampler:
+                 rescore: Rescorer | None = None, network: NetworkSize | None = None,
+                 latency: LatencyTable | None = None) -> optuna.samplers.BaseSampler:
     """The named sampler, seeded: a progressive variant (EPNAS or PNAS selection), TPE or random.
-    ``network``: what the settings' size limits are counted in (the objective's ``network_size``)."""
+    ``network``, ``latency``: what the settings' limits and cost objective are counted in (the objective's)."""
     if name in PROGRESSIVE:
         if settings.rescore and rescore is None:
             raise ValueError("these settings re-score architectures on the supernet: pass its rescore callable")
@@ -218,7 +225,7 @@ def make_sampler(name: str, space: SearchSpace, settings: SearchSettings, seed: 
                             rescore=rescore if settings.rescore else None,
                             parent_weight=settings.parent_weight, diverse=settings.diverse,
                             max_params=settings.max_params, max_macs=settings.max_macs, network=network,
-                            objectives=settings.objectives)
+                            objectives=settings.objectives, max_latency_ms=settings.max_latency_ms, latency=latency)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
@@ -299,7 +306,18 @@ def make_objective(space: SearchSpace, data: DeviceData, settings: SearchSetting
     return SupernetObjective(space, data, epochs=settings.epochs, channels=settings.channels,
                              batch_size=settings.batch_size, lr=settings.lr, seed=seed,
                              warmup_epochs=settings.warmup_epochs, max_params=settings.max_params,
-                             max_macs=settings.max_macs, objectives=settings.objectives, **kwargs)
+                             max_macs=settings.max_macs, objectives=settings.objectives,
+                             max_latency_ms=settings.max_latency_ms, latency=latency_for(space, data, settings),
+                             **kwargs)
+
+
+def latency_for(space: SearchSpace, data: DeviceData, settings: SearchSettings) -> LatencyTable | None:
+    """The device's latency table when the settings limit or minimise latency (measured once, cached)."""
+    if settings.max_latency_ms is None and "latency" not in settings.objectives:
+        return None
+    if not isinstance(space, MacroSpace):
+        raise ValueError("latency is estimated for the macro space only")
+    return latency_table(space, NetworkSize.of(data, settings.channels), data.device)
 
 
 #: Study system attr: the named sampler a search was made with (resuming with another is refused).
@@ -339,7 +357,8 @@ def open_search(
         raise ValueError("a pruner stops trials by their per-epoch reports: add --report-epochs (report_epochs=True)")
     objective = make_objective(space, data, settings, seed, checkpoint=checkpoint, takeover=takeover,
                                report_epochs=report_epochs)
-    made = make_sampler(sampler, space, settings, seed, rescore=objective.rescore, network=objective.network_size)
+    made = make_sampler(sampler, space, settings, seed, rescore=objective.rescore, network=objective.network_size,
+                        latency=objective.latency)
     if cost_budget is not None and isinstance(made, EPNASSampler):
         raise ValueError("a progressive sampler runs its schedule: a compute budget is for TPE and random search")
     opened = open_storage(storage, heartbeat) if isinstance(storage, str) else storage

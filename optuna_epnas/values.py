@@ -1,5 +1,5 @@
-"""What a search's trial values are: validation accuracy first, then the cost objectives of a
-multi-objective search (``SupernetObjective(objectives=("accuracy", "params"))``), counted exactly."""
+"""What a search's trial values are: validation accuracy first, then the cost objective of a two-objective
+search (``SupernetObjective(objectives=("accuracy", "params"))``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Sequence
 
 from optuna.trial import FrozenTrial
 
-#: Cost objectives, each an index into :meth:`optuna_epnas.cost.NetworkSize.count`'s (parameters, MACs).
-COSTS = {"params": 0, "macs": 1}
-COST_NAMES = {"params": "parameters", "macs": "multiply-adds"}
+#: Cost objectives: parameters and multiply-adds counted exactly (:class:`optuna_epnas.cost.NetworkSize`),
+#: latency estimated from a table measured on the device (:mod:`optuna_epnas.latency`).
+COSTS = ("params", "macs", "latency")
+COST_NAMES = {"params": "parameters", "macs": "multiply-adds", "latency": "ms (estimated)"}
 
 
 def check_objectives(objectives: Sequence[str]) -> tuple[str, ...]:

@@ -128,7 +128,7 @@ def test_the_command_line_lists_the_front_and_trains_a_member(tmp_path, capsys):
     member = out.split("Pareto front")[1].split("trial")[1].split()[0]
     assert main(["train", "--study", "f", "--storage", url, "--trial", member, "--epochs", "1", "--channels", "4",
                  "--max-train", "200", "--quiet", "--out", str(tmp_path / "m")]) == 0
-    assert main(["ranking", "--study", "f", "--storage", url, "--surrogate-only"]) == 0  # reads the accuracy
+    assert main(["ranking", "--study", "f", "--storage", url, "--surrogate-only", "--out", str(tmp_path / "r")]) == 0
     assert main(SMALL[:-2] + ["--storage", url, "--study-name", "f"]) == 2  # resumed as one objective
     assert "not the --objectives given" in capsys.readouterr().err
     for sampler in ("tpe", "nsga2"):
