@@ -137,7 +137,10 @@ def best_full_size(study: optuna.Study, info: SearchInfo, trials: Sequence[Froze
             and t.user_attrs.get("level") == info.space.max_level and "arch" in t.user_attrs]
     if not full:
         return None
-    pick = max if study.directions[0] == StudyDirection.MAXIMIZE else min  # two objectives: the most accurate
+    if study._is_multi_objective():  # the most accurate member of the front (the cheapest of equals)
+        front = full_depth_front(study, info.space.max_level)
+        return front[-1] if front else None
+    pick = max if study.direction == StudyDirection.MAXIMIZE else min
     return pick(full, key=accuracy_of)
 
 
