@@ -151,8 +151,21 @@ def write_results(out: Path, runs: list[dict], samplers: list[str], refs: dict, 
         f"({refs['search']:,} parameters at the search width, {refs['standalone']:,} stand-alone). Mean ± sample "
         "std over seeds.", "",
         "| sampler | runs | trials | MACs | front size | hypervolume, measured front | hypervolume, stand-alone front |",
-        "|---|---|---|---|---|---|---|", *rows, "", "## Runs", "",
+        "|---|---|---|---|---|---|---|", *rows, "",
+        "Paired by seed (same data, same supernet initialisation), the first sampler minus each other, per seed:", "",
     ]
+    first = samplers[0]
+    for other in samplers[1:]:
+        for kind in ("hv_measured", "hv_standalone"):
+            diffs = [a[kind] - b[kind] for a in runs for b in runs
+                     if a["sampler"] == first and b["sampler"] == other and a["seed"] == b["seed"]]
+            lines.append(f"- {first} − {other}, {kind.replace('hv_', 'hypervolume ')}: "
+                         f"{' '.join(f'{d:+.4f}' for d in diffs)} (mean {np.mean(diffs):+.4f}; "
+                         f"{first} higher on {sum(d > 0 for d in diffs)} of {len(diffs)})")
+    full = {r["run"]: sum(1 for t in optuna.load_study(study_name=r["run"], storage=storage).trials
+                          if t.user_attrs.get("level") == args.layers) for r in runs}
+    lines += ["", "Full-depth trials per run (the fronts are made of these): "
+              + ", ".join(f"{name} {n}" for name, n in full.items()) + ".", "", "## Runs", ""]
     for r in runs:
         lines.append(f"- {r['run']}: {r['trials']} trials, front of {r['front']}, hypervolume measured "
                      f"{r['hv_measured']:.4f}, stand-alone {r['hv_standalone']:.4f}")

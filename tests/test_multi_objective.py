@@ -148,3 +148,19 @@ def test_hypervolume_equals_optunas_and_ignores_points_beyond_the_reference():
         expected = compute_hypervolume(np.stack([-gain, cost], axis=1), np.array([0.0, 1.0]))  # Optuna minimises
         assert hypervolume(gain, cost, 0.0, 1.0) == pytest.approx(expected, abs=1e-12)
     assert hypervolume([0.5, 2.0], [0.5, 3.0], 0.0, 1.0) == 0.25  # the second point is past the reference cost
+
+
+def test_nsga2_mutations_never_shorten_an_architecture():
+    # NSGA-II's mutation leaves a parameter out of its relative sample (it is sampled independently): that
+    # is no plan for a shallower network, which only a growing sampler makes
+    space = MacroSpace(4)
+    sampler = optuna.samplers.NSGAIISampler(population_size=2, mutation_prob=0.5, seed=0)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    levels = []
+
+    def objective(trial):
+        levels.append(space.suggest(trial).level)
+        return sized_objective(space)(trial)
+
+    study.optimize(objective, n_trials=12)
+    assert levels == [4] * 12

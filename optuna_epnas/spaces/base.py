@@ -138,12 +138,14 @@ class SearchSpace(abc.ABC, Generic[Arch]):
 
     def planned_level(self, trial: optuna.trial.BaseTrial) -> int:
         """Units the sampler planned for ``trial``; a complete architecture unless it planned fewer."""
+        claim = getattr(getattr(getattr(trial, "study", None), "sampler", None), "claim_architecture", None)
+        if claim is None:  # not a growing sampler: its relative parameters may lack some (NSGA-II's mutation
+            return self.max_level  # leaves a parameter to independent sampling), which is no shorter plan
         planned = getattr(trial, "relative_params", None)  # optuna.Trial: runs relative sampling now
         if planned is not None and self.unit_param(1) not in planned:
             # A study's first trial to ask for an architecture (its sampling ran before the sampler
             # knew): a growing sampler claims the trial's slot now and serves these values.
-            claim = getattr(getattr(getattr(trial, "study", None), "sampler", None), "claim_architecture", None)
-            planned = claim(trial) if claim is not None else None
+            planned = claim(trial)
         if not planned:
             return self.max_level
         depth = 0
