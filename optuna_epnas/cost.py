@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
@@ -75,14 +75,18 @@ def _count(space_spec: str, key: str, size: NetworkSize) -> tuple[int, int]:
     return sum(p.numel() for p in net.parameters()), counter.get_total_flops() // 2
 
 
-def child_sizes(space: Any, parent: Any, size: NetworkSize) -> tuple[np.ndarray, np.ndarray]:
-    """Parameters and multiply-adds of every child of ``parent`` (arrays in child order), exact: one
-    network is counted per cost class of the space (:meth:`~optuna_epnas.SearchSpace.child_cost_classes`),
-    whose children all have the same counts."""
+def per_cost_class(space: Any, parent: Any, measure: Callable[[Any], Any]) -> np.ndarray:
+    """``measure(child)`` for every child of ``parent`` (rows in child order), called once per cost class
+    of the space (:meth:`~optuna_epnas.SearchSpace.child_cost_classes`), whose children all measure the same."""
     classes = np.asarray(space.child_cost_classes(parent))
     _, first, inverse = np.unique(classes, return_index=True, return_inverse=True)
-    counts = np.array([size.count(space, space.child(parent, int(i))) for i in first], dtype=np.int64).reshape(-1, 2)
-    return counts[inverse.reshape(-1), 0], counts[inverse.reshape(-1), 1]
+    return np.array([measure(space.child(parent, int(i))) for i in first])[inverse.reshape(-1)]
+
+
+def child_sizes(space: Any, parent: Any, size: NetworkSize) -> tuple[np.ndarray, np.ndarray]:
+    """Parameters and multiply-adds of every child of ``parent`` (arrays in child order), exact."""
+    counts = per_cost_class(space, parent, lambda child: size.count(space, child)).astype(np.int64).reshape(-1, 2)
+    return counts[:, 0], counts[:, 1]
 
 
 def trial_costs(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> dict[int, float]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from optuna_epnas.cost import NetworkSize
+from optuna_epnas.cost import NetworkSize, per_cost_class
 from optuna_epnas.nn import build_network
 from optuna_epnas.spaces.macro import MacroArch, MacroSpace
 
@@ -50,10 +50,7 @@ class LatencyTable:
 
     def child_ms(self, space: MacroSpace, parent: MacroArch) -> np.ndarray:
         """The estimate of every child of ``parent``: one sum per cost class (their parts are the same)."""
-        classes = np.asarray(space.child_cost_classes(parent))
-        _, first, inverse = np.unique(classes, return_index=True, return_inverse=True)
-        per_class = np.array([self.network_ms(space.child(parent, int(i))) for i in first])
-        return per_class[inverse.reshape(-1)]
+        return per_cost_class(space, parent, self.network_ms).astype(np.float64)
 
     def completion_ms(self, space: MacroSpace, level: int) -> float:
         """The least that growing any architecture of ``level`` layers to full depth adds (each later

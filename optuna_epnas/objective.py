@@ -175,7 +175,7 @@ class SupernetObjective:
         accuracy = reports[-1] if reports else self.evaluate(arch)
         pruned = len(reports) < self.epochs and bool(reports)
         trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 3))
-        macs = self._macs(arch)
+        macs = counts["macs"]
         epochs = len(reports) or self.epochs
         trial.set_user_attr(COST_ATTR, float(TRAIN_FACTOR * macs * epochs * len(self.data.train_y)
                                              + macs * len(self.data.val_y) * max(len(reports), 1)))

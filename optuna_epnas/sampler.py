@@ -37,7 +37,7 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_epnas.cost import PLAN_PREFIX, NetworkSize, child_sizes, completion_sizes
+from optuna_epnas.cost import PLAN_PREFIX, NetworkSize, child_sizes, completion_sizes, per_cost_class
 from optuna_epnas.latency import LatencyTable
 from optuna_epnas.owner import is_gone, process_mark
 from optuna_epnas.pareto import crowding, front_ranks
@@ -629,19 +629,20 @@ class EPNASSampler(BaseSampler):
 
         started = time.perf_counter()
         prev_plan = state.plans[(it, level - 1)]
-        measured = [(self.space.parse(key), s.value, s.feasible) for key, s in
-                    ((key, ledger.slot(it, level - 1, slot)) for slot, key in enumerate(prev_plan["keys"]))
-                    if s.value is not None]
-        if not measured:
+        last_level = [(self.space.parse(key), s.value, s.feasible) for key, s in
+                      ((key, ledger.slot(it, level - 1, slot)) for slot, key in enumerate(prev_plan["keys"]))
+                      if s.value is not None]
+        if not last_level:
             raise RuntimeError(
                 f"no architecture of level {level - 1} in iteration {it + 1} was measured (all failed or "
                 "were pruned), so there is nothing to grow; look at the failed trials' errors"
             )
         # Grow feasible architectures (no Optuna constraint over 0); only when none is, the infeasible ones.
-        if not any(ok for _, _, ok in measured):
+        any_feasible = any(ok for _, _, ok in last_level)
+        if not any_feasible:
             _logger.warning("iteration %d level %d: every architecture measured at level %d broke a constraint; "
                             "growing them anyway", it + 1, level, level - 1)
-        measured_parents = [(p, v) for p, v, ok in measured if ok or not any(f for _, _, f in measured)]
+        measured_parents = [(p, v) for p, v, ok in last_level if ok or not any_feasible]
         parents = [p for p, _ in measured_parents]
         keys, measured, infeasible = self._training_rows(state, it, level, ledger)
         targets = _Targets(measured, state.maximize)
@@ -729,11 +730,7 @@ class EPNASSampler(BaseSampler):
 
     def _costs(self, parent: Any) -> np.ndarray:
         """The cost objective of every child of ``parent``."""
-        assert self.objectives is not None and self.network is not None
-        if self.objectives[1] == "latency":
-            assert self.latency is not None
-            return self.latency.child_ms(self.space, parent)
-        return child_sizes(self.space, parent, self.network)[COSTS.index(self.objectives[1])]
+        return per_cost_class(self.space, parent, self._cost).astype(np.float64)
 
     def _cost(self, arch: Any) -> float:
         assert self.objectives is not None and self.network is not None

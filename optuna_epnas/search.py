@@ -315,8 +315,6 @@ def latency_for(space: SearchSpace, data: DeviceData, settings: SearchSettings) 
     """The device's latency table when the settings limit or minimise latency (measured once, cached)."""
     if settings.max_latency_ms is None and "latency" not in settings.objectives:
         return None
-    if not isinstance(space, MacroSpace):
-        raise ValueError("latency is estimated for the macro space only")
     return latency_table(space, NetworkSize.of(data, settings.channels), data.device)
 
 
