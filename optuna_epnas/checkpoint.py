@@ -9,6 +9,9 @@
 - **Atomic trials**: a trial's value is written into the checkpoint with its training. A process
   killed after the checkpoint write but before Optuna stored the value gets that trial completed
   from the checkpoint on resume (not trained twice).
+- **Behind by a few trials**: checkpoints are written on an interval, so the study may hold trials
+  the weights lack. Each records its place in the training order, its architecture and its epochs:
+  :func:`behind` lists them and the objective replays them (same data order) before any new trial.
 - **One holder**: one process trains a study's supernet; a second one is refused while the first
   is alive (two processes would train two diverging copies and overwrite each other's file).
 """
@@ -158,7 +161,8 @@ def reconcile(study: optuna.Study, path: Path, state: dict[str, Any], token: str
     values = {int(n): v for n, v in (state.get("values") or {}).items()}
     pruned = set(state.get("pruned", ()))
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-    missing = [t.number for t in trained_trials(study) if t.number not in trained]
+    replay = {t.number for t in behind(study, len(trained))}
+    missing = [t.number for t in trained_trials(study) if t.number not in trained and t.number not in replay]
     if missing and state["format"] >= 3:
         raise RuntimeError(
             f"the supernet checkpoint {path} lacks the training of trial(s) {missing[:10]} that study "
@@ -184,6 +188,24 @@ def reconcile(study: optuna.Study, path: Path, state: dict[str, Any], token: str
             study.add_trial(copy)
             trained[i] = max(tr.number for tr in study.get_trials(deepcopy=False))
     return trained
+
+
+def behind(study: optuna.Study, held: int) -> list[optuna.trial.FrozenTrial]:
+    """The trials whose training came after the ``held`` that a checkpoint holds, in training order:
+    finished ones (and ones that failed only at the checkpoint write, whose training the weights kept),
+    at training positions ``held``, ``held + 1``, ... without a gap (a gap: none are)."""
+    from optuna_epnas.sampler import FAULT_ATTR
+
+    later = {}
+    for t in study.get_trials(deepcopy=False):
+        position = t.system_attrs.get(TRAINED_ATTR)
+        kept = t.state in _FINISHED or (t.state == TrialState.FAIL and FAULT_ATTR in t.system_attrs)
+        if position is not None and position >= held and kept and "arch" in t.user_attrs:
+            later[int(position)] = t
+    out = []
+    while held + len(out) in later:
+        out.append(later[held + len(out)])
+    return out
 
 
 def _attrs(study: optuna.Study) -> dict[str, Any]:

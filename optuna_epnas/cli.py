@@ -13,7 +13,7 @@ from typing import Sequence
 import optuna
 from optuna.trial import TrialState
 
-from optuna_epnas.argtypes import add_data_arguments, load_data, positive_float, positive_int
+from optuna_epnas.argtypes import add_data_arguments, load_data, non_negative_float, positive_float, positive_int
 from optuna_epnas.compare import add_compare_parser, compare_command
 from optuna_epnas.dashboard import add_dashboard_parser, dashboard_command
 from optuna_epnas.data import available_datasets
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-dir", default=None, metavar="DIR",
                    help="where the supernet checkpoint goes (default: beside a SQLite file; needed for server "
                         "storages such as PostgreSQL); a resume finds it where the study recorded it")
+    s.add_argument("--checkpoint-every", type=non_negative_float, default=60.0, metavar="SECONDS",
+                   help="seconds between supernet checkpoints (also written when the search ends; 0: after every "
+                        "trial). A kill loses at most that much training, which the next run replays (default 60)")
     s.add_argument("--heartbeat", type=positive_float, default=None, metavar="SECONDS",
                    help="Optuna's RDB heartbeat: a worker lost on another machine has its trial failed after "
                         "about 4 beats and its slot run again (default: off)")
@@ -161,6 +164,7 @@ def _search(args: argparse.Namespace, space, data, study_name: str, settings, ra
         space, data, args.sampler, args.storage, study_name, settings=settings, seed=args.seed,
         budget=None if args.sampler in PROGRESSIVE else args.n_trials,
         checkpoint=_checkpoint_dir(args.checkpoint_dir), heartbeat=args.heartbeat, takeover=args.takeover,
+        checkpoint_every=args.checkpoint_every,
         report_epochs=args.report_epochs, pruner=PRUNERS[args.pruner](),
     )
     done = run.finished

@@ -89,12 +89,13 @@ def child_sizes(space: Any, parent: Any, size: NetworkSize) -> tuple[np.ndarray,
     return counts[:, 0], counts[:, 1]
 
 
-def trial_costs(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) -> dict[int, float]:
+def trial_costs(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None,
+                attrs: dict[str, Any] | None = None) -> dict[int, float]:
     """MACs per trial number: its own cost plus the re-scoring of the plan it made, failed trials
     included (the compute was spent); a warm-up before the first trial under number -1.
-    ``trials``: the study's trials, when the caller has them already."""
+    ``trials``, ``attrs``: the study's trials and system attrs, when the caller has them already."""
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = study._storage.get_study_system_attrs(study._study_id) if attrs is None else attrs
     costs = {t.number: float(t.user_attrs.get(COST_ATTR, 0.0)) for t in trials}
     if WARMUP_ATTR in attrs:
         costs[-1] = float(attrs[WARMUP_ATTR]["cost_macs"])
@@ -118,9 +119,10 @@ def cumulative_cost(study: optuna.Study, finished: Sequence[FrozenTrial]) -> lis
     return out
 
 
-def total_cost(study: optuna.Study) -> float:
-    """Everything a study's search has spent so far, in MACs."""
-    return float(sum(trial_costs(study).values()))
+def total_cost(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None,
+               attrs: dict[str, Any] | None = None) -> float:
+    """Everything a study's search has spent so far, in MACs (``trials``, ``attrs``: as for trial_costs)."""
+    return float(sum(trial_costs(study, trials, attrs).values()))
 
 
 def completion_sizes(space: Any, level: int, size: NetworkSize) -> tuple[int, int]:

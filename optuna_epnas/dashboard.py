@@ -17,9 +17,14 @@ import argparse
 import datetime
 import json
 import logging
+import math
+import re
+import shutil
 import sys
 import tempfile
+import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -33,6 +38,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+from optuna_dashboard._note import note_str_key_prefix, note_ver_key, split_body
 from optuna_dashboard.artifact._backend import _dashboard_artifact_prefix, list_trial_artifacts
 
 #: Where `epnas ranking` starts its section of the study note (kept when the note is rewritten).
@@ -170,9 +176,12 @@ def _settings_lines(info: SearchInfo) -> list[str]:
     return lines
 
 
-def rescored_lines(study: optuna.Study, trials: Sequence[FrozenTrial], most: int = 12) -> list[str]:
-    """The latest level's re-scored surrogate targets beside each architecture's measured accuracy."""
-    plans = [(name, plan) for name, plan in study._storage.get_study_system_attrs(study._study_id).items()
+def rescored_lines(study: optuna.Study, trials: Sequence[FrozenTrial], most: int = 12,
+                   attrs: dict[str, Any] | None = None) -> list[str]:
+    """The latest level's re-scored surrogate targets beside each architecture's measured accuracy
+    (``attrs``: the study's system attrs, when the caller has read them)."""
+    attrs = study._storage.get_study_system_attrs(study._study_id) if attrs is None else attrs
+    plans = [(name, plan) for name, plan in attrs.items()
              if name.startswith(PLAN_PREFIX) and plan.get("rescored")]
     if not plans:
         return []
@@ -198,8 +207,10 @@ def _seconds(trial: FrozenTrial) -> float | None:
 
 
 def study_note(study: optuna.Study, info: SearchInfo, trials: Sequence[FrozenTrial],
-               drawing_url: str | None = None, planned: int | None = None) -> str:
-    """The Markdown note of the whole search (the drawing last: a deep network's is tall)."""
+               drawing_url: str | None = None, planned: int | None = None,
+               attrs: dict[str, Any] | None = None) -> str:
+    """The Markdown note of the whole search (the drawing last: a deep network's is tall). ``attrs``: the
+    study's system attrs, when the caller has read them."""
     lines = [f"## Architecture search `{study.study_name}`", ""]
     best = best_full_size(study, info, trials)
     if best is not None:
@@ -229,8 +240,8 @@ def study_note(study: optuna.Study, info: SearchInfo, trials: Sequence[FrozenTri
     if walls:
         lines.append(f"- time per trial: {mean(walls):.2f} s" + (f" (training {mean(trains):.2f} s)" if trains else ""))
     lines.append(f"- note updated {datetime.datetime.now().isoformat(sep=' ', timespec='seconds')}")
-    lines.append(f"- compute spent: {total_cost(study):.3g} multiply-adds (training, evaluation, warm-up, re-scoring)")
-    lines += rescored_lines(study, trials)
+    lines.append(f"- compute spent: {total_cost(study, trials, attrs):.3g} multiply-adds (training, evaluation, warm-up, re-scoring)")
+    lines += rescored_lines(study, trials, attrs=attrs)
     lines += ["", "### Settings", "", *_settings_lines(info), "", f"> {WEIGHT_SHARING_NOTE}"]
     if best is not None and drawing_url:
         lines += ["", f"### Best architecture (trial {best.number})", "",
@@ -249,9 +260,52 @@ class _NoteTarget:
     _trial_id: int
 
 
-def save_trial_note(study: optuna.Study, trial: FrozenTrial, body: str) -> None:
-    """``optuna_dashboard.save_note`` for a finished trial."""
-    optuna_dashboard.save_note(_NoteTarget(study._storage, study, trial._trial_id), body)  # type: ignore[arg-type]
+_NOTE_KEY = re.compile(r"dashboard:(?:(\d+):)?note_(ver|str:\d+)$")
+
+
+class NoteCache:
+    """What optuna-dashboard's ``save_note`` would read of the notes (their versions and chunk counts),
+    read once from the study's system attrs and then kept as notes are written. ``save_note`` reads all
+    of a study's system attrs twice per note, and a search adds a few per trial: that made every trial
+    slower than the one before. Notes edited in the dashboard while the search runs are overwritten
+    (as before), at the version this cache expects."""
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.versions: dict[int | None, int] = {}
+        self.chunks: dict[int | None, int] = {}
+        for key, value in attrs.items():
+            found = _NOTE_KEY.match(key)
+            if found:
+                owner = None if found[1] is None else int(found[1])
+                if found[2] == "ver":
+                    self.versions[owner] = int(value)
+                else:
+                    self.chunks[owner] = self.chunks.get(owner, 0) + 1
+        body_keys = sorted((k for k in attrs if k.startswith(note_str_key_prefix(None))),
+                           key=lambda k: int(k.rsplit(":", 1)[1]))
+        self.study_note = "".join(attrs[k] for k in body_keys)
+
+    def save(self, study: optuna.Study, trial_id: int | None, body: str) -> None:
+        """``optuna_dashboard.save_note`` for the study (``trial_id=None``) or a trial, without reading."""
+        storage, version = study._storage, self.versions.get(trial_id, 0) + 1
+        chunks = split_body(body, trial_id)
+        storage.set_study_system_attr(study._study_id, note_ver_key(trial_id), version)
+        for key, text in chunks.items():
+            storage.set_study_system_attr(study._study_id, key, text)
+        for i in range(len(chunks), self.chunks.get(trial_id, 0)):  # blank a longer note's tail, as save_note does
+            storage.set_study_system_attr(study._study_id, f"{note_str_key_prefix(trial_id)}{i}", "")
+        self.versions[trial_id] = version
+        self.chunks[trial_id] = max(len(chunks), self.chunks.get(trial_id, 0))
+        if trial_id is None:
+            self.study_note = body
+
+
+def save_trial_note(study: optuna.Study, trial: FrozenTrial, body: str, notes: NoteCache | None = None) -> None:
+    """``optuna_dashboard.save_note`` for a finished trial (through ``notes``: without reading first)."""
+    if notes is not None:
+        notes.save(study, trial._trial_id, body)
+    else:
+        optuna_dashboard.save_note(_NoteTarget(study._storage, study, trial._trial_id), body)  # type: ignore[arg-type]
 
 
 def get_trial_note(study: optuna.Study, trial: FrozenTrial) -> str:
@@ -275,28 +329,80 @@ def find_drawing(study: optuna.Study, trial: FrozenTrial, study_attrs: dict[str,
     return None
 
 
-def attach_drawing(study: optuna.Study, trial: FrozenTrial, space: SearchSpace, store: FileSystemArtifactStore,
-                   study_attrs: dict[str, Any] | None = None) -> str:
-    """Draw the trial's architecture into the store as its trial artifact; returns the artifact id.
+class Drawings:
+    """Architecture drawings as trial artifacts: one rendering per distinct architecture, made on a
+    background thread so that the search never waits for Graphviz.
 
     ``optuna.artifacts.upload_artifact`` writes a trial system attr, which Optuna refuses once the trial
     is finished (as it is in a callback). optuna-dashboard also lists a trial's artifacts from study
     system attrs ``dashboard:artifacts:<trial_id>:<artifact_id>`` (what its own uploads used to write),
-    so the meta goes there. A drawing attached before is redrawn under the same id: re-runs add nothing.
+    so each trial's meta goes there, naming the artifact of the first trial with its architecture. The
+    file is written before the meta: the dashboard never lists a missing one. A trial drawn before keeps
+    its drawing: re-runs add nothing.
     """
-    artifact_id = find_drawing(study, trial, study_attrs)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = draw_arch(space.parse(trial.user_attrs["arch"]), Path(tmp) / drawing_name(trial), space=space)
-        if artifact_id is None:
-            artifact_id = str(uuid.uuid4())
-            meta = {"artifact_id": artifact_id, "filename": path.name, "mimetype": "image/svg+xml", "encoding": None}
-            with path.open("rb") as f:
-                store.write(artifact_id, f)  # the file first: the dashboard never lists a missing one
+
+    def __init__(self, study: optuna.Study, store: FileSystemArtifactStore, attrs: dict[str, Any]) -> None:
+        self.store = store
+        self.by_trial: dict[int, str] = {}
+        self.by_arch: dict[str, str] = {}
+        trials = {t._trial_id: t for t in study.get_trials(deepcopy=False)}
+        for key, value in attrs.items():
+            found = re.match(r"dashboard:artifacts:(\d+):", key)
+            trial = trials.get(int(found[1])) if found else None
+            if trial is not None and json.loads(value).get("filename") == drawing_name(trial):
+                self.by_trial[trial._trial_id] = json.loads(value)["artifact_id"]
+                if "arch" in trial.user_attrs:
+                    self.by_arch.setdefault(trial.user_attrs["arch"], self.by_trial[trial._trial_id])
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="epnas-drawings")
+        self._pending: list[Future] = []
+        self._warned = False
+
+    def artifact_for(self, study: optuna.Study, trial: FrozenTrial, space: SearchSpace) -> str:
+        """The trial's artifact id now; its file and meta follow on the background thread."""
+        if trial._trial_id in self.by_trial:
+            return self.by_trial[trial._trial_id]
+        key = trial.user_attrs["arch"]
+        artifact_id = self.by_arch.get(key)
+        new = artifact_id is None
+        if new:
+            artifact_id = self.by_arch[key] = str(uuid.uuid4())
+        self.by_trial[trial._trial_id] = artifact_id
+        self._pending = [f for f in self._pending if not f.done()]
+        self._pending.append(self._pool.submit(self._draw, study, trial, space, artifact_id, new))
+        return artifact_id
+
+    def _draw(self, study: optuna.Study, trial: FrozenTrial, space: SearchSpace, artifact_id: str, new: bool) -> None:
+        try:
+            if new:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = draw_arch(space.parse(trial.user_attrs["arch"]), Path(tmp) / drawing_name(trial), space=space)
+                    with path.open("rb") as f:
+                        self.store.write(artifact_id, f)
+            meta = {"artifact_id": artifact_id, "filename": drawing_name(trial), "mimetype": "image/svg+xml",
+                    "encoding": None}
             study._storage.set_study_system_attr(
                 study._study_id, _dashboard_artifact_prefix(trial._trial_id) + artifact_id, json.dumps(meta))
-        else:
-            with path.open("rb") as f:
-                store.write(artifact_id, f)
+        except Exception as err:  # a key of another space, a full disk: said once, the search goes on
+            if new:
+                self.by_arch.pop(trial.user_attrs["arch"], None)
+            if not self._warned:
+                _logger.warning("no drawing of trial %d in the dashboard: %s", trial.number, err)
+                self._warned = True
+
+    def wait(self) -> None:
+        """Until every drawing asked for is written (the end of a search)."""
+        for f in self._pending:
+            f.result()
+        self._pending.clear()
+
+
+def attach_drawing(study: optuna.Study, trial: FrozenTrial, space: SearchSpace, store: FileSystemArtifactStore,
+                   study_attrs: dict[str, Any] | None = None) -> str:
+    """Draw the trial's architecture into the store as its trial artifact now; returns the artifact id."""
+    drawings = Drawings(study, store, study._storage.get_study_system_attrs(study._study_id)
+                        if study_attrs is None else study_attrs)
+    artifact_id = drawings.artifact_for(study, trial, space)
+    drawings.wait()
     return artifact_id
 
 
@@ -307,22 +413,31 @@ class DashboardRecorder:
         artifact_dir: folder of the drawings (a ``FileSystemArtifactStore``); ``None``: ``<db>.artifacts/``
             beside a SQLite storage, no drawings for other storages; ``False``: no drawings.
         study_note_every: rewrite the study note after this many trials (also after the first trial,
-            on a new best full-size architecture, and when the planned trials are done).
+            on a new best full-size architecture, and when the planned trials are done) ...
+        study_note_seconds: ... but not sooner than this after the last one (the note reads the whole
+            study; :meth:`write_study_note` at the end of a search writes the final numbers).
         planned_trials: the trial budget shown in the study note (default: the EPNAS schedule's).
 
-    Notes go through ``optuna_dashboard.save_note``: study system attrs ``dashboard:...``, which the
-    sampler never reads. Rewriting replaces the notes this recorder wrote (and edits made to them).
+    Notes go where ``optuna_dashboard.save_note`` puts them: study system attrs ``dashboard:...``,
+    which the sampler never reads. The study's system attrs are read once, when the recorder starts;
+    after that a trial costs its writes only, however long the study. Rewriting replaces the notes this
+    recorder wrote (and edits made to them). Drawings are made on a background thread, one per distinct
+    architecture (:class:`Drawings`); :meth:`close` waits for them.
     """
 
     def __init__(self, artifact_dir: str | Path | None | bool = None, study_note_every: int = 10,
-                 planned_trials: int | None = None) -> None:
+                 planned_trials: int | None = None, study_note_seconds: float = 10.0) -> None:
         if study_note_every < 1:
             raise ValueError(f"study_note_every must be >= 1, got {study_note_every!r}")
         self.artifact_dir, self.study_note_every, self.planned_trials = artifact_dir, study_note_every, planned_trials
+        self.study_note_seconds = study_note_seconds
         self._info: SearchInfo | None = None
         self._store: FileSystemArtifactStore | None = None
         self._store_ready = False
+        self._notes: NoteCache | None = None
+        self._drawings: Drawings | None = None
         self._since_study_note: int | None = None  # None: no study note written by this recorder yet
+        self._study_note_at = -math.inf
         self._best: float | None = None
         self._warned = False
 
@@ -351,39 +466,67 @@ class DashboardRecorder:
                 self._store = FileSystemArtifactStore(Path(folder))
         return self._store
 
-    def record_trial(self, study: optuna.Study, trial: FrozenTrial, study_attrs: dict[str, Any] | None = None) -> None:
-        info, store = self.info(study), self.store(study)
-        url = None
-        if store is not None and info.space is not None:
-            try:
-                url = trial_artifact_url(study, trial, attach_drawing(study, trial, info.space, store, study_attrs))
-            except (RuntimeError, ValueError) as err:  # no Graphviz `dot`, a key of another space: said once
-                if not self._warned:
-                    _logger.warning("no architecture drawings in the dashboard: %s", err)
-                    self._warned = True
-        save_trial_note(study, trial, trial_note(trial, info, url))
+    def _read_once(self, study: optuna.Study, study_attrs: dict[str, Any] | None) -> None:
+        if self._notes is not None:
+            return
+        attrs = study._storage.get_study_system_attrs(study._study_id) if study_attrs is None else study_attrs
+        self._notes = NoteCache(attrs)
+        store = self.store(study)
+        if store is not None:
+            if shutil.which("dot") is None:  # said once; the notes go on without drawings
+                _logger.warning("no architecture drawings in the dashboard: rendering them needs Graphviz's 'dot' "
+                                "program, which is not on PATH (e.g. `apt-get install graphviz`)")
+            else:
+                self._drawings = Drawings(study, store, attrs)
 
-    def write_study_note(self, study: optuna.Study) -> str:
-        """Rewrite the study note now (also call it after ``study.optimize``); returns the note."""
+    def record_trial(self, study: optuna.Study, trial: FrozenTrial, study_attrs: dict[str, Any] | None = None) -> None:
+        info = self.info(study)
+        self._read_once(study, study_attrs)
+        url = None
+        if self._drawings is not None and info.space is not None:
+            url = trial_artifact_url(study, trial, self._drawings.artifact_for(study, trial, info.space))
+        save_trial_note(study, trial, trial_note(trial, info, url), self._notes)
+
+    def write_study_note(self, study: optuna.Study, final: bool = False) -> str:
+        """Rewrite the study note now; returns the note. ``final`` (the end of a search; call it after
+        ``study.optimize``): also waits for the drawings and re-reads what others wrote meanwhile (a
+        ranking section)."""
+        if final and self._drawings is not None:
+            self._drawings.wait()
+        if final:
+            self._notes = None
+        attrs = study._storage.get_study_system_attrs(study._study_id)  # one read per study note
+        self._read_once(study, attrs)
+        assert self._notes is not None
         info = self.info(study)
         trials = study.get_trials(deepcopy=False)
         best = best_full_size(study, info, trials)
-        drawing = find_drawing(study, best) if best is not None and self.store(study) is not None else None
+        drawing = None
+        if best is not None and self._drawings is not None:
+            drawing = self._drawings.by_trial.get(best._trial_id)
         url = trial_artifact_url(study, best, drawing) if best is not None and drawing else None
-        body = study_note(study, info, trials, url, self.planned_trials)
+        body = study_note(study, info, trials, url, self.planned_trials, attrs)
         # Keep a ranking report that `epnas ranking` appended after its marker (a resumed search rewrites the rest).
-        old = optuna_dashboard.get_note(study)
+        old = self._notes.study_note
         if RANKING_MARKER in old:
             body = body.rstrip() + "\n\n" + old[old.index(RANKING_MARKER):]
-        optuna_dashboard.save_note(study, body)
+        self._notes.save(study, None, body)
         self._since_study_note = 0
+        self._study_note_at = time.monotonic()
         self._best = accuracy_of(best) if best is not None else None
         return body
+
+    def close(self) -> None:
+        """Wait for the drawings still being made."""
+        if self._drawings is not None:
+            self._drawings.wait()
 
     def _study_note_due(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         if self._since_study_note is None:
             return True
         self._since_study_note += 1
+        if time.monotonic() - self._study_note_at < self.study_note_seconds:
+            return False
         planned = self.planned_trials or self.info(study).planned()
         done = planned is not None and trial.number + 1 >= planned  # cheap test; the note counts exactly
         return self._improves(study, trial) or done or self._since_study_note >= self.study_note_every
@@ -402,14 +545,14 @@ class DashboardRecorder:
 def record_study(study: optuna.Study, artifact_dir: str | Path | None | bool = None) -> DashboardRecorder:
     """(Re)write every note and drawing of a study, e.g. one searched before the recorder existed.
 
-    Safe to run again: each trial keeps one drawing (redrawn in place) and one note (replaced).
+    Safe to run again: each trial keeps one drawing and one note (replaced).
     """
     recorder = DashboardRecorder(artifact_dir=artifact_dir)
     study_attrs = study._storage.get_study_system_attrs(study._study_id)  # read once, not per trial
     for trial in study.get_trials(deepcopy=False):
         if trial.state.is_finished() and "arch" in trial.user_attrs:
             recorder.record_trial(study, trial, study_attrs)
-    recorder.write_study_note(study)
+    recorder.write_study_note(study, final=True)
     return recorder
 
 

@@ -7,6 +7,14 @@ augmentation (random crop + horizontal flip) is done for the whole batch at once
 with tensor indexing.  This removes the host->device copy and the Python
 per-image work that would otherwise dominate short NAS training runs.
 
+Storage: by default every split is a normalised float32 tensor (``train_x`` etc. are what a
+network takes).  ``load_dataset(..., uint8=...)`` keeps the chosen splits as the 8-bit pixels they
+are -- a quarter of the memory (CIFAR-10: 3,072 bytes an image instead of 12,288) -- and normalises
+each batch as it is taken: :meth:`DeviceData.train_batches` and :meth:`DeviceData.eval_batches`
+yield float32 batches bit-identical to the float32 storage's (the same operations, in the same
+order, on the same values).  A split stored as uint8 must then be read through those, or
+:meth:`DeviceData.normalise` / :meth:`DeviceData.images`: its ``*_x`` tensor holds raw pixels.
+
 Randomness: every random draw takes an explicit ``torch.Generator``.  CUDA
 random functions only accept a generator on the same device as the tensors they
 produce, so the generator passed to :meth:`DeviceData.augment` and
@@ -31,9 +39,9 @@ import dataclasses
 import gzip
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -50,6 +58,7 @@ __all__ = [
 ]
 
 _DATASETS = ("digits", "fashion-mnist", "cifar10")
+SPLITS = ("train", "val", "test")
 
 # Where the Debian package ``dataset-fashion-mnist`` installs the four .gz files (flat).
 FASHION_MNIST_SYSTEM_DIRS: tuple[Path, ...] = (Path("/usr/share/datasets/fashion-mnist"),)
@@ -88,7 +97,11 @@ def make_generator(device: str | torch.device | None = None, seed: int = 0) -> t
 
 @dataclass
 class DeviceData:
-    """Train/val/test tensors on one device, normalised with the train split's per-channel stats."""
+    """Train/val/test tensors on one device, normalised with the train split's per-channel stats.
+
+    A split whose ``*_x`` is a uint8 tensor holds raw pixels (``load_dataset(..., uint8=...)``):
+    x_norm = (pixel / pixel_scale - mean) / std, computed per batch by :meth:`normalise`.
+    """
 
     name: str
     train_x: torch.Tensor
@@ -104,10 +117,66 @@ class DeviceData:
     # digits: x = pixel / 16).  Kept so images can be de-normalised for inspection.
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    # x in [0, 1] = stored pixel / pixel_scale, for the splits kept as uint8 (digits: 16).
+    pixel_scale: float = 255.0
+    # mean and std as 1 x C x 1 x 1 float32 tensors, per device: made once, so that normalising a
+    # batch copies nothing from the host (a host->device copy would synchronise every batch).
+    _stats: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:
         return self.train_x.device
+
+    @property
+    def uint8_splits(self) -> tuple[str, ...]:
+        """The splits whose images are stored as uint8 pixels (read them normalised via
+        :meth:`images`, :meth:`eval_batches` or :meth:`train_batches`)."""
+        return tuple(s for s in SPLITS if getattr(self, f"{s}_x").dtype == torch.uint8)
+
+    def storage_bytes(self) -> dict[str, int]:
+        """Bytes each split's images take on the device."""
+        return {s: getattr(self, f"{s}_x").numel() * getattr(self, f"{s}_x").element_size() for s in SPLITS}
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch as the network takes it: uint8 pixels are normalised (a new float32 tensor,
+        bit-identical to what float32 storage holds); a floating tensor is returned as it is."""
+        if x.dtype == torch.uint8:
+            mean, std = self._stats_on(x.device)
+            # The very operations load_dataset applies to float32 storage, in the same order.
+            return x.float().div_(self.pixel_scale).sub_(mean).div_(std)
+        if not x.is_floating_point():
+            raise TypeError(f"expected uint8 pixels or normalised floating images, got {x.dtype}")
+        return x
+
+    def _stats_on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        key = str(device)
+        if key not in self._stats:
+            if not self.mean or not self.std:
+                raise ValueError("uint8 images need the data set's mean and std to be normalised")
+            shape = (1, len(self.mean), 1, 1)
+            self._stats[key] = tuple(torch.tensor(v, dtype=torch.float32).reshape(shape).to(device)
+                                     for v in (self.mean, self.std))
+        return self._stats[key]
+
+    def images(self, split: str = "val", limit: int | None = None) -> torch.Tensor:
+        """The first ``limit`` (all: None) normalised images of a split, as one float32 tensor.
+        For a uint8 split this makes a float copy of that many images: prefer :meth:`eval_batches`."""
+        return self.normalise(self._split_x(split)[:limit])
+
+    def eval_batches(
+        self, split: str = "val", batch_size: int = 1000, limit: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The first ``limit`` (all: None) images of a split, in order, as normalised batches."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        x_all, y_all = self._split_x(split)[:limit], getattr(self, f"{split}_y")[:limit]
+        for start in range(0, x_all.shape[0], batch_size):
+            yield self.normalise(x_all[start : start + batch_size]), y_all[start : start + batch_size]
+
+    def _split_x(self, split: str) -> torch.Tensor:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; splits: {', '.join(SPLITS)}")
+        return getattr(self, f"{split}_x")
 
     @property
     def in_channels(self) -> int:
@@ -149,18 +218,106 @@ class DeviceData:
     def train_batches(
         self, batch_size: int, generator: torch.Generator, augment: bool = True
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch over the training split in random order; the last partial batch is kept."""
+        """One epoch over the training split in random order; the last partial batch is kept.
+
+        Batches are normalised float32 whatever the storage (uint8 pixels are converted per batch,
+        before augmentation: the crop's zero padding is the mean pixel either way). Nothing here
+        waits for the device: the batch bounds are Python ints, the gathers take device indices.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         _check_generator(generator, self.device)
         n = self.train_x.shape[0]
+        if self.train_x.dtype == torch.uint8:
+            self._stats_on(self.device)  # before the first batch, not inside the loop
         perm = torch.randperm(n, generator=generator, device=self.device)
         for start in range(0, n, batch_size):
             idx = perm[start : start + batch_size]
-            x = self.train_x[idx]
+            x = self.normalise(torch.index_select(self.train_x, 0, idx))
             if augment:
                 x = self.augment(x, generator)
-            yield x, self.train_y[idx]
+            yield x, torch.index_select(self.train_y, 0, idx)
+
+    @classmethod
+    def from_pixels(
+        cls,
+        name: str,
+        train_x: np.ndarray,
+        train_y: np.ndarray,
+        val_x: np.ndarray,
+        val_y: np.ndarray,
+        test_x: np.ndarray,
+        test_y: np.ndarray,
+        num_classes: int,
+        crop_padding: int,
+        flip: bool,
+        device: str | torch.device | None = None,
+        pixel_scale: float = 255.0,
+        image_size: int | None = None,
+        uint8: bool | Iterable[str] = False,
+    ) -> "DeviceData":
+        """A :class:`DeviceData` from N x C x H x W uint8 pixel arrays (x in [0, 1] = pixel / pixel_scale)
+        and integer labels: what :func:`load_dataset` does after reading and splitting a data set.
+
+        Normalised with the train split's per-channel mean and std; ``crop_padding`` is given for the
+        native size and scaled with ``image_size`` (at least one pixel); ``uint8`` as in load_dataset.
+        """
+        device = default_device() if device is None or device == "auto" else torch.device(device)
+        compact = _uint8_splits(uint8)
+        arrays = {"train": train_x, "val": val_x, "test": test_x}
+        for split, a in arrays.items():
+            if a.dtype != np.uint8 or a.ndim != 4:
+                raise ValueError(f"{split} images must be an N x C x H x W uint8 array, got {a.dtype} {a.shape}")
+        native = int(train_x.shape[-1])
+        size = native if image_size is None else int(image_size)
+        if compact and size != native:
+            raise ValueError(f"uint8 storage needs the native image size {native}, got image_size {size}")
+        # The crop shift is a fraction of the image: scale it with the image, at least one pixel.
+        crop_padding = max(1, round(crop_padding * size / native))
+
+        def pixels(a: np.ndarray) -> torch.Tensor:  # uint8 to the device: 4x less traffic than float32
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+        def put(t: torch.Tensor) -> torch.Tensor:
+            # Always a fresh tensor, so normalising in place below cannot touch the source arrays.
+            t = t.float().div_(pixel_scale)
+            return t if size == native else torch.nn.functional.interpolate(t, size=(size, size), mode="area")
+
+        raw = {split: pixels(a) for split, a in arrays.items()}
+        tx = put(raw["train"])
+        var, mean = torch.var_mean(tx, dim=(0, 2, 3), correction=0)
+        std = var.sqrt().clamp_min(1e-6)  # guard against a constant channel
+        m, s = mean[None, :, None, None], std[None, :, None, None]
+        xs = {}
+        for split in SPLITS:
+            if split in compact:
+                xs[split] = raw[split]
+            else:
+                # in place: CIFAR-10 as float32 is ~0.7 GB, avoid a second copy
+                xs[split] = (tx if split == "train" else put(raw[split])).sub_(m).div_(s)
+        del tx, raw
+
+        def labels(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
+
+        data = cls(
+            name=name,
+            train_x=xs["train"],
+            train_y=labels(train_y),
+            val_x=xs["val"],
+            val_y=labels(val_y),
+            test_x=xs["test"],
+            test_y=labels(test_y),
+            num_classes=num_classes,
+            crop_padding=crop_padding,
+            flip=flip,
+            mean=tuple(mean.tolist()),
+            std=tuple(std.tolist()),
+            pixel_scale=float(pixel_scale),
+        )
+        if compact:  # the statistics normalise() uses: these very float32 values, no host round trip
+            data._stats[str(m.device)] = (m.contiguous(), s.contiguous())
+        return data
 
     def to(self, device: str | torch.device) -> "DeviceData":
         moved = {
@@ -306,6 +463,7 @@ def load_dataset(
     seed: int = 0,
     max_train: int | None = None,
     image_size: int | None = None,
+    uint8: bool | Iterable[str] = False,
 ) -> DeviceData:
     """Load ``name`` onto ``device`` (default or ``"auto"``: cuda if available, else cpu).
 
@@ -314,6 +472,13 @@ def load_dataset(
     what is left for training.  The test split is never touched by ``seed``/``max_train``.
     ``image_size`` shrinks every split to that many pixels a side (area averaging): a proxy
     task a CPU can search on; it never enlarges.
+
+    ``uint8``: the splits (True: all three; or names from ``("train", "val", "test")``) kept on
+    the device as 8-bit pixels, a quarter of float32's memory, normalised per batch; the batches are
+    bit-identical to the default float32 storage's. Code that reads ``val_x``/``test_x`` as network
+    input must then go through :meth:`DeviceData.eval_batches` (``SupernetObjective.evaluate`` and
+    ``train.evaluate`` still read them directly: with those, keep only ``("train",)`` as uint8).
+    Not with ``image_size`` below the native size (area-averaged pixels are not 8-bit).
     """
     key = str(name).lower().replace("_", "-")
     if key not in _DATASETS:
@@ -324,33 +489,33 @@ def load_dataset(
         raise ValueError(f"max_train must be a positive integer or None, got {max_train}")
     if image_size is not None and image_size < 1:
         raise ValueError(f"image_size must be a positive integer or None, got {image_size}")
-    device = default_device() if device is None or device == "auto" else torch.device(device)
+    compact = _uint8_splits(uint8)
 
     if key == "digits":
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        x = (digits.images / 16.0).astype(np.float32)[:, None]  # 0..16 -> [0, 1]
+        x = digits.images.astype(np.uint8)[:, None]  # 0..16 integers, scaled by pixel_scale=16 below
         y = digits.target.astype(np.int64)
         test_idx, rest_idx = _stratified_take(
             y, _held_count(len(y), _DIGITS_TEST_FRACTION), np.random.RandomState(_DIGITS_TEST_SEED)
         )
         train_x, train_y, test_x, test_y = x[rest_idx], y[rest_idx], x[test_idx], y[test_idx]
-        num_classes, crop_padding, flip = 10, 1, False
+        num_classes, crop_padding, flip, scale = 10, 1, False, 16.0
     elif key == "fashion-mnist":
         train_x, train_y, test_x, test_y = _load_fashion_mnist(root)
-        num_classes, crop_padding, flip = 10, 2, True
+        num_classes, crop_padding, flip, scale = 10, 2, True, 255.0
     else:
         train_x, train_y, test_x, test_y = _load_cifar10(root)
-        num_classes, crop_padding, flip = 10, 4, True
+        num_classes, crop_padding, flip, scale = 10, 4, True, 255.0
 
     native = int(train_x.shape[-1])
     if image_size is not None and image_size > native:
         raise ValueError(f"image_size {image_size} is larger than the {key} images ({native}x{native}); "
                          f"give a size of at most {native} (images are only ever shrunk)")
-    size = native if image_size is None else int(image_size)
-    # The crop shift is a fraction of the image: scale it with the image, at least one pixel.
-    crop_padding = max(1, round(crop_padding * size / native))
+    if compact and image_size is not None and image_size < native:
+        raise ValueError(f"uint8 storage keeps 8-bit pixels, but image_size {image_size} < {native} averages "
+                         "them into fractions: use the float32 storage (uint8=False) with image_size")
 
     rng = np.random.RandomState(seed)
     val_idx, tr_idx = _stratified_take(train_y, _held_count(len(train_y), val_fraction), rng)
@@ -358,34 +523,20 @@ def load_dataset(
         keep, _ = _stratified_take(train_y[tr_idx], max_train, rng)
         tr_idx = tr_idx[keep]
 
-    def put(a: np.ndarray) -> torch.Tensor:
-        # Copy uint8 to the device first (4x less traffic than float32), convert there.
-        # Always a fresh tensor, so normalising in place below cannot touch the source arrays.
-        t = torch.from_numpy(np.ascontiguousarray(a)).to(device)
-        t = t.float().div_(255.0) if t.dtype == torch.uint8 else t.to(torch.float32, copy=True)
-        return t if size == native else torch.nn.functional.interpolate(t, size=(size, size), mode="area")
-
-    tx, vx, sx = put(train_x[tr_idx]), put(train_x[val_idx]), put(test_x)
-    var, mean = torch.var_mean(tx, dim=(0, 2, 3), correction=0)
-    std = var.sqrt().clamp_min(1e-6)  # guard against a constant channel
-    m, s = mean[None, :, None, None], std[None, :, None, None]
-    for t in (tx, vx, sx):
-        t.sub_(m).div_(s)  # in place: CIFAR-10 as float32 is ~0.7 GB, avoid a second copy
-
-    def labels(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
-
-    return DeviceData(
-        name=key,
-        train_x=tx,
-        train_y=labels(train_y[tr_idx]),
-        val_x=vx,
-        val_y=labels(train_y[val_idx]),
-        test_x=sx,
-        test_y=labels(test_y),
-        num_classes=num_classes,
-        crop_padding=crop_padding,
-        flip=flip,
-        mean=tuple(mean.tolist()),
-        std=tuple(std.tolist()),
+    return DeviceData.from_pixels(
+        key, train_x[tr_idx], train_y[tr_idx], train_x[val_idx], train_y[val_idx], test_x, test_y,
+        num_classes=num_classes, crop_padding=crop_padding, flip=flip, device=device, pixel_scale=scale,
+        image_size=image_size, uint8=compact,
     )
+
+
+def _uint8_splits(uint8: bool | Iterable[str]) -> tuple[str, ...]:
+    if isinstance(uint8, bool):
+        return SPLITS if uint8 else ()
+    if isinstance(uint8, str):
+        uint8 = (uint8,)
+    chosen = tuple(uint8)
+    unknown = [s for s in chosen if s not in SPLITS]
+    if unknown:
+        raise ValueError(f"uint8 takes True, False or split names from {SPLITS}, got {unknown}")
+    return tuple(s for s in SPLITS if s in chosen)

@@ -125,7 +125,8 @@ def serve(objective: "SupernetObjective") -> None:
             return
         try:
             if op == "train":
-                objective.train(objective.space.parse(cmd[1]), step=cmd[2], stoppable=bool(cmd[3:4] and cmd[3]))
+                objective.train(objective.space.parse(cmd[1]), step=cmd[2], stoppable=bool(cmd[3:4] and cmd[3]),
+                                epochs=cmd[4] if len(cmd) > 4 else None)
             elif op == "warm_up":
                 objective.warm_up()
             elif op == "state":

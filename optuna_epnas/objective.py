@@ -1,9 +1,12 @@
 """SupernetObjective: train the sampled path of a shared-weight supernet, return validation accuracy.
 
 The supernet lives across trials (that is weight sharing: architectures that use the same op at the
-same position read and update the same tensors) and is checkpointed after every trial together with
-the trial's value (:mod:`optuna_epnas.checkpoint`), so a search killed at any moment and restarted
-on the same storage resumes with exactly the weights and trials it had.
+same position read and update the same tensors). It is checkpointed together with the values of the
+trials it trained (:mod:`optuna_epnas.checkpoint`) once a minute and when a search ends; the trials
+trained after the last checkpoint are replayed from the study on resume (their architectures and data
+orders are recorded). So a search killed at any moment and restarted on the same storage resumes
+with exactly the weights and trials it had (on the CPU bit for bit; a GPU's kernels are not all
+deterministic).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, NetworkSize
 from optuna_epnas.data import DeviceData, make_generator
 from optuna_epnas.nn import build_network
 from optuna_epnas.spaces.base import SearchSpace
+from optuna_epnas.storages import batched_writes
 from optuna_epnas.values import check_objectives
 
 _logger = logging.getLogger(__name__)
@@ -68,6 +72,10 @@ class SupernetObjective:
             not made on random weights. Its cost is charged to the first trial.
         rescore_images: validation images (the first ones, always the same) that :meth:`rescore`
             evaluates architectures on.
+        checkpoint_every: seconds between checkpoint writes (also written when the search ends, and
+            at attach after a warm-up or a replay); 0: after every trial. A kill loses at most that
+            much training, which the next run replays (the micro supernet's checkpoint, ~200 MiB at
+            C=24, takes about a second to write).
         report_epochs: evaluate after every epoch and ``trial.report`` it (learning curves in the
             dashboard; what a pruner needs). Off by default: each report is one more validation pass,
             and a pruner compares trials at one epoch across levels of very different depth. A pruned
@@ -91,7 +99,7 @@ class SupernetObjective:
         channels_last: bool | None = None, eval_batch_size: int = 1000, warmup_epochs: int = 0,
         rescore_images: int = 1000, takeover: bool = False, max_params: int | None = None,
         max_macs: int | None = None, report_epochs: bool = False, objectives: Sequence[str] = ("accuracy",),
-        latency: Any = None, max_latency_ms: float | None = None,
+        latency: Any = None, max_latency_ms: float | None = None, checkpoint_every: float = 60.0,
     ) -> None:
         for name, value, low in (("epochs", epochs, 1), ("channels", channels, 1), ("batch_size", batch_size, 1),
                                  ("warmup_epochs", warmup_epochs, 0), ("rescore_images", rescore_images, 1)):
@@ -112,6 +120,13 @@ class SupernetObjective:
         self.batch_size, self.lr, self.momentum = batch_size, lr, momentum
         self.weight_decay, self.grad_clip, self.seed, self.eval_batch_size = weight_decay, grad_clip, seed, eval_batch_size
         self.checkpoint, self.takeover = checkpoint, takeover
+        if not (isinstance(checkpoint_every, (int, float)) and not isinstance(checkpoint_every, bool)
+                and math.isfinite(checkpoint_every) and checkpoint_every >= 0):
+            raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
+        self.checkpoint_every = float(checkpoint_every)
+        self._saved_at = -math.inf
+        self._unsaved: list[tuple[int, str, int]] = []  # (trial, arch, epochs) trained since the checkpoint
+        self._behind: list[optuna.trial.FrozenTrial] = []  # trials the study has and the checkpoint lacks
         self.warmup_epochs, self.rescore_images = warmup_epochs, rescore_images
         self.warmed_up = False
         if not isinstance(report_epochs, bool):
@@ -148,17 +163,18 @@ class SupernetObjective:
             self._busy.release()
 
     def _run(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
-        arch = self.space.suggest(trial)
+        with batched_writes(trial.storage, trial._trial_id):  # ~80 parameters at full depth: one commit
+            arch = self.space.suggest(trial)
+            trial.set_user_attr("arch", self.space.key(arch))
+            trial.set_user_attr("level", self.space.level(arch))
+            counts: dict[str, float] = dict(zip(("params", "macs"), self.network_size.count(self.space, arch)))
+            if self.latency is not None:
+                counts["latency"] = self.latency.network_ms(arch)
+                trial.set_user_attr("latency_ms", round(counts["latency"], 6))
+            trial.set_user_attr("params", counts["params"])
+            for name, limit in self.limits.items():
+                trial.set_constraint(name, float(counts[name] - limit))
         self._ensure_supernet(trial)
-        trial.set_user_attr("arch", self.space.key(arch))
-        trial.set_user_attr("level", self.space.level(arch))
-        counts: dict[str, float] = dict(zip(("params", "macs"), self.network_size.count(self.space, arch)))
-        if self.latency is not None:
-            counts["latency"] = self.latency.network_ms(arch)
-            trial.set_user_attr("latency_ms", round(counts["latency"], 6))
-        trial.set_user_attr("params", counts["params"])
-        for name, limit in self.limits.items():
-            trial.set_constraint(name, float(counts[name] - limit))
         started = time.perf_counter()
         reports: list[float] = []
 
@@ -174,19 +190,22 @@ class SupernetObjective:
             raise
         accuracy = reports[-1] if reports else self.evaluate(arch)
         pruned = len(reports) < self.epochs and bool(reports)
-        trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 3))
         macs = counts["macs"]
         epochs = len(reports) or self.epochs
-        trial.set_user_attr(COST_ATTR, float(TRAIN_FACTOR * macs * epochs * len(self.data.train_y)
-                                             + macs * len(self.data.val_y) * max(len(reports), 1)))
-        trial.storage.set_trial_system_attr(trial._trial_id, ckpt.TRAINED_ATTR, len(self.trained))
+        with batched_writes(trial.storage, trial._trial_id):
+            trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 3))
+            trial.set_user_attr(COST_ATTR, float(TRAIN_FACTOR * macs * epochs * len(self.data.train_y)
+                                                 + macs * len(self.data.val_y) * max(len(reports), 1)))
+            trial.storage.set_trial_system_attr(trial._trial_id, ckpt.TRAINED_ATTR, len(self.trained))
+        self._unsaved.append((trial.number, self.space.key(arch), epochs))
         self.trained.append(trial.number)
         result = (accuracy, *(float(counts[o]) for o in self.objectives[1:])) if len(self.objectives) > 1 else accuracy
         self.values[trial.number] = result
         if pruned:
             self.pruned.add(trial.number)
         try:
-            self.save()
+            if time.monotonic() - self._saved_at >= self.checkpoint_every:
+                self.save()
         except RuntimeError:
             from optuna_epnas.sampler import FAULT_ATTR  # not the architecture's failure: its slot is run again
 
@@ -256,13 +275,14 @@ class SupernetObjective:
         return net.to(memory_format=torch.channels_last) if self.channels_last else net
 
     def train(self, arch: Any, step: int, on_epoch: Callable[[int], bool] | None = None,
-              stoppable: bool = False) -> None:
-        """Train the path of ``arch`` for ``epochs`` epochs; ``step`` seeds this trial's data order.
-        ``on_epoch(epoch)`` after each epoch: True stops the training there (a pruned trial).
-        ``stoppable``: another rank's trainer, told by rank 0 after each epoch whether to stop."""
+              stoppable: bool = False, epochs: int | None = None) -> None:
+        """Train the path of ``arch`` for ``epochs`` epochs (default: the objective's); ``step`` seeds
+        this trial's data order. ``on_epoch(epoch)`` after each epoch: True stops the training there (a
+        pruned trial). ``stoppable``: another rank's trainer, told by rank 0 after each epoch whether to stop."""
+        epochs = self.epochs if epochs is None else epochs
         if distributed.leads():  # every rank trains it with us
-            distributed.command("train", self.space.key(arch), step, on_epoch is not None)
-        self._fit(lambda images: arch, self.epochs, [self.seed, step], on_epoch, stoppable or on_epoch is not None)
+            distributed.command("train", self.space.key(arch), step, on_epoch is not None, epochs)
+        self._fit(lambda images: arch, epochs, [self.seed, step], on_epoch, stoppable or on_epoch is not None)
 
     def warm_up(self) -> None:
         """SPOS-style: ``warmup_epochs`` epochs, each batch on a full-depth architecture drawn uniformly."""
@@ -329,14 +349,14 @@ class SupernetObjective:
         """Accuracy of the supernet path of ``arch`` on a split (search only ever uses ``val``), or on
         its first ``limit`` images."""
         net, _ = self._ensure_supernet(None)
-        x_all, y_all = getattr(self.data, f"{split}_x")[:limit], getattr(self.data, f"{split}_y")[:limit]
         net.eval()  # the supernet's BN uses batch statistics in eval too (see nn.ops.batch_norm)
-        correct = 0
-        for i in range(0, len(x_all), self.eval_batch_size):
-            x, y = x_all[i:i + self.eval_batch_size], y_all[i:i + self.eval_batch_size]
+        correct = torch.zeros((), dtype=torch.int64, device=self.data.device)  # one host sync, at the end
+        seen = 0
+        for x, y in self.data.eval_batches(split, self.eval_batch_size, limit):
             with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
-                correct += int((net(self._layout(x), arch).argmax(1) == y).sum())
-        return correct / len(x_all)
+                correct += (net(self._layout(x), arch).argmax(1) == y).sum()
+            seen += len(y)
+        return int(correct) / seen
 
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
@@ -367,6 +387,8 @@ class SupernetObjective:
             ckpt.require_none_trained(study, self._path)
         if distributed.leads():
             distributed.command("state", self.get_state())  # the resumed weights, on every rank
+        if self._behind:
+            self._replay(self._behind)
         if self.warmup_epochs and not self.warmed_up:
             self.warm_up()
             if study is not None:
@@ -379,8 +401,11 @@ class SupernetObjective:
         return self._path
 
     def detach(self, study: optuna.Study) -> None:
-        """Stop holding the study's supernet, so that another process may resume it (a search that ends)."""
+        """Write what the last checkpoint lacks and stop holding the study's supernet, so that another
+        process may resume it (a search that ends)."""
         if self._path is not None:
+            if self._unsaved:
+                self.save()
             ckpt.release(study)
 
     def _record_spec(self, study: optuna.Study) -> None:
@@ -411,11 +436,13 @@ class SupernetObjective:
         if self._path is None or self.net is None:
             return
         assert self.optimizer is not None
+        started = time.monotonic()
         ckpt.write(self._path, {
             "format": ckpt.FORMAT, "spec": self.spec(), "token": self._token, "trained": list(self.trained),
             "values": dict(self.values), "pruned": sorted(self.pruned), "warmed_up": self.warmed_up, "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         })
+        self._saved_at, self._unsaved = started, []
 
     def load(self, path: str | os.PathLike, study: optuna.Study | None = None) -> None:
         """Resume the weights of ``path``; with ``study``: check that they are the study's and complete
@@ -445,7 +472,33 @@ class SupernetObjective:
             self.pruned = {new for old, new in zip(self.trained, trained) if old in self.pruned}
             self.trained = trained
             self.save()
-        _logger.info("resumed the supernet from %s (%d trials of training)", path, len(self.trained))
+        self._behind = ckpt.behind(study, len(self.trained))
+        _logger.info("resumed the supernet from %s (%d trials of training, %d to replay)", path, len(self.trained),
+                     len(self._behind))
+
+    def _replay(self, trials: Sequence[optuna.trial.FrozenTrial]) -> None:
+        """Train again, in order and with their own data orders, the trials the study records but the
+        checkpoint lacks (a kill after the last checkpoint); then checkpoint. Each is evaluated again:
+        a value that differs from the recorded one is reported (on a GPU, non-deterministic kernels)."""
+        _logger.warning("replaying the training of %d trial(s) recorded after the last checkpoint (%s)",
+                        len(trials), ", ".join(str(t.number) for t in trials[:10]) + (" ..." if len(trials) > 10 else ""))
+        for t in trials:
+            arch = self.space.parse(t.user_attrs["arch"])
+            epochs = len(t.intermediate_values) if t.state == optuna.trial.TrialState.PRUNED else self.epochs
+            self.train(arch, step=len(self.trained), epochs=epochs)
+            recorded = t.values[0] if t.values else (t.intermediate_values.get(t.last_step) if t.last_step is not None else None)
+            again = self.evaluate(arch)
+            if recorded is not None and again != recorded:
+                _logger.warning("replayed trial %d measures %.6f, recorded %.6f: the weights differ from the run "
+                                "that was killed (non-deterministic kernels?)", t.number, again, recorded)
+            self.trained.append(t.number)
+            if t.values:
+                self.values[t.number] = tuple(t.values) if len(t.values) > 1 else t.values[0]
+            if t.state == optuna.trial.TrialState.PRUNED:
+                self.pruned.add(t.number)
+                self.values[t.number] = recorded
+        self._behind = []
+        self.save()
 
     def get_state(self) -> dict[str, Any]:
         assert self.net is not None and self.optimizer is not None
@@ -458,11 +511,15 @@ class SupernetObjective:
         self.optimizer.load_state_dict(state["optimizer"])
 
     def _roll_back(self) -> None:
-        """Back to the last checkpoint after a trial's training failed part-way."""
+        """Back to the weights before a trial whose training failed part-way: the last checkpoint, and
+        the trials trained since replayed."""
         if self._path is not None and self._path.exists():
             self.set_state(ckpt.read(self._path, self.data.device))
             if distributed.leads():
                 distributed.command("state", self.get_state())
+            start = len(self.trained) - len(self._unsaved)
+            for i, (_, key, epochs) in enumerate(self._unsaved):
+                self.train(self.space.parse(key), step=start + i, epochs=epochs)
         elif self.net is not None:
             _logger.warning("a trial failed part-way through training and there is no checkpoint to restore: "
                             "the supernet keeps that trial's partial training")

@@ -212,9 +212,10 @@ def make_space(args: argparse.Namespace) -> SearchSpace:
 # -- a search, set up as `epnas search` sets it up -----------------------------------------------------
 def make_sampler(name: str, space: SearchSpace, settings: SearchSettings, seed: int,
                  rescore: Rescorer | None = None, network: NetworkSize | None = None,
-                 latency: LatencyTable | None = None) -> optuna.samplers.BaseSampler:
+                 latency: LatencyTable | None = None, device: Any = None) -> optuna.samplers.BaseSampler:
     """The named sampler, seeded: a progressive variant (EPNAS or PNAS selection), TPE or random.
-    ``network``, ``latency``: what the settings' limits and cost objective are counted in (the objective's)."""
+    ``network``, ``latency``: what the settings' limits and cost objective are counted in (the objective's);
+    ``device``: where a progressive sampler's surrogates run (the search's)."""
     if name in PROGRESSIVE:
         if settings.rescore and rescore is None:
             raise ValueError("these settings re-score architectures on the supernet: pass its rescore callable")
@@ -225,7 +226,8 @@ def make_sampler(name: str, space: SearchSpace, settings: SearchSettings, seed: 
                             rescore=rescore if settings.rescore else None,
                             parent_weight=settings.parent_weight, diverse=settings.diverse,
                             max_params=settings.max_params, max_macs=settings.max_macs, network=network,
-                            objectives=settings.objectives, max_latency_ms=settings.max_latency_ms, latency=latency)
+                            objectives=settings.objectives, max_latency_ms=settings.max_latency_ms, latency=latency,
+                            surrogate_device=None if device is None else str(device))
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
@@ -287,7 +289,8 @@ class Search:
                                     catch=(FloatingPointError,))
         finally:
             self.objective.detach(self.study)  # another process may resume it now
-        recorder.write_study_note(self.study)  # final numbers, also when nothing was left to run
+            recorder.close()  # the drawings still being made
+        recorder.write_study_note(self.study, final=True)  # final numbers, also when nothing was left to run
 
     def _stop_rule(self) -> Callable[[optuna.Study, FrozenTrial], None]:
         if (self.progressive and not self.budget_is_exact) or self.cost_budget is not None:
@@ -336,6 +339,7 @@ def open_search(
     *, settings: SearchSettings | None = None, seed: int = 0, budget: int | None = None,
     cost_budget: float | None = None, checkpoint: str | Path | None = None, heartbeat: float | None = None,
     takeover: bool = False, report_epochs: bool = False, pruner: optuna.pruners.BasePruner | None = None,
+    checkpoint_every: float = 60.0,
 ) -> Search:
     """Create or load the study and attach its supernet (``epnas search`` and ``epnas compare``).
 
@@ -346,7 +350,7 @@ def open_search(
     ``checkpoint``: where the supernet goes (a file or a directory; default beside a SQLite or journal
     file, or where the study recorded it); ``heartbeat``: seconds between Optuna's RDB heartbeats, so
     that a worker lost on another machine has its trial failed and its slot run again;
-    ``takeover``, ``report_epochs``: see :class:`~optuna_epnas.SupernetObjective`; ``pruner``: the
+    ``takeover``, ``report_epochs``, ``checkpoint_every``: see :class:`~optuna_epnas.SupernetObjective`; ``pruner``: the
     study's (default: none -- not Optuna's MedianPruner).
     A checkpoint or study made with other settings, or another sampler, fails here, before any trial.
     """
@@ -354,9 +358,9 @@ def open_search(
     if not isinstance(pruner, (optuna.pruners.NopPruner, type(None))) and not report_epochs:
         raise ValueError("a pruner stops trials by their per-epoch reports: add --report-epochs (report_epochs=True)")
     objective = make_objective(space, data, settings, seed, checkpoint=checkpoint, takeover=takeover,
-                               report_epochs=report_epochs)
+                               report_epochs=report_epochs, checkpoint_every=checkpoint_every)
     made = make_sampler(sampler, space, settings, seed, rescore=objective.rescore, network=objective.network_size,
-                        latency=objective.latency)
+                        latency=objective.latency, device=data.device)
     if cost_budget is not None and isinstance(made, EPNASSampler):
         raise ValueError("a progressive sampler runs its schedule: a compute budget is for TPE and random search")
     opened = open_storage(storage, heartbeat) if isinstance(storage, str) else storage
@@ -389,6 +393,7 @@ class Progress:
         self.best_full: float | None = None
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             self._update(t)
+        self.finished = _finished(study)  # counted from here on, not re-read per trial
 
     def _update(self, trial) -> None:
         if trial.user_attrs.get("level") == self.space.max_level and accuracy_of(trial) is not None:
@@ -396,6 +401,7 @@ class Progress:
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self._update(trial)
+        self.finished += trial.state in FINISHED
         if self.quiet:
             return
         a = trial.user_attrs
@@ -406,7 +412,7 @@ class Progress:
             f" (pruned after epoch {trial.last_step + 1})" if trial.state == TrialState.PRUNED else "")
         best = "-" if self.best_full is None else f"{self.best_full:.4f}"
         print(
-            f"[{_finished(study):>4}/{self.budget}] trial {trial.number:>4} {where:<32} {value}  "
+            f"[{self.finished:>4}/{self.budget}] trial {trial.number:>4} {where:<32} {value}  "
             f"best full-depth {best}  ({time.perf_counter() - self.started:.0f}s)",
             flush=True,
         )

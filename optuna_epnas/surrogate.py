@@ -63,19 +63,25 @@ class LSTMSurrogate:
             steps, not of epochs, is what makes the fit converge at every level.
         lr: Adam learning rate.
         batch_size: rows per Adam step.
-        seed: makes initialisation and row order reproducible.
+        seed: makes initialisation and row order reproducible (the weights are drawn on the CPU, so
+            they are the same whatever ``device``).
+        device: where it is fitted and scores (a GPU's LSTM kernels give slightly different numbers).
     """
 
     def __init__(
         self, token_dim: int, hidden: int = 100, steps: int = 500, lr: float = 0.002,
-        batch_size: int = 32, seed: int = 0, chunk: int = 65536,
+        batch_size: int = 32, seed: int = 0, chunk: int = 65536, device: str | torch.device = "cpu",
     ) -> None:
         self.token_dim, self.hidden, self.steps = token_dim, hidden, steps
         self.lr, self.batch_size, self.seed, self.chunk = lr, batch_size, seed, chunk
+        self.device = torch.device(device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.net = _Net(token_dim, hidden, hidden)
+            self.net = _Net(token_dim, hidden, hidden).to(self.device)
         self.fitted = False
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).float().to(self.device)
 
     def fit(self, sequences: Sequence[np.ndarray], targets: Sequence[float]) -> "LSTMSurrogate":
         if len(sequences) != len(targets):
@@ -86,8 +92,8 @@ class LSTMSurrogate:
         by_length: dict[int, list[int]] = defaultdict(list)
         for i, seq in enumerate(sequences):
             by_length[len(seq)].append(i)
-        groups = {n: (torch.from_numpy(np.stack([sequences[i] for i in idx])).float(),
-                      torch.tensor([float(targets[i]) for i in idx]))
+        groups = {n: (self._tensor(np.stack([sequences[i] for i in idx])),
+                      torch.tensor([float(targets[i]) for i in idx], device=self.device))
                   for n, idx in by_length.items()}
         if not self.fitted:
             # U[-1,1] weights give logits of several units: the sigmoid starts saturated and Adam spends
@@ -97,7 +103,7 @@ class LSTMSurrogate:
                 mean = float(np.clip(np.mean(targets), 1e-3, 1 - 1e-3))
                 logits = torch.cat([self.net.head(self.net.run(x)[0]).squeeze(-1) for x, _ in groups.values()])
                 self.net.head.bias += float(np.log(mean / (1 - mean))) - logits.mean()
-        with _single_thread():
+        with _single_thread() if self.device.type == "cpu" else contextlib.nullcontext():
             self._train(groups)
         self.fitted = True
         return self
@@ -117,8 +123,9 @@ class LSTMSurrogate:
             for b in rng.permutation(len(batches))[: self.steps - step]:
                 n, idx = batches[b]
                 x, y = groups[n]
-                last, _ = self.net.run(x[idx])
-                loss = (self.net.score(last) - y[idx]).abs().mean()
+                rows = torch.from_numpy(idx).to(self.device)
+                last, _ = self.net.run(x[rows])
+                loss = (self.net.score(last) - y[rows]).abs().mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -135,8 +142,8 @@ class LSTMSurrogate:
         for idx in by_length.values():
             for start in range(0, len(idx), self.chunk):
                 part = idx[start:start + self.chunk]
-                x = torch.from_numpy(np.stack([sequences[i] for i in part])).float()
-                out[part] = self.net.score(self.net.run(x)[0]).numpy()
+                x = self._tensor(np.stack([sequences[i] for i in part]))
+                out[part] = self.net.score(self.net.run(x)[0]).cpu().numpy()
         return out
 
     @torch.no_grad()
@@ -155,15 +162,15 @@ class LSTMSurrogate:
             return np.empty(0, dtype=np.float32)
         n_parents = len(prefixes)
         if len(prefixes[0]):
-            _, (h, c) = self.net.run(torch.from_numpy(np.stack(prefixes)).float())
+            _, (h, c) = self.net.run(self._tensor(np.stack(prefixes)))
         else:  # children of the empty root: the LSTM starts from zeros
-            h = c = torch.zeros(1, n_parents, self.hidden)
-        owner = torch.from_numpy(np.repeat(np.arange(n_parents), counts))
-        tokens = torch.from_numpy(np.concatenate(child_tokens)).float()
-        out = torch.empty(len(tokens))
+            h = c = torch.zeros(1, n_parents, self.hidden, device=self.device)
+        owner = torch.from_numpy(np.repeat(np.arange(n_parents), counts)).to(self.device)
+        tokens = self._tensor(np.concatenate(child_tokens))
+        out = torch.empty(len(tokens), device=self.device)
         for start in range(0, len(tokens), self.chunk):
             sl = slice(start, start + self.chunk)
             who = owner[sl]
             last, _ = self.net.run(tokens[sl, None, :], (h[:, who].contiguous(), c[:, who].contiguous()))
             out[sl] = self.net.log_score(last) if log else self.net.score(last)
-        return out.numpy()
+        return out.cpu().numpy()

@@ -198,7 +198,7 @@ def train_final(
             raise RuntimeError(f"training diverged in epoch {epoch} (loss {train_loss}); try a smaller --lr")
         record = EpochRecord(
             epoch=epoch, epochs=epochs, train_loss=train_loss, train_accuracy=correct.item() / n,
-            val_accuracy=evaluate(model, data.val_x, data.val_y, amp=amp, channels_last=channels_last),
+            val_accuracy=evaluate(model, data.images("val"), data.val_y, amp=amp, channels_last=channels_last),
             lr=schedule.get_last_lr()[0], seconds=round(time.perf_counter() - epoch_started, 3),
         )
         history.append(record)
@@ -208,7 +208,7 @@ def train_final(
         for buffer in model.buffers():  # BN running statistics: rank 0's, as DDP's next forward would take
             torch.distributed.broadcast(buffer, 0)
         distributed.check_identical(model, optimizer)  # DDP keeps them so; a bug would not pass silently
-    test_accuracy = evaluate(model, data.test_x, data.test_y, amp=amp, channels_last=channels_last)
+    test_accuracy = evaluate(model, data.images("test"), data.test_y, amp=amp, channels_last=channels_last)
     return TrainResult(
         history=history, test_accuracy=test_accuracy, val_accuracy=history[-1].val_accuracy,
         params=sum(p.numel() for p in model.parameters()), seconds=round(time.perf_counter() - started, 3),

@@ -72,15 +72,22 @@ def test_a_missing_or_foreign_checkpoint_is_refused_and_nothing_is_lost(data, tm
     assert path_a.read_bytes() == b"not a checkpoint"
 
 
-def test_an_older_checkpoint_that_lacks_complete_trials_is_refused(data, tmp_path):
+def test_an_older_checkpoint_of_the_study_is_brought_forward_by_replaying_what_it_lacks(data, tmp_path, caplog):
     url = f"sqlite:///{tmp_path}/a.db"
     study = optuna.create_study(storage=url, study_name="a", direction="maximize")
     run(study, objective(data), ARCHS[:1])
     older = ckpt.default_path(url, "a").read_bytes()
-    run(optuna.load_study(storage=url, study_name="a"), objective(data), ARCHS[1:2])
-    ckpt.default_path(url, "a").write_bytes(older)  # as another worker overwriting it would leave it
-    with pytest.raises(RuntimeError, match=r"lacks the training of trial\(s\) \[1\]"):
-        objective(data).attach(optuna.load_study(storage=url, study_name="a"))
+    later = objective(data)
+    run(optuna.load_study(storage=url, study_name="a"), later, ARCHS[1:3])
+    later.save()
+    ckpt.default_path(url, "a").write_bytes(older)  # as a kill after the trials, before the next checkpoint, leaves it
+    resumed = objective(data)
+    resumed.attach(optuna.load_study(storage=url, study_name="a"))
+    assert resumed.trained == [0, 1, 2] and "replaying the training of 2 trial(s)" in caplog.text
+    assert "measures" not in caplog.text  # each replayed trial measured again what it recorded
+    for p, q in zip(later.net.state_dict().values(), resumed.net.state_dict().values()):
+        assert torch.equal(p, q)  # the same weights, bit for bit (CPU)
+    assert ckpt.read(ckpt.default_path(url, "a"), data.device)["trained"] == [0, 1, 2]  # and checkpointed
 
 
 def test_a_second_live_process_is_refused_and_a_dead_one_is_taken_over(data, tmp_path):

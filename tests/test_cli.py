@@ -109,15 +109,20 @@ def _stages(url, name="k"):
     return sorted((tuple(t.system_attrs[STAGE_ATTR]), t.user_attrs["arch"], t.value) for t in completed(url, name))
 
 
-@pytest.mark.parametrize("kills", [
-    ["save:10"],  # right after the checkpoint that holds trial 8's training and value, before Optuna records it
-    ["replace-before:5"],  # during a checkpoint write
-    ["plan:1"],  # while planning level 2
-    ["train:9", "train:1"],  # mid-trial, twice in one slot: a death is not the architecture's failure
-], ids="-".join)
-def test_a_search_killed_anywhere_rerun_with_the_same_command_ends_with_the_same_trials(tmp_path, reference, kills):
+@pytest.mark.parametrize("kills, every", [
+    (["save:10"], "0"),  # right after the checkpoint that holds trial 8's training and value, before Optuna records it
+    (["replace-before:5"], "0"),  # during a checkpoint write
+    (["plan:1"], "0"),  # while planning level 2
+    (["train:9", "train:1"], "0"),  # mid-trial, twice in one slot: a death is not the architecture's failure
+    # checkpoints a minute apart (the default): the first is the warm-up's, so every kill below lands
+    # with the study ahead of the weights, and the resume replays the trials in between
+    (["train:9"], "60"),
+    (["train:3", "plan:2", "train:5"], "60"),
+], ids=lambda v: "-".join(v) if isinstance(v, list) else f"every{v}s")
+def test_a_search_killed_anywhere_rerun_with_the_same_command_ends_with_the_same_trials(tmp_path, reference, kills,
+                                                                                         every):
     killed = f"sqlite:///{tmp_path}/killed.db"
-    cmd = KILLER + SMALL + ["--study-name", "k", "--storage", killed]
+    cmd = KILLER + SMALL + ["--study-name", "k", "--storage", killed, "--checkpoint-every", every]
     for kill in kills:  # each run counts its own calls from 1
         point, at = kill.split(":")
         died = subprocess.run(cmd, env={**os.environ, "KILL_POINT": point, "KILL_AT": at}, capture_output=True)

@@ -108,10 +108,10 @@ def _drawings(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> list[dict
 
 
 @needs_dot
-def test_the_recorder_writes_notes_and_one_drawing_per_trial_and_the_study_note_when_due(tmp_path):
+def test_the_recorder_writes_notes_and_a_drawing_per_architecture_and_the_study_note_when_due(tmp_path):
     url = f"sqlite:///{tmp_path}/r.db"
     study = _study(url)
-    recorder = DashboardRecorder(study_note_every=3)
+    recorder = DashboardRecorder(study_note_every=3, study_note_seconds=0)
     versions = []
     for i in range(7):  # level-1 trials: only the count makes the study note due (calls 1, 4, 7)
         recorder(study, _add(study, 0.1, {**_level(1), "arch": ["conv3x3", "sep3x3", "max3x3"][i % 3]}))
@@ -122,8 +122,9 @@ def test_the_recorder_writes_notes_and_one_drawing_per_trial_and_the_study_note_
     assert study._storage.get_study_system_attrs(study._study_id)["dashboard:note_ver"] == 4
     assert EPNAS_ATTRS["arch"] in optuna_dashboard.get_note(study)
 
+    recorder.close()  # drawings are made on a background thread
     folder = artifact_dir_for(url)
-    assert folder == tmp_path / "r.db.artifacts" and len(list(folder.iterdir())) == 8
+    assert folder == tmp_path / "r.db.artifacts" and len(list(folder.iterdir())) == 4  # 4 distinct architectures
     for trial in study.get_trials(deepcopy=False):
         (meta,) = _drawings(study, trial)
         assert meta["mimetype"] == "image/svg+xml" and meta["filename"] == f"arch-trial-{trial.number:04d}.svg"
@@ -132,6 +133,24 @@ def test_the_recorder_writes_notes_and_one_drawing_per_trial_and_the_study_note_
         assert f"### Trial {trial.number}: `{trial.user_attrs['arch']}`" in note
         assert f"(/artifacts/{study._study_id}/{trial._trial_id}/{meta['artifact_id']})" in note
     assert f"/artifacts/{study._study_id}/{best._trial_id}/" in optuna_dashboard.get_note(study)
+
+
+def test_a_trial_costs_the_recorder_no_read_of_the_growing_study_attrs(tmp_path, monkeypatch):
+    study = _study(f"sqlite:///{tmp_path}/n.db")
+    recorder = DashboardRecorder(study_note_seconds=3600)  # the study note once, then not for an hour
+    reads = []
+    original = type(study._storage).get_study_system_attrs
+    monkeypatch.setattr(type(study._storage), "get_study_system_attrs",
+                        lambda self, study_id: reads.append(1) or original(self, study_id))
+    for i in range(30):
+        recorder(study, _add(study, 0.1, {**_level(1), "arch": ["conv3x3", "sep3x3", "max3x3"][i % 3]}))
+    recorder.close()
+    assert len(reads) <= 3  # the first trial's note reads once (and the search info); later trials none
+    note = get_trial_note(study, study.get_trials(deepcopy=False)[-1])  # optuna-dashboard reads them back
+    assert "### Trial 29: `max3x3`" in note
+    assert optuna_dashboard.get_note(study).startswith("## Architecture search")
+    recorder.write_study_note(study, final=True)  # a rewrite keeps the version count right
+    assert study._storage.get_study_system_attrs(study._study_id)["dashboard:note_ver"] == 2
 
 
 @needs_dot

@@ -347,3 +347,130 @@ def test_cifar10_missing(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz") as info:
         load_dataset("cifar10", device="cpu")
     assert str((tmp_path / "data").resolve()) in str(info.value)
+
+
+# ----------------------------------------------------------------------------- uint8 storage
+
+
+FIELDS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
+
+
+@pytest.fixture(scope="module")
+def cifar_pair(tmp_path_factory):
+    """A CIFAR-10 fixture loaded twice: float32 storage and uint8 storage of every split."""
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar10(root / "cifar-10-batches-py", per_batch=40, n_test=30)
+    return (load_dataset("cifar10", root=root, device="cpu"),
+            load_dataset("cifar10", root=root, device="cpu", uint8=True), root)
+
+
+def test_uint8_storage_dtypes_bytes_and_metadata(cifar_pair):
+    full, small, root = cifar_pair
+    assert small.uint8_splits == ("train", "val", "test") and full.uint8_splits == ()
+    for f in FIELDS:
+        a, b = getattr(full, f), getattr(small, f)
+        assert a.shape == b.shape
+        assert b.dtype == (torch.uint8 if f.endswith("_x") else torch.int64)
+    assert torch.equal(full.train_y, small.train_y) and torch.equal(full.val_y, small.val_y)
+    assert (small.mean, small.std, small.pixel_scale) == (full.mean, full.std, 255.0)
+    assert (small.in_channels, small.image_size, small.crop_padding) == (3, 32, 4)
+    assert small.storage_bytes() == {s: len(getattr(full, f"{s}_y")) * 3 * 32 * 32 for s in ("train", "val", "test")}
+    assert {s: 4 * b for s, b in small.storage_bytes().items()} == full.storage_bytes()
+    # the stored pixels are the file's pixels
+    assert torch.equal(small.test_x.to(torch.int64), torch.from_numpy(pixels(full, full.test_x, 255)))
+    only_train = load_dataset("cifar10", root=root, device="cpu", uint8=("train",))
+    assert only_train.uint8_splits == ("train",) and only_train.val_x.dtype == torch.float32
+    assert torch.equal(only_train.val_x, full.val_x) and torch.equal(only_train.test_x, full.test_x)
+
+
+def test_uint8_train_batches_bit_identical_to_float_storage(cifar_pair):
+    full, small, _ = cifar_pair  # crop padding 4 and flips: the padding is the mean pixel in both
+    for augment in (True, False):
+        a = list(full.train_batches(13, make_generator("cpu", 5), augment=augment))
+        b = list(small.train_batches(13, make_generator("cpu", 5), augment=augment))
+        assert len(a) == len(b) == -(-len(full.train_y) // 13)
+        for (xa, ya), (xb, yb) in zip(a, b):
+            assert xb.dtype == torch.float32 and torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_uint8_digits_scale_16_bit_identical(digits):
+    small = load_dataset("digits", device="cpu", uint8=True)
+    assert small.pixel_scale == 16.0 and int(small.train_x.max()) == 16
+    assert torch.equal(small.images("train"), digits.train_x)
+    assert torch.equal(small.images("test"), digits.test_x)
+    xa = torch.cat([x for x, _ in digits.train_batches(100, make_generator("cpu", 1))])
+    xb = torch.cat([x for x, _ in small.train_batches(100, make_generator("cpu", 1))])
+    assert torch.equal(xa, xb)
+
+
+def test_eval_batches_and_images(cifar_pair):
+    full, small, _ = cifar_pair
+    for d in (full, small):
+        batches = list(d.eval_batches("val", 3, limit=7))
+        assert [len(y) for _, y in batches] == [3, 3, 1]
+        assert torch.equal(torch.cat([x for x, _ in batches]), full.val_x[:7])
+        assert torch.equal(torch.cat([y for _, y in batches]), full.val_y[:7])
+        assert torch.equal(d.images("test", limit=5), full.test_x[:5])
+        assert len(list(d.eval_batches("test", 1000))) == 1
+    assert full.images("val") is not None and full.normalise(full.val_x) is full.val_x  # float: as it is
+    with pytest.raises(ValueError, match="unknown split"):
+        small.images("validation")
+    with pytest.raises(ValueError, match="batch_size"):
+        next(small.eval_batches("val", 0))
+    with pytest.raises(TypeError, match="uint8 pixels"):
+        small.normalise(small.val_y)
+
+
+def test_uint8_survives_to_and_replace(cifar_pair):
+    full, small, _ = cifar_pair
+    moved = small.to("cpu")
+    assert moved.uint8_splits == small.uint8_splits and moved._stats == {}  # rebuilt from mean/std
+    assert torch.equal(moved.images("val"), full.val_x)  # the float32 values survive the tuple round trip
+    copy = dataclasses.replace(small, flip=False)
+    assert torch.equal(copy.images("train"), full.train_x)
+
+
+def test_uint8_argument_errors(tmp_path):
+    with pytest.raises(ValueError, match="split names"):
+        load_dataset("digits", device="cpu", uint8=("training",))
+    with pytest.raises(ValueError, match="image_size"):
+        load_dataset("digits", device="cpu", uint8=True, image_size=4)
+    assert load_dataset("digits", device="cpu", uint8=True, image_size=8).uint8_splits == ("train", "val", "test")
+    assert load_dataset("digits", device="cpu", uint8="val").uint8_splits == ("val",)
+    x = np.zeros((4, 1, 8, 8), np.float32)
+    y = np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="uint8 array"):
+        DeviceData.from_pixels("x", x, y, x, y, x, y, num_classes=2, crop_padding=1, flip=False, device="cpu")
+
+
+def test_from_pixels_normalises_with_train_statistics():
+    rng = np.random.RandomState(0)
+    tx = rng.randint(0, 256, (20, 3, 6, 6)).astype(np.uint8)
+    vx = rng.randint(0, 256, (5, 3, 6, 6)).astype(np.uint8)
+    ty, vy = rng.randint(0, 4, 20), rng.randint(0, 4, 5)
+    d = DeviceData.from_pixels("synthetic", tx, ty, vx, vy, vx, vy, num_classes=4, crop_padding=1,
+                               flip=True, device="cpu", uint8=("train",))
+    ref = torch.from_numpy(tx).double() / 255
+    mean, std = ref.mean((0, 2, 3)), ref.std((0, 2, 3), unbiased=False)
+    assert np.allclose(d.mean, mean.numpy(), atol=1e-6) and np.allclose(d.std, std.numpy(), atol=1e-6)
+    expect = (torch.from_numpy(vx).double() / 255 - mean[None, :, None, None]) / std[None, :, None, None]
+    assert torch.allclose(d.val_x.double(), expect, atol=1e-5)
+    assert d.train_x.dtype == torch.uint8 and d.images("train").mean().abs() < 1e-5
+
+
+def test_objective_trains_uint8_train_split_identically(digits):
+    """SupernetObjective as it stands reads ``val_x`` as float: uint8=("train",) must give the very
+    same training and accuracy as float32 storage."""
+    from optuna_epnas import MacroSpace, SupernetObjective
+
+    space = MacroSpace(num_layers=2)
+    small = load_dataset("digits", device="cpu", uint8=("train",), max_train=300)
+    full = load_dataset("digits", device="cpu", max_train=300)
+    arch = space.child(space.child(space.root(), 3), 7)
+    results = []
+    for d in (full, small):
+        obj = SupernetObjective(space, d, epochs=1, channels=4, checkpoint=False)
+        obj.train(arch, step=0)
+        results.append((obj.evaluate(arch), obj.net.state_dict()))
+    assert results[0][0] == results[1][0]
+    assert all(torch.equal(results[0][1][k], results[1][1][k]) for k in results[0][1])

@@ -1,0 +1,182 @@
+"""The GPU path: uint8 data on the device, training with bf16 + channels_last, benchmarks/gpu_search.py.
+
+The CUDA tests skip where there is no CUDA device; the CPU tests run the benchmark script end to end
+on a tiny setting and check the pieces its projection is made of."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from optuna_epnas import MacroSpace, SupernetObjective
+from optuna_epnas.data import load_dataset, make_generator
+from optuna_epnas.schedule import planned_trials
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "benchmarks" / "gpu_search.py"
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason="needs CUDA: torch.cuda.is_available() is False on this machine")
+
+#: A tiny setting of the script: 4 layers, 2 levels + a depth-4 probe, 192 training images, 1 epoch.
+TINY = ["--layers", "4", "--train-images", "192", "--val-images", "64", "--epochs", "1", "--levels", "2",
+        "--trials-per-level", "1", "--probe-depths", "4", "--compare-reps", "1", "--batch-size", "64"]
+
+
+@pytest.fixture(scope="module")
+def gpu_search():
+    spec = importlib.util.spec_from_file_location("gpu_search", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_search"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# ----------------------------------------------------------------------------- CPU
+
+
+def test_gpu_search_runs_on_cpu_and_projects(tmp_path):
+    cmd = [sys.executable, str(SCRIPT), "--device", "cpu", "--data-root", str(tmp_path), "--bandwidth-gbs", "50",
+           "--cuda-graphs", *TINY]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout
+    trials = planned_trials(MacroSpace(num_layers=4), 25, 3)
+    assert f"= {trials} trials" in text
+    m = re.search(r"PROJECTED paper-size search on cpu .*?: ([\d,.]+) CPU-minutes .* a CPU measurement", text)
+    assert m and float(m.group(1).replace(",", "")) > 0, text
+    assert "synthetic CIFAR-10-shaped uint8 tensors" in text and "train uint8" in text
+    assert "--cuda-graphs: skipped (needs CUDA" in text
+    assert re.search(r"ratio supernet time / plain time = \d+\.\d+", text), text
+    assert "logits max |diff| 0.0e+00" in text  # the plain module computes the supernet path's function
+    assert len(re.findall(r"measured / floor = [\d,.]+x", text)) == 3  # depths 1, 2, 4
+    assert "GPU-minutes" not in text
+    assert len(re.findall(r"^  level 1   depth  1", text, re.M)) == 6  # every one-layer architecture
+
+
+def test_plan_interpolate_and_defaults(gpu_search):
+    space = MacroSpace(num_layers=12)
+    args = gpu_search.parse_args(["--device", "cpu", "--levels", "2", "--trials-per-level", "3",
+                                  "--probe-depths", "2,4,12", "--probe-trials", "2"])
+    assert (args.batch_size, args.lr, args.amp, args.channels_last) == (128, 0.05, False, False)
+    assert gpu_search.parse_args(["--device", "cpu", "--batch-size", "512"]).lr == pytest.approx(0.2)
+    plan = gpu_search.plan_trials(space, args)
+    labels = [label for label, _ in plan]
+    assert labels == ["level 1"] * 6 + ["level 2"] * 3 + ["probe 4"] * 2 + ["probe 12"] * 2  # 2 <= --levels
+    level1 = [a for label, a in plan if label == "level 1"]
+    assert level1 == space.initial()
+    for label, arch in plan[6:9]:
+        assert arch.level == 2 and arch.ops[:1] + arch.skips[:1] in [a.ops + a.skips for a in level1]
+    assert [a.level for label, a in plan if label.startswith("probe")] == [4, 4, 12, 12]
+    assert gpu_search.interpolate([1, 2, 12], [1.0, 2.0, 7.0], 7) == pytest.approx(4.5)
+    assert gpu_search.interpolate([1, 4], [1.0, 4.0], 12) == pytest.approx(12.0)  # extrapolated linearly
+    assert gpu_search.interpolate([2], [3.0], 12) == pytest.approx(18.0)
+    with pytest.raises(SystemExit):
+        gpu_search.parse_args(["--device", "cpu", "--compile", "--cuda-graphs"])
+
+
+def test_captured_trainer_eager_path_equals_objective_train(gpu_search):
+    """Off CUDA every step of CapturedTrainer is its eager step: it must train exactly as the objective."""
+    space = MacroSpace(num_layers=3)
+    data = load_dataset("digits", device="cpu", uint8=("train",), max_train=256)
+    arch = space.child(space.child(space.root(), 2), 9)
+    states = []
+    for use_captured in (False, True):
+        obj = SupernetObjective(space, data, epochs=2, channels=4, batch_size=100, checkpoint=False)
+        obj.attach(None)
+        (gpu_search.CapturedTrainer(obj) if use_captured else obj.train)(arch, 3)
+        states.append(obj.net.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_step_bytes_counts_saved_activations(gpu_search):
+    space = MacroSpace(num_layers=3)
+    data = load_dataset("digits", device="cpu", max_train=256)
+    obj = SupernetObjective(space, data, channels=8, checkpoint=False)
+    obj.attach(None)
+    arch = space.child(space.child(space.root(), 0), 1)  # conv3x3 | conv3x3[0]
+    x, y = next(data.train_batches(64, make_generator("cpu", 0)))
+    small, big = gpu_search.step_bytes(obj, arch, x[:32], y[:32]), gpu_search.step_bytes(obj, arch, x, y)
+    # at least: the stem's and two layers' 8-channel float32 outputs of 8x8 images, for every image
+    assert big["saved"] >= 3 * 64 * 8 * 8 * 8 * 4
+    assert big["params"] == sum(p.numel() for p in obj.net.path_parameters(arch))
+    assert big["total"] == 2 * big["saved"] + x.numel() * 4 + 28 * big["params"]
+    assert 1.8 < big["saved"] / small["saved"] < 2.2  # activations scale with the batch
+    assert all(p.grad is None for p in obj.net.parameters())  # nothing trained
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+
+@needs_cuda
+def test_cuda_uint8_batches_bit_identical_and_no_host_sync():
+    full = load_dataset("digits", device="cuda")
+    small = load_dataset("digits", device="cuda", uint8=True)
+    assert small.train_x.is_cuda and small.train_x.dtype == torch.uint8
+    assert torch.equal(small.images("val"), full.val_x)
+    a = [x for x, _ in full.train_batches(100, make_generator("cuda", 0))]
+    small.normalise(small.train_x[:1])  # the statistics are on the device before the check
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any host synchronisation below raises
+    try:
+        b = [x for x, _ in small.train_batches(100, make_generator("cuda", 0))]
+        e = [x for x, _ in small.eval_batches("val", 50)]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(a) == len(b) and all(torch.equal(p, q) for p, q in zip(a, b))
+    assert torch.equal(torch.cat(e), full.val_x)
+
+
+@needs_cuda
+def test_cuda_trial_amp_channels_last_syncs_once_per_epoch(gpu_search):
+    space = MacroSpace(num_layers=4)
+    data = load_dataset("digits", device="cuda", uint8=("train",))
+    obj = SupernetObjective(space, data, epochs=2, channels=8, batch_size=128, checkpoint=False)
+    assert obj.amp and obj.channels_last  # the objective's CUDA defaults
+    obj.attach(None)
+    arch = space.child(space.child(space.root(), 1), 7)
+    obj.train(arch, step=0)  # lazy CUDA initialisation outside the count
+    n = gpu_search.count_syncs(data.device, lambda: obj.train(arch, step=1))
+    assert n <= obj.epochs, f"{n} host synchronisations in {obj.epochs} epochs of training"
+    assert 0.0 <= obj.evaluate(arch) <= 1.0
+    assert all(torch.isfinite(p).all() for p in obj.net.parameters())
+
+
+@needs_cuda
+def test_cuda_graph_capture_trains_as_eager(gpu_search):
+    space = MacroSpace(num_layers=4)
+    data = load_dataset("digits", device="cuda", uint8=("train",))
+    obj = SupernetObjective(space, data, epochs=1, channels=8, batch_size=100, checkpoint=False)
+    obj.attach(None)
+    arch = space.child(space.child(space.child(space.root(), 3), 5), 14)
+    trainer = gpu_search.CapturedTrainer(obj)
+    assert "captured vs eager" in gpu_search.check_captured(obj, trainer, arch)  # raises SystemExit otherwise
+    start = gpu_search.snapshot(obj)
+    obj.train(arch, step=4)
+    eager = gpu_search.snapshot(obj)
+    obj.set_state(start)
+    trainer(arch, 4)
+    captured = gpu_search.snapshot(obj)
+    w0 = gpu_search.weights(start)
+    change = [e - w for e, w in zip(gpu_search.weights(eager), w0)]
+    got = [c - w for c, w in zip(gpu_search.weights(captured), w0)]
+    assert gpu_search.rel_diff(change, got) < 0.05
+
+
+@needs_cuda
+def test_gpu_search_main_on_cuda(gpu_search, tmp_path, capsys):
+    result = gpu_search.main(["--device", "cuda", "--data-root", str(tmp_path), "--cuda-graphs", *TINY])
+    text = capsys.readouterr().out
+    assert result["kind"] == "GPU" and result["projected_minutes"] > 0 and math.isfinite(result["supernet_over_plain"])
+    assert "GPU-minutes" in text and "host synchronisations" in text and "peak device memory" in text
+    assert "--cuda-graphs check: captured vs eager" in text
+    assert np.isfinite(list(result["per_depth_seconds"].values())).all()

@@ -1,0 +1,90 @@
+"""The storage layer: SQLite in WAL mode, a trial's writes in one transaction, and what that must not change."""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from optuna_epnas.storages import batched_writes, open_storage
+
+
+def _commits(storage) -> list[int]:
+    """Counts the transactions that write (one per write outside a batch); reads commit too, uncounted."""
+    import sqlalchemy
+
+    counted, writing = [0], [False]
+    engine = storage._backend.engine
+
+    @sqlalchemy.event.listens_for(engine, "before_cursor_execute")
+    def statement(conn, cursor, sql, *args):
+        writing[0] |= sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+
+    @sqlalchemy.event.listens_for(engine, "commit")
+    def commit(conn):
+        counted[0] += writing[0]
+        writing[0] = False
+
+    return counted
+
+
+def test_sqlite_opened_by_epnas_is_in_wal_mode(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/w.db")
+    optuna.create_study(storage=storage, study_name="s")
+    with sqlite3.connect(tmp_path / "w.db") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_batch_writes_a_trials_params_and_attrs_in_one_commit_and_they_all_land(tmp_path):
+    url = f"sqlite:///{tmp_path}/b.db"
+    study = optuna.create_study(storage=open_storage(url), study_name="s", direction="maximize")
+    trial = study.ask()
+    commits = _commits(study._storage)
+    with batched_writes(study._storage, trial._trial_id):
+        for i in range(40):
+            trial.suggest_categorical(f"p{i}", ["a", "b", "c"])
+        trial.set_user_attr("arch", "x")
+        study._storage.set_trial_system_attr(trial._trial_id, "epnas:stage", [0, 1, 2])
+        assert commits[0] == 0  # nothing written yet
+    assert commits[0] == 1
+    study.tell(trial, 0.5)
+    stored = optuna.load_study(storage=url, study_name="s").trials[0]  # another connection reads it all
+    assert stored.params == trial.params and len(stored.params) == 40
+    assert stored.user_attrs["arch"] == "x" and stored.system_attrs["epnas:stage"] == [0, 1, 2]
+    assert stored.distributions["p0"] == CategoricalDistribution(["a", "b", "c"])
+    assert "set_trial_param" not in study._storage.__dict__  # the holders are off again: the storage pickles
+    pickle.dumps(study._storage)
+
+
+def test_a_batch_that_raises_still_writes_what_it_had_and_other_trials_write_through(tmp_path):
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/r.db"), study_name="s")
+    first, second = study.ask(), study.ask()
+    with pytest.raises(KeyError):
+        with batched_writes(study._storage, first._trial_id):
+            first.set_user_attr("before", 1)
+            second.set_user_attr("other", 2)  # not the batch's trial: written at once
+            assert study._storage._backend.get_trial(second._trial_id).user_attrs == {"other": 2}
+            assert study._storage._backend.get_trial(first._trial_id).user_attrs == {}
+            raise KeyError("boom")
+    assert study._storage._backend.get_trial(first._trial_id).user_attrs == {"before": 1}
+
+
+def test_a_batch_on_a_finished_trial_fails_as_the_write_would(tmp_path):
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/f.db"), study_name="s")
+    trial = study.ask()
+    study.tell(trial, state=TrialState.FAIL)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        with batched_writes(study._storage, trial._trial_id):
+            study._storage.set_trial_user_attr(trial._trial_id, "late", 1)
+
+
+def test_other_storages_write_as_they_go():
+    study = optuna.create_study()  # in memory
+    trial = study.ask()
+    with batched_writes(study._storage, trial._trial_id):
+        trial.set_user_attr("x", 1)
+        assert study._storage.get_trial(trial._trial_id).user_attrs == {"x": 1}
