@@ -147,7 +147,7 @@ def search(args: argparse.Namespace) -> int:
     space = make_space(args)
     data = load_data(args, args.dataset, args.seed)
     study_name = args.study_name or f"{args.space}-{args.dataset}-{args.sampler}"
-    settings = resolve_settings(args.sampler, settings_from_args(args))
+    settings = resolve_settings(args.sampler, settings_from_args(args, data.device))
     if rank > 0:  # a helper rank: trains its shard of what rank 0 says, until rank 0 is done
         distributed.serve(make_objective(space, data, settings, args.seed))
         distributed.shutdown()

@@ -105,20 +105,39 @@ class _Slot:
 
 @dataclass
 class _Ledger:
-    """Which slot of which stage each earlier trial took, and how it went."""
+    """Which slot of which stage each trial took, and how it went.
+
+    Kept up to date rather than rebuilt (:meth:`update`): a finished trial never changes, so each is
+    read once; only the running ones are looked at again (rebuilding took ~9 ms at 1,000 trials, twice
+    per trial)."""
 
     stages: dict[tuple[int, int], dict[int, _Slot]] = field(default_factory=lambda: defaultdict(dict))
+    seen: set[int] = field(default_factory=set)  # finished trials already counted
+    held: set[tuple[int, int, int]] = field(default_factory=set)  # slots a RUNNING/WAITING trial holds now
 
     @classmethod
     def from_trials(cls, trials: Sequence[FrozenTrial]) -> "_Ledger":
-        ledger = cls()
+        return cls().update(trials)
+
+    def update(self, trials: Sequence[FrozenTrial]) -> "_Ledger":
+        """Count the finished trials not counted yet; the running ones decide what is held."""
+        self.held = set()
         for t in trials:
+            if t.number in self.seen:
+                continue
             stage = t.system_attrs.get(STAGE_ATTR)
+            if t.state in (TrialState.RUNNING, TrialState.WAITING):
+                if stage is not None:
+                    self.held.add(tuple(stage))
+                continue
+            self.seen.add(t.number)
             if stage is None:
                 continue
             it, level, slot = stage
-            s = ledger.stages[(it, level)].setdefault(slot, _Slot())
+            s = self.stages[(it, level)].setdefault(slot, _Slot())
             if t.state in (TrialState.COMPLETE, TrialState.PRUNED):  # pruned: at its last report (Optuna's value)
+                if t.number < s.number:  # the latest measurement of a slot counts, in whatever order read
+                    continue
                 value = t.values[0] if t.values else None  # several objectives: the accuracy comes first
                 s.done, s.number = True, t.number
                 # a non-finite value is no measurement: not a parent, not a surrogate row
@@ -127,12 +146,11 @@ class _Ledger:
             elif t.state == TrialState.FAIL:
                 if OBJECTIVE_FAILED_ATTR in t.system_attrs and FAULT_ATTR not in t.system_attrs:
                     s.failures += 1
-            elif t.state in (TrialState.RUNNING, TrialState.WAITING):
-                s.held = True
-        return ledger
+        return self
 
     def slot(self, it: int, level: int, slot: int) -> _Slot:
-        return self.stages.get((it, level), {}).get(slot, _Slot())
+        s = self.stages.get((it, level), {}).get(slot, _Slot())
+        return dataclasses.replace(s, held=True) if (it, level, slot) in self.held else s
 
 
 @dataclass
@@ -144,6 +162,13 @@ class _StudyState:
     plans: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     uses_space: bool = False
     maximize: bool = True
+    ledger: _Ledger = field(default_factory=_Ledger)
+    ledger_lock: Any = field(default_factory=threading.Lock)
+
+    def ledger_of(self, trials: Sequence[FrozenTrial]) -> _Ledger:
+        """The study's ledger brought up to date with ``trials`` (all of the study's)."""
+        with self.ledger_lock:
+            return self.ledger.update(trials)
 
 
 class _Targets:
@@ -525,9 +550,10 @@ class EPNASSampler(BaseSampler):
             trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
             if self._fail_dead_trials(study, trials):
                 continue
-            earlier = [t for t in trials if t.number < trial.number]
-            choosing = [t.number for t in earlier if _still_choosing(t)]
-            found = None if choosing else self._next_slot(study, _Ledger.from_trials(earlier), trial.number)
+            # trials after this one cannot hold a slot yet: claims go in number order
+            choosing = [t.number for t in trials if t.number < trial.number and _still_choosing(t)]
+            found = None if choosing else self._next_slot(study, self._state(study).ledger_of(
+                [t for t in trials if t.number != trial.number]), trial.number)
             if found is not None:
                 return found
             if not warned and time.monotonic() - waited_since > 60:
@@ -584,7 +610,7 @@ class EPNASSampler(BaseSampler):
         has not started, so the schedule is not finished.
         """
         state = self._check_study(study)
-        ledger = _Ledger.from_trials(study._storage.get_all_trials(study._study_id, deepcopy=False))
+        ledger = state.ledger_of(study._storage.get_all_trials(study._study_id, deepcopy=False))
         stored: dict[str, Any] | None = None  # read only for a plan this process has not seen
         for it in range(self.iterations):
             for level in range(1, self.space.max_level + 1):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
+import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_epnas.cost import NetworkSize, total_cost
@@ -100,8 +101,15 @@ def resolve_settings(sampler: str, given: dict[str, Any] | None = None) -> Searc
     return dataclasses.replace(settings, temperature=tuple(float(t) for t in settings.temperature))
 
 
-def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The search settings given on the command line (None: not given)."""
+#: Supernet training on a GPU when the command line leaves it open: a batch twice the CPU default's
+#: (a 24-channel path is too small to fill a GPU at 128) and the learning rate scaled with it, linearly.
+#: Not measured on a GPU yet (benchmarks/gpu_search.py is the check); a study keeps what it was made with.
+GPU_TRAINING = {"batch_size": 256, "lr": 0.1}
+
+
+def settings_from_args(args: argparse.Namespace, device: Any = None) -> dict[str, Any]:
+    """The search settings given on the command line (None: not given); on a CUDA ``device`` the batch
+    size and learning rate not given are :data:`GPU_TRAINING`'s."""
     tau = (args.tau_start, args.tau_end)
     if (tau[0] is None) != (tau[1] is None):
         default = SearchSettings().temperature
@@ -112,7 +120,9 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
             "channels": args.channels, "batch_size": args.batch_size, "lr": args.lr,
             "parent_weight": args.parent_weight, "diverse": args.diverse,
             "max_params": getattr(args, "max_params", None), "max_macs": getattr(args, "max_macs", None),
-            "objectives": getattr(args, "objectives", None), "max_latency_ms": getattr(args, "max_latency_ms", None)}
+            "objectives": getattr(args, "objectives", None), "max_latency_ms": getattr(args, "max_latency_ms", None),
+            **({name: value for name, value in GPU_TRAINING.items() if getattr(args, name) is None}
+               if device is not None and torch.device(device).type == "cuda" else {})}
 
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

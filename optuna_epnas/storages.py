@@ -147,6 +147,7 @@ class _Batches:
             ops, self.pending[trial_id] = self.pending.get(trial_id) or [], []
         if not ops:
             return
+        from optuna import distributions
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
@@ -155,10 +156,19 @@ class _Batches:
             study_id, _ = cached._trial_id_to_study_id_and_number[trial_id]
             known = cached._studies[study_id].param_distribution
         with _create_scoped_session(backend.scoped_session, True) as session:
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+            backend.check_trial_is_updatable(trial_id, trial.state)
             for name, args, kwargs in ops:
                 if name == "set_trial_param":
                     param, value, dist = (*args, *kwargs.values())
-                    backend._set_trial_param_without_commit(session, trial_id, param, value, dist, known.get(param))
+                    previous = known.get(param)
+                    if previous is None:  # a name new to this process: Optuna looks up the study's
+                        backend._set_trial_param_without_commit(session, trial_id, param, value, dist)
+                    else:  # what _set_trial_param_without_commit does, without looking the trial up again
+                        distributions.check_distribution_compatibility(previous, dist)
+                        session.add(models.TrialParamModel(
+                            trial_id=trial_id, param_name=param, param_value=value,
+                            distribution_json=distributions.distribution_to_json(dist)))
                     with cached._lock:
                         known.setdefault(param, dist)
                 else:

@@ -35,6 +35,17 @@ def test_per_child_counts_equal_building_each_child(layers):
         parent = children[int(rng.integers(len(children)))]
 
 
+def test_a_macro_size_is_the_sum_of_its_layers_counted_once_each():
+    space, rng = MacroSpace(12), np.random.default_rng(0)
+    size = NetworkSize(num_classes=7, in_channels=3, channels=6, image_size=11)  # reductions at odd sizes
+    for _ in range(12):
+        arch = space.root()
+        for _ in range(int(rng.integers(1, 13))):
+            arch = space.child(arch, int(rng.integers(space.num_children(arch))))
+        assert size.count(space, arch) == exact(space, arch, size), space.key(arch)
+    assert len(space.size_terms(arch)) == space.level(arch)
+
+
 def sized_objective(space, size=SIZE):
     """Bigger networks score higher: a sampler left alone is drawn to the limit and past it."""
     def objective(trial):

@@ -180,3 +180,30 @@ def test_gpu_search_main_on_cuda(gpu_search, tmp_path, capsys):
     assert "GPU-minutes" in text and "host synchronisations" in text and "peak device memory" in text
     assert "--cuda-graphs check: captured vs eager" in text
     assert np.isfinite(list(result["per_depth_seconds"].values())).all()
+
+
+def test_the_command_line_trains_gpu_sized_batches_on_cuda_unless_told_otherwise():
+    from optuna_epnas.cli import build_parser
+    from optuna_epnas.search import GPU_TRAINING, resolve_settings, settings_from_args
+
+    args = build_parser().parse_args(["search"])
+    on_gpu = resolve_settings("epnas", settings_from_args(args, torch.device("cuda")))
+    on_cpu = resolve_settings("epnas", settings_from_args(args, torch.device("cpu")))
+    assert (on_gpu.batch_size, on_gpu.lr) == (GPU_TRAINING["batch_size"], GPU_TRAINING["lr"]) == (256, 0.1)
+    assert (on_cpu.batch_size, on_cpu.lr) == (128, 0.05)
+    told = build_parser().parse_args(["search", "--batch-size", "64"])
+    assert resolve_settings("epnas", settings_from_args(told, torch.device("cuda"))).batch_size == 64
+
+
+@needs_cuda
+def test_the_surrogate_fits_and_scores_on_cuda_as_on_the_cpu():
+    from optuna_epnas.surrogate import LSTMSurrogate
+
+    rng = np.random.default_rng(0)
+    seqs = [rng.random((3, 8)).astype(np.float32) for _ in range(60)]
+    targets = rng.random(60)
+    cpu = LSTMSurrogate(8, steps=100, seed=1).fit(seqs, targets)
+    gpu = LSTMSurrogate(8, steps=100, seed=1, device="cuda").fit(seqs, targets)
+    assert np.allclose(cpu.predict(seqs), gpu.predict(seqs), atol=1e-3)  # float rounding of cuDNN, no more
+    prefixes, children = [s[:2] for s in seqs[:4]], [rng.random((5, 8)).astype(np.float32) for _ in range(4)]
+    assert np.allclose(cpu.predict_children(prefixes, children), gpu.predict_children(prefixes, children), atol=1e-3)

@@ -88,3 +88,15 @@ def test_other_storages_write_as_they_go():
     with batched_writes(study._storage, trial._trial_id):
         trial.set_user_attr("x", 1)
         assert study._storage.get_trial(trial._trial_id).user_attrs == {"x": 1}
+
+
+def test_a_batch_refuses_a_parameter_whose_distribution_changed_as_optuna_does(tmp_path):
+    study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/d.db"), study_name="s")
+    first = study.ask()
+    with batched_writes(study._storage, first._trial_id):
+        first.suggest_categorical("op", ["a", "b"])
+    study.tell(first, 1.0)
+    second = study.ask()
+    with pytest.raises(ValueError, match="does not support dynamic value space"):
+        with batched_writes(study._storage, second._trial_id):
+            study._storage.set_trial_param(second._trial_id, "op", 0, CategoricalDistribution(["a", "c"]))

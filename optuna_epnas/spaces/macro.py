@@ -131,6 +131,19 @@ class MacroSpace(SearchSpace[MacroArch]):
         index = np.arange(self.num_children(arch))
         return 2 * (index >> arch.level) + ((index & ((1 << arch.level) - 1)) != 0)
 
+    def size_terms(self, arch: MacroArch) -> list[tuple[MacroArch, MacroArch | None]]:
+        """Pairs (with, without) whose size differences sum to ``arch``'s size (parameters and MACs), each
+        pair a canonical prefix with and without one layer of ``arch``'s op and skip class: a layer costs
+        the same after any layers before it (:meth:`child_cost_classes`), so counting a few hundred
+        canonical networks once sizes every architecture, instead of building each one."""
+        first = self.ops[0]
+        terms: list[tuple[MacroArch, MacroArch | None]] = []
+        for j, (op, sources) in enumerate(zip(arch.ops, arch.skips)):
+            before = MacroArch((first,) * j, ((),) * j)
+            with_layer = MacroArch(before.ops + (op,), before.skips + (((0,) if sources else ()),))
+            terms.append((with_layer, before if j else None))
+        return terms
+
     def child_tokens(self, arch: MacroArch) -> np.ndarray:
         n_masks = 1 << arch.level
         out = np.zeros((self.num_children(arch), self.token_dim), dtype=np.float32)
