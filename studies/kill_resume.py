@@ -60,9 +60,11 @@ def child(argv: list[str]) -> int:
     return cli.main(argv)
 
 
-def command(storage: str, name: str, checkpoints: Path) -> list[str]:
+def command(storage: str, name: str, checkpoints: Path, every: str = "60") -> list[str]:
+    """The search; ``every``: seconds between checkpoints (0: after every trial, so that a kill at the
+    checkpoint write lands; the default 60 leaves trials to replay)."""
     return [sys.executable, __file__, "--child"] + SEARCH + [
-        "--storage", storage, "--study-name", name, "--checkpoint-dir", str(checkpoints)]
+        "--storage", storage, "--study-name", name, "--checkpoint-dir", str(checkpoints), "--checkpoint-every", every]
 
 
 def outcome(storage: str, name: str, checkpoints: Path):
@@ -126,7 +128,8 @@ def main() -> int:
                     what = f"SIGKILL after {delay:.1f}s"
                 else:
                     at = rng.randint(1, {"train": 12, "save": 12, "replace-before": 12, "plan": 3}[how])
-                    code = subprocess.run(command(storage, name, where), capture_output=True,
+                    every = "0" if how in ("save", "replace-before") else "60"
+                    code = subprocess.run(command(storage, name, where, every), capture_output=True,
                                           env={**env, "KILL_POINT": how, "KILL_AT": str(at)}).returncode
                     what = f"at {how} call {at}"
                 if code != -signal.SIGKILL:

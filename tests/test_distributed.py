@@ -35,14 +35,18 @@ def test_two_ranks_train_one_supernet_and_resume_after_a_kill(tmp_path, referenc
     assert len(trials) == PLANNED
     assert all(t.system_attrs[RANKS_ATTR] == 2 for t in trials)  # identical weights on both ranks, every trial
     assert _stages(whole) == reference  # the same trials and values as one process (whole-batch BN statistics)
-    # rank 0 killed right after a checkpoint (its trial not yet recorded), then the same command again
+    # rank 0 killed right after a checkpoint written after every trial (its trial not yet recorded), then
+    # killed mid-training with checkpoints a minute apart (the trials since the warm-up's are replayed on
+    # both ranks), then the same command again
     killed = f"sqlite:///{tmp_path}/killed.db"
-    died = torchrun(*KILLER[1:], *SMALL, "--storage", killed, "--study-name", "k",
-                    env={"KILL_POINT": "save", "KILL_AT": "6"})
-    assert died.returncode != 0
-    assert 0 < len(completed(killed, "k")) < PLANNED
+    for kill, every in ((("save", "6"), "0"), (("train", "4"), "60")):
+        died = torchrun(*KILLER[1:], *SMALL, "--storage", killed, "--study-name", "k", "--checkpoint-every", every,
+                        env={"KILL_POINT": kill[0], "KILL_AT": kill[1]})
+        assert died.returncode != 0
+        assert 0 < len(completed(killed, "k")) < PLANNED
     again = torchrun("-m", "optuna_epnas.cli", *SMALL, "--storage", killed, "--study-name", "k")
     assert again.returncode == 0, again.stderr[-6000:]
+    assert "replaying the training of" in again.stderr
     assert _stages(killed) == _stages(whole)
     assert len(optuna.load_study(storage=killed, study_name="k").get_trials(
         states=(optuna.trial.TrialState.COMPLETE,))) == PLANNED

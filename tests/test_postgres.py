@@ -49,8 +49,10 @@ def search(storage, name, checkpoints):
 def test_kill_and_resume_on_postgresql(postgres, tmp_path, reference):  # SQLite: test_cli.py
     storage = postgres
     name = f"kill-{uuid.uuid4().hex[:8]}"
-    for point, at in (("save", "10"), ("train", "3")):  # right after a checkpoint; then mid-trial
-        died = subprocess.run(search(storage, name, tmp_path), capture_output=True,
+    # right after a checkpoint written after every trial; then mid-trial, with checkpoints a minute apart
+    # (the trials since the last one are replayed)
+    for point, at, every in (("save", "10", "0"), ("train", "3", "60")):
+        died = subprocess.run(search(storage, name, tmp_path) + ["--checkpoint-every", every], capture_output=True,
                               env={**os.environ, "KILL_POINT": point, "KILL_AT": at})
         assert died.returncode != 0
     final = subprocess.run(search(storage, name, tmp_path), capture_output=True, text=True)
