@@ -39,7 +39,7 @@ from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 from optuna_dashboard._note import note_str_key_prefix, note_ver_key, split_body
-from optuna_dashboard.artifact._backend import _dashboard_artifact_prefix, list_trial_artifacts
+from optuna_dashboard.artifact._backend import _dashboard_artifact_prefix
 
 #: Where `epnas ranking` starts its section of the study note (kept when the note is rewritten).
 RANKING_MARKER = "<!-- epnas:ranking -->"
@@ -318,17 +318,6 @@ def trial_artifact_url(study: optuna.Study, trial: FrozenTrial, artifact_id: str
     return f"/artifacts/{study._study_id}/{trial._trial_id}/{artifact_id}"
 
 
-def find_drawing(study: optuna.Study, trial: FrozenTrial, study_attrs: dict[str, Any] | None = None) -> str | None:
-    """The artifact id of the trial's drawing, if one was attached."""
-    if study_attrs is None:
-        study_attrs = study._storage.get_study_system_attrs(study._study_id)
-    name = drawing_name(trial)
-    for meta in list_trial_artifacts(study_attrs, trial.system_attrs, trial):
-        if meta.get("filename") == name:
-            return meta["artifact_id"]
-    return None
-
-
 class Drawings:
     """Architecture drawings as trial artifacts: one rendering per distinct architecture, made on a
     background thread so that the search never waits for Graphviz.
@@ -349,8 +338,11 @@ class Drawings:
         for key, value in attrs.items():
             found = re.match(r"dashboard:artifacts:(\d+):", key)
             trial = trials.get(int(found[1])) if found else None
-            if trial is not None and json.loads(value).get("filename") == drawing_name(trial):
-                self.by_trial[trial._trial_id] = json.loads(value)["artifact_id"]
+            if trial is None:
+                continue
+            meta = json.loads(value)
+            if meta.get("filename") == drawing_name(trial):
+                self.by_trial[trial._trial_id] = meta["artifact_id"]
                 if "arch" in trial.user_attrs:
                     self.by_arch.setdefault(trial.user_attrs["arch"], self.by_trial[trial._trial_id])
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="epnas-drawings")
@@ -396,16 +388,6 @@ class Drawings:
         self._pending.clear()
 
 
-def attach_drawing(study: optuna.Study, trial: FrozenTrial, space: SearchSpace, store: FileSystemArtifactStore,
-                   study_attrs: dict[str, Any] | None = None) -> str:
-    """Draw the trial's architecture into the store as its trial artifact now; returns the artifact id."""
-    drawings = Drawings(study, store, study._storage.get_study_system_attrs(study._study_id)
-                        if study_attrs is None else study_attrs)
-    artifact_id = drawings.artifact_for(study, trial, space)
-    drawings.wait()
-    return artifact_id
-
-
 class DashboardRecorder:
     """Optuna callback: a note and a drawing per trial, and an up-to-date study note.
 
@@ -439,7 +421,6 @@ class DashboardRecorder:
         self._since_study_note: int | None = None  # None: no study note written by this recorder yet
         self._study_note_at = -math.inf
         self._best: float | None = None
-        self._warned = False
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if "arch" not in trial.user_attrs:
@@ -491,12 +472,12 @@ class DashboardRecorder:
         """Rewrite the study note now; returns the note. ``final`` (the end of a search; call it after
         ``study.optimize``): also waits for the drawings and re-reads what others wrote meanwhile (a
         ranking section)."""
-        if final and self._drawings is not None:
-            self._drawings.wait()
         if final:
-            self._notes = None
+            self.close()
         attrs = study._storage.get_study_system_attrs(study._study_id)  # one read per study note
         self._read_once(study, attrs)
+        if final:  # what others wrote since the recorder started (the drawings are kept)
+            self._notes = NoteCache(attrs)
         assert self._notes is not None
         info = self.info(study)
         trials = study.get_trials(deepcopy=False)

@@ -33,7 +33,7 @@ from optuna_epnas.data import DeviceData, make_generator
 from optuna_epnas.nn import build_network
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas.storages import batched_writes
-from optuna_epnas.values import check_objectives
+from optuna_epnas.values import accuracy_of, check_objectives
 
 _logger = logging.getLogger(__name__)
 
@@ -486,7 +486,7 @@ class SupernetObjective:
             arch = self.space.parse(t.user_attrs["arch"])
             epochs = len(t.intermediate_values) if t.state == optuna.trial.TrialState.PRUNED else self.epochs
             self.train(arch, step=len(self.trained), epochs=epochs)
-            recorded = t.values[0] if t.values else (t.intermediate_values.get(t.last_step) if t.last_step is not None else None)
+            recorded = accuracy_of(t) if t.values else (t.intermediate_values.get(t.last_step) if t.last_step is not None else None)
             again = self.evaluate(arch)
             if recorded is not None and again != recorded:
                 _logger.warning("replayed trial %d measures %.6f, recorded %.6f: the weights differ from the run "
