@@ -35,7 +35,8 @@ import optuna
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report_load  # noqa: E402
 
-from optuna_epnas import dashboard, draw, storages as storages_module  # noqa: E402
+from optuna_epnas import draw, storages as storages_module
+from optuna_epnas.analysis import dashboard  # noqa: E402
 from optuna_epnas.data import load_dataset  # noqa: E402
 from optuna_epnas.search import Progress, Search, open_search, resolve_settings  # noqa: E402
 from optuna_epnas.spaces import MacroSpace, MicroSpace  # noqa: E402
@@ -209,7 +210,7 @@ def main() -> None:
 
 
 def optuna_epnas_planned(space, k: int, iterations: int) -> int:
-    from optuna_epnas.schedule import planned_trials
+    from optuna_epnas.sampler.schedule import planned_trials
 
     return planned_trials(space, k, iterations)
 

@@ -14,7 +14,7 @@ trial boundaries only). The median per depth, scaled per image to the full split
 (``--project-train-images``/``--project-val-images``; so a CPU can run a subsample with
 ``--train-images``), is interpolated linearly in depth, and the projection is
 
-    sum over levels l = 1..12 of  (trials at level l, from optuna_epnas.schedule)  x  time(l layers).
+    sum over levels l = 1..12 of  (trials at level l, from optuna_epnas.sampler.schedule)  x  time(l layers).
 
 It counts training and evaluation on the device only: not the sampler's surrogate (CPU), not the
 per-trial checkpoint write, not a warm-up (printed separately: ``epnas search`` trains one epoch of
@@ -71,7 +71,7 @@ sys.path.insert(0, str(HERE))  # _common, bench_supernet
 
 from optuna_epnas import MacroSpace, SupernetObjective  # noqa: E402
 from optuna_epnas.data import DatasetNotFoundError, DeviceData, load_dataset, make_generator  # noqa: E402
-from optuna_epnas.schedule import planned_trials, stage_sizes  # noqa: E402
+from optuna_epnas.sampler.schedule import planned_trials, stage_sizes  # noqa: E402
 from _common import report_load  # noqa: E402
 from bench_supernet import PlainNet, Runner, cpu_name, n_params  # noqa: E402
 

@@ -5,7 +5,7 @@ from optuna_epnas.data import DeviceData, load_dataset
 from optuna_epnas.export import ModelSpec, build_model
 from optuna_epnas.nn import build_network
 from optuna_epnas.objective import SupernetObjective
-from optuna_epnas.sampler import EPNASSampler
+from optuna_epnas.sampler.epnas import EPNASSampler
 from optuna_epnas.spaces import MacroArch, MacroSpace, MicroArch, MicroSpace, SearchSpace
 
 __all__ = [

@@ -194,7 +194,7 @@ def behind(study: optuna.Study, held: int) -> list[optuna.trial.FrozenTrial]:
     """The trials whose training came after the ``held`` that a checkpoint holds, in training order:
     finished ones (and ones that failed only at the checkpoint write, whose training the weights kept),
     at training positions ``held``, ``held + 1``, ... without a gap (a gap: none are)."""
-    from optuna_epnas.sampler import FAULT_ATTR
+    from optuna_epnas.sampler.epnas import FAULT_ATTR
 
     later = {}
     for t in study.get_trials(deepcopy=False):

@@ -32,7 +32,7 @@ from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, NetworkSize
 from optuna_epnas.data import DeviceData, make_generator
 from optuna_epnas.nn import build_network
 from optuna_epnas.spaces.base import SearchSpace
-from optuna_epnas.storages import batched_writes
+from optuna_epnas._storage import batched_writes
 from optuna_epnas.values import accuracy_of, check_objectives
 
 _logger = logging.getLogger(__name__)
@@ -207,7 +207,7 @@ class SupernetObjective:
             if time.monotonic() - self._saved_at >= self.checkpoint_every:
                 self.save()
         except RuntimeError:
-            from optuna_epnas.sampler import FAULT_ATTR  # not the architecture's failure: its slot is run again
+            from optuna_epnas.sampler.epnas import FAULT_ATTR  # not the architecture's failure: its slot is run again
 
             trial.storage.set_trial_system_attr(trial._trial_id, FAULT_ATTR, "checkpoint write")
             raise

@@ -17,11 +17,11 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_epnas.cost import NetworkSize, total_cost
 from optuna_epnas.latency import LatencyTable, latency_table
 from optuna_epnas.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
-from optuna_epnas.dashboard import DashboardRecorder
+from optuna_epnas.analysis.dashboard import DashboardRecorder
 from optuna_epnas.data import DeviceData
 from optuna_epnas.objective import SupernetObjective
-from optuna_epnas.sampler import ACQUISITIONS, SCORES, EPNASSampler, Rescorer
-from optuna_epnas.schedule import planned_trials
+from optuna_epnas.sampler.epnas import ACQUISITIONS, SCORES, EPNASSampler, Rescorer
+from optuna_epnas.sampler.schedule import planned_trials
 from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace
 from optuna_epnas.storages import open_storage
 from optuna_epnas.values import accuracy_of, check_objectives

@@ -34,7 +34,7 @@ from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
 from optuna_epnas.spaces import MacroSpace, MicroSpace, SearchSpace, space_from_spec
-from optuna_epnas.pareto import full_depth_front
+from optuna_epnas.sampler.pareto import full_depth_front
 from optuna_epnas.values import accuracy_of
 from optuna_epnas.storages import open_storage, public_url
 

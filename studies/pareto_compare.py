@@ -30,9 +30,9 @@ import numpy as np
 import optuna
 
 from optuna_epnas import MacroSpace, load_dataset
-from optuna_epnas.compare import train_standalone
+from optuna_epnas.analysis.compare import train_standalone
 from optuna_epnas.cost import NetworkSize, child_sizes, total_cost
-from optuna_epnas.pareto import front_ranks, full_depth_front, hypervolume
+from optuna_epnas.sampler.pareto import front_ranks, full_depth_front, hypervolume
 from optuna_epnas.search import finished_trials, open_search, resolve_settings
 from optuna_epnas.storages import open_storage
 
@@ -129,7 +129,7 @@ def main() -> int:
 
 
 def planned(space, args) -> int:
-    from optuna_epnas.schedule import planned_trials
+    from optuna_epnas.sampler.schedule import planned_trials
 
     return planned_trials(space, args.k, args.iterations)
 

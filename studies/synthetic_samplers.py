@@ -1,6 +1,6 @@
 """Samplers at equal *compute* on synthetic architecture scores with a known best (no training).
 
-Protocol (``optuna_epnas.synthetic``): every trial records what training its path would cost
+Protocol (``optuna_epnas.testing.synthetic``): every trial records what training its path would cost
 (``cost_macs``: 3 × forward multiply-adds of one image, a relative unit), so a progressive search's
 shallow trials are cheap, as in a real search. Per seed, the default EPNAS runs its full schedule
 (``n_trials=sampler.n_trials``); its total cost is the budget. Every other sampler runs until it has
@@ -38,7 +38,7 @@ import numpy as np
 import optuna
 
 from optuna_epnas import EPNASSampler, MacroSpace
-from optuna_epnas.synthetic import KINDS, SyntheticScore, run_at_equal_compute, run_search
+from optuna_epnas.testing.synthetic import KINDS, SyntheticScore, run_at_equal_compute, run_search
 
 BASE_SAMPLERS = ("epnas", "epnas-paper", "pnas", "tpe", "random")
 VARIANT_KEYS = {"temperature": "temperature", "score": "score", "acquisition": "acquisition", "beta": "beta",

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from optuna_epnas.cli import main
-from optuna_epnas.sampler import STAGE_ATTR
+from optuna_epnas.sampler.epnas import STAGE_ATTR
 
 SMALL = ["search", "--layers", "3", "--k", "2", "--iterations", "2", "--channels", "4", "--epochs", "1",
          "--max-train", "200", "--quiet"]
@@ -166,7 +166,7 @@ def test_search_then_train_then_draw_through_the_command(tmp_path, capsys):
 
 def test_a_worker_lost_on_another_machine_is_taken_over_with_the_heartbeat(tmp_path, reference):
     from optuna_epnas.checkpoint import HOLDER_ATTR
-    from optuna_epnas.sampler import OWNER_ATTR
+    from optuna_epnas.sampler.epnas import OWNER_ATTR
 
     url = f"sqlite:///{tmp_path}/lost.db"
     cmd = KILLER + SMALL + ["--study-name", "k", "--storage", url, "--heartbeat", "1"]

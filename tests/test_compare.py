@@ -13,8 +13,9 @@ import optuna_dashboard
 import pytest
 from optuna.trial import TrialState
 
-from optuna_epnas import compare, compare_report, ranking
-from optuna_epnas.compare import add_compare_parser, compare_command
+from optuna_epnas.analysis import compare, ranking
+from optuna_epnas.analysis import report as compare_report
+from optuna_epnas.analysis.compare import add_compare_parser, compare_command
 from optuna_epnas.objective import OBJECTIVE_ATTR, SupernetObjective
 from optuna_epnas.search import VARIANTS
 from optuna_epnas.train import TrainResult

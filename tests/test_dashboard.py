@@ -18,14 +18,14 @@ import pytest
 from optuna.trial import TrialState, create_trial
 from optuna_dashboard.artifact._backend import list_trial_artifacts
 
-from optuna_epnas import dashboard
+from optuna_epnas.analysis import dashboard
 from optuna_epnas.cli import main as epnas_main
-from optuna_epnas.dashboard import (
+from optuna_epnas.analysis.dashboard import (
     DashboardRecorder, SearchInfo, add_dashboard_parser, artifact_dir_for, get_trial_note, record_study, study_note,
     trial_note,
 )
 from optuna_epnas.objective import OBJECTIVE_ATTR
-from optuna_epnas.sampler import CONFIG_ATTR
+from optuna_epnas.sampler.epnas import CONFIG_ATTR
 from optuna_epnas.spaces import MacroSpace
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # kept after the run (git-ignored)

@@ -11,10 +11,10 @@ import pytest
 from scipy import stats
 
 from optuna_epnas import EPNASSampler, MacroSpace, SupernetObjective, load_dataset
-from optuna_epnas.compare_report import paired_difference
+from optuna_epnas.analysis.report import paired_difference
 from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, cumulative_cost, forward_macs, total_cost, trial_costs
-from optuna_epnas.dashboard import SearchInfo, study_note
-from optuna_epnas.sampler import expected_improvement, log_weights, plan_attr, select
+from optuna_epnas.analysis.dashboard import SearchInfo, study_note
+from optuna_epnas.sampler.epnas import expected_improvement, log_weights, plan_attr, select
 from optuna_epnas.search import SAMPLER_NAMES, VARIANTS, resolve_settings
 
 SPACE = MacroSpace(3)

@@ -19,7 +19,7 @@ import torch
 
 from optuna_epnas import MacroSpace, SupernetObjective
 from optuna_epnas.data import load_dataset, make_generator
-from optuna_epnas.schedule import planned_trials
+from optuna_epnas.sampler.schedule import planned_trials
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "gpu_search.py"
@@ -197,7 +197,7 @@ def test_the_command_line_trains_gpu_sized_batches_on_cuda_unless_told_otherwise
 
 @needs_cuda
 def test_the_surrogate_fits_and_scores_on_cuda_as_on_the_cpu():
-    from optuna_epnas.surrogate import LSTMSurrogate
+    from optuna_epnas.sampler.surrogate import LSTMSurrogate
 
     rng = np.random.default_rng(0)
     seqs = [rng.random((3, 8)).astype(np.float32) for _ in range(60)]

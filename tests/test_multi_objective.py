@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 from optuna_epnas import EPNASSampler, MacroSpace, SupernetObjective
 from optuna_epnas.cli import main
 from optuna_epnas.cost import NetworkSize
-from optuna_epnas.pareto import crowding, front_ranks
-from optuna_epnas.sampler import _pareto_weights
+from optuna_epnas.sampler.pareto import crowding, front_ranks
+from optuna_epnas.sampler.epnas import _pareto_weights
 
 from test_objective import ARCHS, SPACE, data  # noqa: F401 (data: a fixture)
 
@@ -139,7 +139,7 @@ def test_the_command_line_lists_the_front_and_trains_a_member(tmp_path, capsys):
 def test_hypervolume_equals_optunas_and_ignores_points_beyond_the_reference():
     from optuna._hypervolume import compute_hypervolume
 
-    from optuna_epnas.pareto import hypervolume
+    from optuna_epnas.sampler.pareto import hypervolume
 
     rng = np.random.default_rng(3)
     for _ in range(30):

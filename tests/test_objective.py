@@ -90,7 +90,7 @@ def test_in_memory_studies_keep_no_checkpoint_and_bad_arguments_are_clear(data):
 
 def test_a_second_trial_at_once_on_one_supernet_is_refused_before_it_takes_a_slot(data):
     from optuna_epnas import EPNASSampler
-    from optuna_epnas.sampler import STAGE_ATTR
+    from optuna_epnas.sampler.epnas import STAGE_ATTR
 
     obj = objective(data)
     study = optuna.create_study(direction="maximize", sampler=EPNASSampler(SPACE, k=2, iterations=1))

@@ -19,13 +19,13 @@ from scipy import stats
 from optuna_epnas.data import load_dataset
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import SupernetObjective
-from optuna_epnas.ranking import (
+from optuna_epnas.analysis.ranking import (
     NOTE_MARKER, RankCorrelation, add_ranking_parser, rank_correlation, ranking_command, ranking_markdown,
     spread_trials, standalone_correlations, supernet_vs_standalone, surrogate_heldout,
 )
-from optuna_epnas.sampler import EPNASSampler
+from optuna_epnas.sampler.epnas import EPNASSampler
 from optuna_epnas.spaces import MacroSpace
-from optuna_epnas.synthetic import SyntheticScore
+from optuna_epnas.testing.synthetic import SyntheticScore
 from optuna_epnas.train import train_final
 
 MAX_TRAIN = 200

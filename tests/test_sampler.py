@@ -14,9 +14,9 @@ import pytest
 from optuna.trial import TrialState
 
 from optuna_epnas import EPNASSampler, MacroSpace
-from optuna_epnas.sampler import STAGE_ATTR, select
-from optuna_epnas.schedule import stage_sizes, temperature_schedule
-from optuna_epnas.synthetic import SyntheticScore
+from optuna_epnas.sampler.epnas import STAGE_ATTR, select
+from optuna_epnas.sampler.schedule import stage_sizes, temperature_schedule
+from optuna_epnas.testing.synthetic import SyntheticScore
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -186,7 +186,7 @@ WORKER = textwrap.dedent(
     """
     import sys, time, warnings, optuna
     from optuna_epnas import EPNASSampler, MacroSpace
-    from optuna_epnas.synthetic import SyntheticScore
+    from optuna_epnas.testing.synthetic import SyntheticScore
     warnings.simplefilter("ignore")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = MacroSpace(4)

@@ -14,8 +14,8 @@ from optuna.testing.pytest_samplers import (BasicSamplerTestCase, MultiObjective
 from optuna.trial import TrialState
 
 from optuna_epnas import EPNASSampler, MacroSpace
-from optuna_epnas.sampler import STAGE_ATTR, USES_SPACE_ATTR
-from optuna_epnas.synthetic import SyntheticScore
+from optuna_epnas.sampler.epnas import STAGE_ATTR, USES_SPACE_ATTR
+from optuna_epnas.testing.synthetic import SyntheticScore
 
 SPACE = MacroSpace(3, ops=["conv3x3", "sep3x3", "max3x3"])
 FAST = dict(k=2, iterations=1, surrogate_steps=20, surrogate_ensemble=2)

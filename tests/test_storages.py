@@ -10,7 +10,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from optuna_epnas.storages import batched_writes, open_storage
+from optuna_epnas._storage import batched_writes
+from optuna_epnas.storages import open_storage
 
 
 def _commits(storage) -> list[int]:

@@ -9,7 +9,7 @@ from scipy.stats import kendalltau
 from torch import nn
 
 from optuna_epnas.spaces import MacroSpace
-from optuna_epnas.surrogate import LSTMSurrogate
+from optuna_epnas.sampler.surrogate import LSTMSurrogate
 
 torch.set_num_threads(1)
 

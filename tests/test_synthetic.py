@@ -16,7 +16,7 @@ import pytest
 
 from optuna_epnas import EPNASSampler, MacroSpace
 from optuna_epnas.cost import COST_ATTR, total_cost
-from optuna_epnas.synthetic import StopAtCost, SyntheticScore, run_at_equal_compute, run_search, synthetic_cost
+from optuna_epnas.testing.synthetic import StopAtCost, SyntheticScore, run_at_equal_compute, run_search, synthetic_cost
 
 SPACE = MacroSpace(8)
 

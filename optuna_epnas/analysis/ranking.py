@@ -40,7 +40,7 @@ from scipy import stats
 
 from optuna_epnas.argtypes import add_data_arguments, load_data, positive_int
 from optuna_epnas.checkpoint import safe_name
-from optuna_epnas.dashboard import RANKING_MARKER
+from optuna_epnas.analysis.dashboard import RANKING_MARKER
 from optuna_epnas.data import DeviceData
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
@@ -55,7 +55,7 @@ __all__ = [
     "append_to_study_note", "NOTE_MARKER",
 ]
 
-REPORT_FORMAT = "optuna_epnas.ranking/1"
+REPORT_FORMAT = "optuna_epnas.analysis.ranking/1"
 #: Starts the ranking section of a study note; everything after it is replaced when the report is rewritten.
 NOTE_MARKER = RANKING_MARKER
 #: Labels of |τ|: at least 0.5 strong, 0.3 moderate, 0.1 weak, below that none.

@@ -47,9 +47,9 @@ RANKING_MARKER = "<!-- epnas:ranking -->"
 from optuna_epnas.cost import PLAN_PREFIX, total_cost
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.objective import OBJECTIVE_ATTR
-from optuna_epnas.pareto import full_depth_front
-from optuna_epnas.sampler import CONFIG_ATTR
-from optuna_epnas.schedule import planned_trials
+from optuna_epnas.sampler.pareto import full_depth_front
+from optuna_epnas.sampler.epnas import CONFIG_ATTR
+from optuna_epnas.sampler.schedule import planned_trials
 from optuna_epnas.values import accuracy_of
 from optuna_epnas.spaces import MacroSpace, SearchSpace, space_from_spec
 from optuna_epnas.storages import open_storage, storage_file
@@ -616,8 +616,8 @@ def dashboard_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m optuna_epnas.dashboard`` (the same as ``epnas dashboard``)."""
-    parser = argparse.ArgumentParser(prog="python -m optuna_epnas.dashboard")
+    """``python -m optuna_epnas.analysis.dashboard`` (the same as ``epnas dashboard``)."""
+    parser = argparse.ArgumentParser(prog="python -m optuna_epnas.analysis.dashboard")
     add_dashboard_parser(parser.add_subparsers(dest="command", required=True))
     return dashboard_command(parser.parse_args(["dashboard", *(sys.argv[1:] if argv is None else argv)]))
 

@@ -41,11 +41,11 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_epnas.cost import PLAN_PREFIX, NetworkSize, child_sizes, completion_sizes, per_cost_class
 from optuna_epnas.latency import LatencyTable
 from optuna_epnas.owner import is_gone, process_mark
-from optuna_epnas.pareto import crowding, front_ranks
-from optuna_epnas.schedule import TemperatureSpec, planned_trials, temperature_schedule
+from optuna_epnas.sampler.pareto import crowding, front_ranks
+from optuna_epnas.sampler.schedule import TemperatureSpec, planned_trials, temperature_schedule
 from optuna_epnas.spaces.base import SearchSpace
-from optuna_epnas.storages import batched_writes
-from optuna_epnas.surrogate import LSTMSurrogate
+from optuna_epnas._storage import batched_writes
+from optuna_epnas.sampler.surrogate import LSTMSurrogate
 from optuna_epnas.values import COSTS, check_objectives
 
 _logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_epnas import ranking
+from optuna_epnas.analysis import ranking
 from optuna_epnas.search import PROGRESSIVE, SAMPLER_NAMES
 
 
@@ -566,9 +566,9 @@ def mechanism_ranking_table(final: dict[str, dict[str, Any]], rows: Sequence[dic
                             surrogate: dict[str, list[dict[str, Any]]], settings: dict[str, Any]) -> str:
     """Ranking quality per sampler, i.e. with and without warm-up and re-scoring.
 
-    ``final``: :func:`~optuna_epnas.compare.final_weight_rankings`; ``rows``: the ranking report's
+    ``final``: :func:`~optuna_epnas.analysis.compare.final_weight_rankings`; ``rows``: the ranking report's
     stand-alone rows (each from one run's trial, its ``supernet_accuracy`` as measured then);
-    ``surrogate``: run -> :func:`~optuna_epnas.ranking.surrogate_heldout` rows; ``settings``:
+    ``surrogate``: run -> :func:`~optuna_epnas.analysis.ranking.surrogate_heldout` rows; ``settings``:
     sampler -> its :class:`~optuna_epnas.search.SearchSettings`.
     """
     lines = ["", "### Ranking by mechanism", "",

@@ -14,13 +14,13 @@ import optuna
 from optuna.trial import TrialState
 
 from optuna_epnas.argtypes import add_data_arguments, load_data, non_negative_float, positive_float, positive_int
-from optuna_epnas.compare import add_compare_parser, compare_command
-from optuna_epnas.dashboard import add_dashboard_parser, dashboard_command
+from optuna_epnas.analysis.compare import add_compare_parser, compare_command
+from optuna_epnas.analysis.dashboard import add_dashboard_parser, dashboard_command
 from optuna_epnas.data import available_datasets
 from optuna_epnas.draw import draw_arch
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import OBJECTIVE_ATTR
-from optuna_epnas.ranking import add_ranking_parser, ranking_command
+from optuna_epnas.analysis.ranking import add_ranking_parser, ranking_command
 from optuna_epnas import distributed
 from optuna_epnas.search import (
     PROGRESSIVE, PRUNERS, SAMPLER_NAMES, Progress, add_search_arguments, add_space_arguments, make_objective,
@@ -28,7 +28,7 @@ from optuna_epnas.search import (
     open_search, resolve_settings, settings_from_args,
 )
 from optuna_epnas.spaces import MacroSpace, space_from_spec
-from optuna_epnas.pareto import full_depth_front
+from optuna_epnas.sampler.pareto import full_depth_front
 from optuna_epnas.storages import public_url
 from optuna_epnas.values import COST_NAMES
 from optuna_epnas.train import _HelpFormatter, add_train_parser, load_search_study, resolve_source, train_command

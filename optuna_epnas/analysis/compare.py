@@ -9,7 +9,7 @@ the run's chosen architecture is the one with the best stand-alone *validation* 
 *test* error is what the comparison reports. ``DIR/results.md`` (tables, plots, conclusions) and
 ``DIR/results.json`` hold the outcome. Re-running the same command skips finished runs, resumes an
 interrupted one and reuses cached stand-alone results. What the runs measured and how it is shown
-(summaries, conclusions, plots, ``results.md``) is :mod:`optuna_epnas.compare_report`.
+(summaries, conclusions, plots, ``results.md``) is :mod:`optuna_epnas.analysis.report`.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_epnas import ranking
+from optuna_epnas.analysis import ranking
 from optuna_epnas.argtypes import (
     accuracy, add_data_arguments, load_data, non_negative_int, positive_int,
 )
-from optuna_epnas.compare_report import (
+from optuna_epnas.analysis.report import (
     best_so_far, choose_by_validation, conclusions, default_target, fmt_acc, mechanism_ranking_table,
     paired_differences, results_markdown, sampler_of,
     sampler_table, search_seconds, summarise, surrogate_table, top_architectures, trials_to_reach, write_plots,
@@ -42,7 +42,7 @@ from optuna_epnas.compare_report import (
 from optuna_epnas.data import DeviceData, available_datasets
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import checkpoint_path_for
-from optuna_epnas.schedule import planned_trials
+from optuna_epnas.sampler.schedule import planned_trials
 from optuna_epnas.cost import cumulative_cost, total_cost
 from optuna_epnas.search import (
     BASELINES, PROGRESSIVE, SAMPLER_NAMES, Progress, SearchSettings, add_search_arguments, add_space_arguments,
@@ -51,7 +51,7 @@ from optuna_epnas.search import (
 from optuna_epnas.spaces import MicroSpace, SearchSpace
 from optuna_epnas.train import DEFAULT_CHANNELS, _HelpFormatter, _seeded, train_final
 
-RESULTS_FORMAT = "optuna_epnas.compare/1"
+RESULTS_FORMAT = "optuna_epnas.analysis.compare/1"
 RUN_ATTR = "compare:run"  # study user attribute: the settings a run was made with (checked on resume)
 DATA_SEED = 0  # one train/val split for every run: all samplers are judged on the same images
 DEFAULT_FINAL_CELLS = 3  # micro: normal cells per stage in stand-alone training, as `epnas train`
@@ -109,7 +109,7 @@ def standalone_results(
     return out
 
 
-# -- the ranking report (optuna_epnas.ranking), cached ------------------------------------------------
+# -- the ranking report (optuna_epnas.analysis.ranking), cached ------------------------------------------------
 def ranking_report(
     studies: Sequence[optuna.Study], space: SearchSpace, data: DeviceData, n: int, settings: dict[str, Any],
     cache: Path, say: Callable[[str], None],
