@@ -38,7 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-from optuna_epnas.sampler.epnas import select  # noqa: E402
+from optuna_epnas.sampler.selection import select  # noqa: E402
 from optuna_epnas.spaces.macro import MacroArch, MacroSpace  # noqa: E402
 from optuna_epnas.sampler.surrogate import LSTMSurrogate  # noqa: E402
 from _common import report_load  # benchmarks/ is on sys.path when a script here runs

@@ -38,7 +38,8 @@ from _common import report_load  # noqa: E402
 from optuna_epnas import draw, storages as storages_module
 from optuna_epnas.analysis import dashboard  # noqa: E402
 from optuna_epnas.data import load_dataset  # noqa: E402
-from optuna_epnas.search import Progress, Search, open_search, resolve_settings  # noqa: E402
+from optuna_epnas.search import Progress, Search, open_search  # noqa: E402
+from optuna_epnas.settings import resolve_settings  # noqa: E402
 from optuna_epnas.spaces import MacroSpace, MicroSpace  # noqa: E402
 
 CATEGORIES = ("sampler", "planning", "storage", "notes", "drawing", "checkpoint", "loop", "training", "evaluation")

@@ -19,8 +19,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from optuna_epnas._storage import backend, set_study_attr, storage_of, study_attrs
 from optuna_epnas.owner import is_gone, on_this_host, process_mark
 from optuna_epnas.storages import storage_file
 
@@ -55,21 +58,27 @@ def default_path(storage: Any, study_name: str) -> Path | None:
 
 
 def is_in_memory(storage: Any) -> bool:
-    return isinstance(getattr(storage, "_backend", storage), optuna.storages.InMemoryStorage)
+    return isinstance(backend(storage), optuna.storages.InMemoryStorage)
 
 
-def resolve_path(study: optuna.Study, given: str | os.PathLike | None) -> Path | None:
+def resolve_path(study: optuna.Study | None, given: str | os.PathLike | bool | None) -> Path | None:
     """The checkpoint of ``study``: ``given`` (a file, or an existing directory to put it in), else the
     path recorded in the study, else beside its storage file. None: an in-memory study (weights
-    live in the process). Server storages without a recorded path need ``given``."""
+    live in the process), ``given=False`` (never checkpointed), or no study and no file given.
+    Server storages without a recorded path need ``given``; ``True`` is as ``None``."""
+    if given is False:
+        return None
+    given = None if given is True else given
+    if study is None:
+        return None if given is None else Path(given)
     if given is not None:
         path = Path(given)
         return (path / f"{safe_name(study.study_name)}.supernet.pt") if path.is_dir() else path
-    recorded = _attrs(study).get(SUPERNET_ATTR, {}).get("path")
+    recorded = study_attrs(study).get(SUPERNET_ATTR, {}).get("path")
     if recorded:
         return Path(recorded)
-    path = default_path(study._storage, study.study_name)
-    if path is None and not is_in_memory(study._storage):
+    path = default_path(storage_of(study), study.study_name)
+    if path is None and not is_in_memory(storage_of(study)):
         raise ValueError(
             f"study {study.study_name!r} is in a storage without a file to keep its supernet beside: give a "
             "checkpoint location (epnas search --checkpoint-dir DIR; SupernetObjective(checkpoint=...))")
@@ -79,7 +88,7 @@ def resolve_path(study: optuna.Study, given: str | os.PathLike | None) -> Path |
 def hold(study: optuna.Study, path: Path | None, takeover: bool = False) -> str:
     """Make this process the one that trains the study's supernet and record where it is kept;
     returns the study's token. Refused while another live process holds it."""
-    attrs = _attrs(study)
+    attrs = study_attrs(study)
     holder = attrs.get(HOLDER_ATTR)
     me = process_mark()
     if holder and holder != me and not takeover and not is_gone(holder):
@@ -94,15 +103,15 @@ def hold(study: optuna.Study, path: Path | None, takeover: bool = False) -> str:
     if path is not None:
         record["path"] = str(path.resolve())
     if record != attrs.get(SUPERNET_ATTR):
-        study._storage.set_study_system_attr(study._study_id, SUPERNET_ATTR, record)
-    study._storage.set_study_system_attr(study._study_id, HOLDER_ATTR, me)
+        set_study_attr(study, SUPERNET_ATTR, record)
+    set_study_attr(study, HOLDER_ATTR, me)
     return record["token"]
 
 
 def release(study: optuna.Study) -> None:
     """Give up holding the supernet (a search that ends; a killed one is recognised as gone)."""
-    if _attrs(study).get(HOLDER_ATTR) == process_mark():
-        study._storage.set_study_system_attr(study._study_id, HOLDER_ATTR, None)
+    if study_attrs(study).get(HOLDER_ATTR) == process_mark():
+        set_study_attr(study, HOLDER_ATTR, None)
 
 
 def write(path: Path, state: dict[str, Any]) -> None:
@@ -154,6 +163,12 @@ def reconcile(study: optuna.Study, path: Path, state: dict[str, Any], token: str
     """Check that the checkpoint belongs to ``study`` and complete, from it, the trials whose training
     and value it holds but the study does not record (killed in between). Returns the trained
     trial numbers, in training order (a copy replaces a trial that was already marked failed)."""
+    if state["format"] < 3:
+        complete = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+        extra = [n for n in state["trained"] if n not in complete]
+        if extra:
+            warnings.warn(f"the supernet checkpoint contains training of trial(s) {extra} that the study "
+                          "does not record as complete (killed between checkpoint and result)")
     if state.get("token") not in (None, token):
         raise RuntimeError(f"the supernet checkpoint {path} belongs to another study (token {state['token']}, "
                            f"study {study.study_name!r} has {token}); point --checkpoint-dir at this study's")
@@ -194,7 +209,7 @@ def behind(study: optuna.Study, held: int) -> list[optuna.trial.FrozenTrial]:
     """The trials whose training came after the ``held`` that a checkpoint holds, in training order:
     finished ones (and ones that failed only at the checkpoint write, whose training the weights kept),
     at training positions ``held``, ``held + 1``, ... without a gap (a gap: none are)."""
-    from optuna_epnas.sampler.epnas import FAULT_ATTR
+    from optuna_epnas.sampler import FAULT_ATTR
 
     later = {}
     for t in study.get_trials(deepcopy=False):
@@ -208,5 +223,15 @@ def behind(study: optuna.Study, held: int) -> list[optuna.trial.FrozenTrial]:
     return out
 
 
-def _attrs(study: optuna.Study) -> dict[str, Any]:
-    return study._storage.get_study_system_attrs(study._study_id)
+def spec_mismatch(stored: dict[str, Any] | None, spec: dict[str, Any], optional: Any = ()) -> str | None:
+    """None if ``stored`` (a study's or a checkpoint's record) matches the objective's ``spec``, else
+    what differs. Keys in ``optional`` that ``stored`` lacks (settings recorded only since they were
+    added) are not held against it."""
+    spec = json.loads(json.dumps(spec))  # as a storage gives it back (tuples -> lists)
+    if stored is not None:
+        added = set(optional) - set(stored)
+        if {k: v for k, v in spec.items() if k not in added} == json.loads(json.dumps(stored)):
+            return None
+    stored = stored or {}
+    names = [k for k in stored if stored[k] != spec.get(k)]
+    return "; ".join(f"{k}: study has {stored.get(k)!r}, now {spec.get(k)!r}" for k in names) or "?"

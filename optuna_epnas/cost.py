@@ -23,8 +23,9 @@ import torch
 from optuna.trial import FrozenTrial
 from torch.utils.flop_counter import FlopCounterMode
 
+from optuna_epnas._storage import study_attrs
 from optuna_epnas.nn import build_network
-from optuna_epnas.spaces import space_from_spec
+from optuna_epnas.spaces import SearchSpace
 
 #: A training step is a forward and a backward pass; the backward costs about twice the forward.
 TRAIN_FACTOR = 3
@@ -80,7 +81,7 @@ class NetworkSize:
 
 @functools.lru_cache(maxsize=65536)
 def _count(space_spec: str, key: str, size: NetworkSize) -> tuple[int, int]:
-    space = space_from_spec(json.loads(space_spec))
+    space = SearchSpace.from_spec(json.loads(space_spec))
     with torch.device("meta"):
         net = build_network(space, size.num_classes, size.in_channels, size.channels, arch=space.parse(key),
                             cells=size.cells)
@@ -110,7 +111,7 @@ def trial_costs(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
     included (the compute was spent); a warm-up before the first trial under number -1.
     ``trials``, ``attrs``: the study's trials and system attrs, when the caller has them already."""
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    attrs = study._storage.get_study_system_attrs(study._study_id) if attrs is None else attrs
+    attrs = study_attrs(study) if attrs is None else attrs
     costs = {t.number: float(t.user_attrs.get(COST_ATTR, 0.0)) for t in trials}
     if WARMUP_ATTR in attrs:
         costs[-1] = float(attrs[WARMUP_ATTR]["cost_macs"])
@@ -150,7 +151,7 @@ def completion_sizes(space: Any, level: int, size: NetworkSize) -> tuple[int, in
 
 @functools.lru_cache(maxsize=1024)
 def _completion_sizes(space_spec: str, level: int, size: NetworkSize) -> tuple[int, int]:
-    space = space_from_spec(json.loads(space_spec))
+    space = SearchSpace.from_spec(json.loads(space_spec))
     arch, counts = space.root(), [(0, 0)]
     while space.level(arch) < space.max_level:
         params, macs = child_sizes(space, arch, size)

@@ -2,6 +2,8 @@
 
 ``arch_graph`` builds the graph (pure Python, no binary); ``draw_arch`` writes it to a file, rendering
 .svg/.png/.pdf with Graphviz's ``dot`` or writing the DOT source for .gv/.dot. Layout is left to ``dot``.
+Each space's drawing is registered beside it (``register_space(cls, drawing=...)``); this module
+registers the macro and micro ones.
 
 Node names are stable so that tests and tools can read the source: macro ``input``, ``stem``, ``L<l>``
 (layer l's op), ``M<l>`` (its skip merge), ``R<l>`` (the reduction after layer l), ``pool``, ``linear``;
@@ -18,8 +20,9 @@ from typing import Any
 import graphviz
 
 from optuna_epnas.export import ModelSpec, default_space
-from optuna_epnas.spaces import MacroArch, MacroSpace, MicroArch, MicroSpace, SearchSpace
+from optuna_epnas.spaces import MacroArch, MacroSpace, MicroArch, MicroSpace, SearchSpace, register_space
 from optuna_epnas.spaces.micro import input_name
+from optuna_epnas.spaces.registry import arch_types, drawing_of
 
 __all__ = ["arch_graph", "draw_arch"]
 
@@ -125,7 +128,8 @@ def _macro_graph(space: MacroSpace, arch: MacroArch) -> graphviz.Digraph:
 
 
 # -- micro ---------------------------------------------------------------------------------------
-def _micro_graph(space: MicroSpace, arch: MicroArch, cells: int) -> graphviz.Digraph:
+def _micro_graph(space: MicroSpace, arch: MicroArch, cells: int | None = None) -> graphviz.Digraph:
+    cells = space.cells if cells is None else cells
     read = {i for in1, _, in2, _ in arch.blocks for i in (in1, in2)}
     stack = " \u2192 ".join([f"{cells} \u00d7 normal", "reduction"] * 2 + [f"{cells} \u00d7 normal"])
     caption = (f"\nmicro cell, {arch.level} of {space.num_blocks} blocks, used at every position of the network:\n"
@@ -173,8 +177,12 @@ def _micro_graph(space: MicroSpace, arch: MicroArch, cells: int) -> graphviz.Dig
     return g
 
 
+register_space(MacroSpace, drawing=_macro_graph)
+register_space(MicroSpace, drawing=_micro_graph)
+
+
 # -- API -----------------------------------------------------------------------------------------
-def arch_graph(arch: MacroArch | MicroArch | ModelSpec, space: SearchSpace | None = None) -> graphviz.Digraph:
+def arch_graph(arch: Any, space: SearchSpace | None = None) -> graphviz.Digraph:
     """The drawing of ``arch`` as a :class:`graphviz.Digraph` (built without the Graphviz binary).
 
     Args:
@@ -183,27 +191,24 @@ def arch_graph(arch: MacroArch | MicroArch | ModelSpec, space: SearchSpace | Non
         space: the architecture's search space (default: :func:`optuna_epnas.export.default_space`).
             Partial architectures (fewer units than the space) are drawn as the network built for them.
     """
-    cells: int | None = None
+    options: dict[str, Any] = {}
     if isinstance(arch, ModelSpec):
         if space is not None:
             raise ValueError("a ModelSpec carries its own search space; leave space out")
-        cells = arch.cells
+        options = arch.options
         space, arch = arch.resolve()
-    if not isinstance(arch, (MacroArch, MicroArch)):
-        raise TypeError(f"expected a MacroArch, MicroArch or ModelSpec, got {type(arch).__name__}")
-    space = default_space(arch) if space is None else space
-    if arch.level == 0:
+    if space is None:
+        if not isinstance(arch, arch_types()):
+            names = ", ".join(t.__name__ for t in arch_types())
+            raise TypeError(f"expected an architecture ({names}) or a ModelSpec, got {type(arch).__name__}")
+        space = default_space(arch)
+    space.validate(arch)  # TypeError: not of the space's kind
+    if space.level(arch) == 0:
         raise ValueError("the empty architecture has nothing to draw")
-    if isinstance(arch, MacroArch) and isinstance(space, MacroSpace):
-        space._check(arch)
-        return _macro_graph(space, arch)
-    if isinstance(arch, MicroArch) and isinstance(space, MicroSpace):
-        space._check(arch)
-        return _micro_graph(space, arch, space.cells if cells is None else cells)
-    raise TypeError(f"{type(arch).__name__} does not belong to {space!r}")
+    return drawing_of(space)(space, arch, **options)
 
 
-def draw_arch(arch: MacroArch | MicroArch | ModelSpec, path: str | os.PathLike, space: SearchSpace | None = None,
+def draw_arch(arch: Any, path: str | os.PathLike, space: SearchSpace | None = None,
               **graph_attrs: Any) -> Path:
     """Write the drawing of ``arch`` to ``path``; the suffix picks the format.
 

@@ -6,6 +6,8 @@ beside the weights, so a trained model comes back with::
 
     model = build_model("arch.json")
     model.load_state_dict(torch.load("model.pt", weights_only=True))
+
+:func:`build_seeded` is the one seeded build that final training and the ranking studies share.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import torch
 from torch import nn
 
+from optuna_epnas._checks import check_positive_int
 from optuna_epnas.nn import build_network
-from optuna_epnas.spaces import MacroArch, MacroSpace, MicroArch, MicroSpace, SearchSpace, space_from_spec
+from optuna_epnas.spaces import SearchSpace, space_class, space_names
+from optuna_epnas.spaces.registry import arch_types, space_holding
 
 SPEC_FORMAT = "optuna_epnas.model/1"
 
@@ -37,28 +42,32 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         for name in ("num_classes", "in_channels", "channels"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         if self.cells is not None and (isinstance(self.cells, bool) or not isinstance(self.cells, int) or self.cells < 1):
             raise ValueError(f"cells must be a positive integer or None, got {self.cells!r}")
-        if self.cells is not None and self.space.get("space") != "micro":
-            raise ValueError("cells is a setting of the micro space; leave it out for a macro architecture")
+        kind = self.space.get("space") if isinstance(self.space, dict) else None
+        if self.cells is not None and kind in space_names() and "cells" not in space_class(kind).network_options:
+            raise ValueError(f"cells is a setting of the micro space; leave it out for a {kind} architecture")
         self.resolve()  # fail now, not when the model is built
 
     def resolve(self) -> tuple[SearchSpace, Any]:
         """The search space and the architecture object."""
-        space = space_from_spec(self.space)
+        space = SearchSpace.from_spec(self.space)
         arch = space.parse(self.arch)
         if space.level(arch) == 0:
             raise ValueError("the architecture is empty: a model needs at least one layer or block")
         return space, arch
 
     @classmethod
-    def from_arch(cls, arch: MacroArch | MicroArch, space: SearchSpace | None = None, **sizes: Any) -> "ModelSpec":
+    def from_arch(cls, arch: Any, space: SearchSpace | None = None, **sizes: Any) -> "ModelSpec":
         space = space or default_space(arch)
-        space._check(arch)  # type: ignore[attr-defined]
+        space.validate(arch)
         return cls(space=space.spec(), arch=space.key(arch), **sizes)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The network settings given (``cells``), for ``build_network`` and the drawings."""
+        return {} if self.cells is None else {"cells": self.cells}
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": SPEC_FORMAT, **asdict(self)}
@@ -87,20 +96,30 @@ class ModelSpec:
 
     def build(self) -> nn.Module:
         space, arch = self.resolve()
-        return build_network(space, self.num_classes, self.in_channels, self.channels, arch=arch, cells=self.cells)
+        return build_network(space, self.num_classes, self.in_channels, self.channels, arch=arch, **self.options)
 
 
-def default_space(arch: MacroArch | MicroArch) -> SearchSpace:
-    """The smallest space holding ``arch`` at full depth (the network only depends on the depth)."""
-    if isinstance(arch, MacroArch):
-        return MacroSpace(num_layers=max(arch.level, 1))
-    if isinstance(arch, MicroArch):
-        return MicroSpace(num_blocks=max(arch.level, 1))
-    raise TypeError(f"expected a MacroArch or MicroArch, got {type(arch).__name__}")
+def default_space(arch: Any) -> SearchSpace:
+    """The smallest space holding ``arch`` at full depth (the network only depends on the depth):
+    :meth:`~optuna_epnas.SearchSpace.smallest_holding` of the registered space of ``arch``'s type."""
+    return space_holding(arch)
+
+
+def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` with torch's CPU generator seeded by ``seed``, without touching the global random
+    state (forked: a build on the CPU draws nothing on a GPU)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def build_seeded(spec: ModelSpec, seed: int) -> nn.Module:
+    """The stand-alone network of ``spec`` initialised from ``seed`` (final training, ranking studies)."""
+    return seeded(seed, spec.build)
 
 
 def build_model(
-    arch: ModelSpec | MacroArch | MicroArch | dict | str | os.PathLike, num_classes: int | None = None,
+    arch: ModelSpec | dict | str | os.PathLike | Any, num_classes: int | None = None,
     channels: int | None = None, in_channels: int | None = None, cells: int | None = None,
     space: SearchSpace | None = None,
 ) -> nn.Module:
@@ -115,7 +134,7 @@ def build_model(
     """
     sizes = {k: v for k, v in (("num_classes", num_classes), ("channels", channels), ("in_channels", in_channels),
                                ("cells", cells)) if v is not None}
-    if isinstance(arch, (MacroArch, MicroArch)):
+    if isinstance(arch, arch_types()):
         if "num_classes" not in sizes:
             raise ValueError("build_model(arch) needs num_classes")
         spec = ModelSpec.from_arch(arch, space, **sizes)

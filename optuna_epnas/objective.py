@@ -1,12 +1,12 @@
 """SupernetObjective: train the sampled path of a shared-weight supernet, return validation accuracy.
 
 The supernet lives across trials (that is weight sharing: architectures that use the same op at the
-same position read and update the same tensors). It is checkpointed together with the values of the
-trials it trained (:mod:`optuna_epnas.checkpoint`) once a minute and when a search ends; the trials
-trained after the last checkpoint are replayed from the study on resume (their architectures and data
-orders are recorded). So a search killed at any moment and restarted on the same storage resumes
-with exactly the weights and trials it had (on the CPU bit for bit; a GPU's kernels are not all
-deterministic).
+same position read and update the same tensors); its training is :class:`~optuna_epnas.supernet.SupernetTrainer`.
+It is checkpointed together with the values of the trials it trained (:mod:`optuna_epnas.checkpoint`)
+once a minute and when a search ends; the trials trained after the last checkpoint are replayed from
+the study on resume (their architectures and data orders are recorded). So a search killed at any
+moment and restarted on the same storage resumes with exactly the weights and trials it had (on the
+CPU bit for bit; a GPU's kernels are not all deterministic).
 """
 
 from __future__ import annotations
@@ -17,23 +17,23 @@ import math
 import os
 import threading
 import time
-import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import numpy as np
 import optuna
-import torch
-import torch.nn.functional as F
 
 from optuna_epnas import checkpoint as ckpt
 from optuna_epnas import distributed
-from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, NetworkSize
-from optuna_epnas.data import DeviceData, make_generator
-from optuna_epnas.nn import build_network
+from optuna_epnas._storage import batched_writes, set_study_attr, set_trial_attr, study_attrs, trial_id
+from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR
+from optuna_epnas.data import DeviceData
 from optuna_epnas.spaces.base import SearchSpace
-from optuna_epnas._storage import batched_writes
+from optuna_epnas._checks import check_int
+from optuna_epnas.supernet import SupernetTrainer
 from optuna_epnas.values import accuracy_of, check_objectives
+
+if TYPE_CHECKING:
+    import torch
 
 _logger = logging.getLogger(__name__)
 
@@ -44,32 +44,31 @@ OBJECTIVE_ATTR = "epnas:objective"
 RANKS_ATTR = "epnas:ranks_identical"
 
 
-def checkpoint_path_for(storage: Any, study_name: str) -> Path | None:
-    """``<db>.<study>.supernet.pt`` beside a SQLite (or journal-file) study; None for other storages."""
-    return ckpt.default_path(storage, study_name)
+def _limits(max_params: int | None, max_macs: int | None, max_latency_ms: float | None) -> dict[str, float]:
+    """The size and latency limits each trial reports as constraints, by count name."""
+    limits: dict[str, float] = {name: int(v) for name, v in (("params", max_params), ("macs", max_macs))
+                                if v is not None}
+    if max_latency_ms is not None:
+        limits["latency"] = float(max_latency_ms)
+    if any(isinstance(v, bool) or v < 1 for v in (max_params, max_macs) if v is not None):
+        raise ValueError(f"max_params and max_macs must be positive integers, got {max_params!r}, {max_macs!r}")
+    return limits
 
 
-class SupernetObjective:
+class SupernetObjective(SupernetTrainer):
     """Objective for ``study.optimize``: ``space.suggest(trial)`` -> train E epochs -> validation accuracy.
 
     Args:
-        space: the search space (the same object the sampler uses).
-        data: a :class:`~optuna_epnas.data.DeviceData` from :func:`~optuna_epnas.load_dataset`.
-        epochs: epochs of training per sampled architecture (paper: 3).
-        channels: width C of the supernet (paper search setting: 24).
-        batch_size, lr, momentum, weight_decay, grad_clip: SGD (Nesterov) settings, shared by all trials.
-        seed: seeds the supernet's initialisation and every trial's data order; seeded runs on the
-            CPU are reproducible, also across a resume.
+        space, data, epochs, channels, batch_size, lr, momentum, weight_decay, grad_clip, seed, amp,
+            channels_last, eval_batch_size: the supernet and its SGD (:class:`~optuna_epnas.supernet.SupernetTrainer`);
+            seeded runs on the CPU are reproducible, also across a resume.
         checkpoint: where to keep the supernet: a file, or a directory to put ``<study>.supernet.pt``
             in (needed for server storages such as PostgreSQL); ``None`` puts it beside a SQLite or
             journal file (``<db>.<study>.supernet.pt``), or where the study recorded it; in-memory
             studies keep it in memory only; ``False``: never.
         takeover: hold the study's supernet even if another process on another machine is recorded
             as holding it (that process is gone). A live process on this machine is always refused.
-        amp: bf16 autocast (default: on CUDA only). channels_last likewise.
-        warmup_epochs: epochs of SPOS-style warm-up before the first trial -- every batch trains a
-            full-depth architecture drawn uniformly at random -- so that the first measurements are
-            not made on random weights. Its cost is charged to the first trial.
+        warmup_epochs: epochs of :meth:`warm_up` before the first trial, charged to the first trial.
         rescore_images: validation images (the first ones, always the same) that :meth:`rescore`
             evaluates architectures on.
         checkpoint_every: seconds between checkpoint writes (also written when the search ends, and
@@ -101,24 +100,11 @@ class SupernetObjective:
         max_macs: int | None = None, report_epochs: bool = False, objectives: Sequence[str] = ("accuracy",),
         latency: Any = None, max_latency_ms: float | None = None, checkpoint_every: float = 60.0,
     ) -> None:
-        for name, value, low in (("epochs", epochs, 1), ("channels", channels, 1), ("batch_size", batch_size, 1),
-                                 ("warmup_epochs", warmup_epochs, 0), ("rescore_images", rescore_images, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        for name, value, low in (("lr", lr, None), ("momentum", momentum, 0.0), ("weight_decay", weight_decay, 0.0),
-                                 ("grad_clip", grad_clip, 0.0)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 if low is None else value >= low)):
-                raise ValueError(f"{name} must be a finite number {'> 0' if low is None else '>= 0'}, got {value!r}")
-        self.space, self.data, self.epochs, self.channels = space, data, epochs, channels
-        self.limits: dict[str, float] = {name: int(v) for name, v in (("params", max_params), ("macs", max_macs))
-                                         if v is not None}
-        if max_latency_ms is not None:
-            self.limits["latency"] = float(max_latency_ms)
-        self.latency = latency
-        if any(isinstance(v, bool) or v < 1 for v in (max_params, max_macs) if v is not None):
-            raise ValueError(f"max_params and max_macs must be positive integers, got {max_params!r}, {max_macs!r}")
-        self.batch_size, self.lr, self.momentum = batch_size, lr, momentum
-        self.weight_decay, self.grad_clip, self.seed, self.eval_batch_size = weight_decay, grad_clip, seed, eval_batch_size
+        super().__init__(space, data, epochs=epochs, channels=channels, batch_size=batch_size, lr=lr,
+                         momentum=momentum, weight_decay=weight_decay, grad_clip=grad_clip, seed=seed, amp=amp,
+                         channels_last=channels_last, eval_batch_size=eval_batch_size, warmup_epochs=warmup_epochs)
+        check_int("rescore_images", rescore_images, 1)
+        self.limits, self.latency = _limits(max_params, max_macs, max_latency_ms), latency
         self.checkpoint, self.takeover = checkpoint, takeover
         if not (isinstance(checkpoint_every, (int, float)) and not isinstance(checkpoint_every, bool)
                 and math.isfinite(checkpoint_every) and checkpoint_every >= 0):
@@ -127,23 +113,16 @@ class SupernetObjective:
         self._saved_at = -math.inf
         self._unsaved: list[tuple[int, str, int]] = []  # (trial, arch, epochs) trained since the checkpoint
         self._behind: list[optuna.trial.FrozenTrial] = []  # trials the study has and the checkpoint lacks
-        self.warmup_epochs, self.rescore_images = warmup_epochs, rescore_images
-        self.warmed_up = False
+        self.rescore_images = rescore_images
         if not isinstance(report_epochs, bool):
             raise TypeError(f"report_epochs must be True or False, got {report_epochs!r}")
-        self.report_epochs = report_epochs
-        self.objectives = check_objectives(objectives)
+        self.report_epochs, self.objectives = report_epochs, check_objectives(objectives)
         if "latency" in (*self.objectives, *self.limits) and latency is None:
             raise ValueError("a latency objective or limit needs latency=latency_table(space, objective.network_size, "
                              "device) (optuna_epnas.latency)")
         if report_epochs and len(self.objectives) > 1:
             raise ValueError("Optuna prunes single-objective studies only: report_epochs needs objectives=('accuracy',)")
         self.pruned: set[int] = set()  # trained trials a pruner stopped (values: their last report)
-        cuda = data.device.type == "cuda"
-        self.amp = cuda if amp is None else amp
-        self.channels_last = cuda if channels_last is None else channels_last
-        self.net: torch.nn.Module | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
         self.trained: list[int] = []  # trial numbers whose training the weights contain, in order
         self._busy = threading.Lock()
         self.values: dict[int, Any] = {}  # their values, saved with the weights (a kill in between loses neither)
@@ -163,7 +142,7 @@ class SupernetObjective:
             self._busy.release()
 
     def _run(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
-        with batched_writes(trial.storage, trial._trial_id):  # ~80 parameters at full depth: one commit
+        with batched_writes(trial.storage, trial_id(trial)):  # ~80 parameters at full depth: one commit
             arch = self.space.suggest(trial)
             trial.set_user_attr("arch", self.space.key(arch))
             trial.set_user_attr("level", self.space.level(arch))
@@ -192,11 +171,11 @@ class SupernetObjective:
         pruned = len(reports) < self.epochs and bool(reports)
         macs = counts["macs"]
         epochs = len(reports) or self.epochs
-        with batched_writes(trial.storage, trial._trial_id):
+        with batched_writes(trial.storage, trial_id(trial)):
             trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 3))
             trial.set_user_attr(COST_ATTR, float(TRAIN_FACTOR * macs * epochs * len(self.data.train_y)
                                                  + macs * len(self.data.val_y) * max(len(reports), 1)))
-            trial.storage.set_trial_system_attr(trial._trial_id, ckpt.TRAINED_ATTR, len(self.trained))
+            set_trial_attr(trial.study, trial, ckpt.TRAINED_ATTR, len(self.trained))
         self._unsaved.append((trial.number, self.space.key(arch), epochs))
         self.trained.append(trial.number)
         result = (accuracy, *(float(counts[o]) for o in self.objectives[1:])) if len(self.objectives) > 1 else accuracy
@@ -207,25 +186,17 @@ class SupernetObjective:
             if time.monotonic() - self._saved_at >= self.checkpoint_every:
                 self.save()
         except RuntimeError:
-            from optuna_epnas.sampler.epnas import FAULT_ATTR  # not the architecture's failure: its slot is run again
+            from optuna_epnas.sampler import FAULT_ATTR  # not the architecture's failure: its slot is run again
 
-            trial.storage.set_trial_system_attr(trial._trial_id, FAULT_ATTR, "checkpoint write")
+            set_trial_attr(trial.study, trial, FAULT_ATTR, "checkpoint write")
             raise
         if distributed.leads():  # every rank's copy must be the same after every trial
             distributed.command("check")
             distributed.check_identical(self.net, self.optimizer)
-            trial.storage.set_trial_system_attr(trial._trial_id, RANKS_ATTR, distributed.rank_and_size()[1])
+            set_trial_attr(trial.study, trial, RANKS_ATTR, distributed.rank_and_size()[1])
         if pruned:  # after the checkpoint: a resume completes it as PRUNED, from there
             raise optuna.TrialPruned(f"pruned after epoch {len(reports)} at validation accuracy {accuracy:.4f}")
         return result
-
-    @property
-    def network_size(self) -> NetworkSize:
-        """The network its trials train, as size limits count it (``EPNASSampler(network=...)``)."""
-        return NetworkSize.of(self.data, self.channels)
-
-    def _macs(self, arch: Any) -> int:
-        return self.network_size.count(self.space, arch)[1]
 
     def rescore(self, study: optuna.Study, keys: Sequence[str]) -> tuple[list[float], float]:
         """Accuracy of each architecture's supernet path on the current weights (evaluation only, on
@@ -248,118 +219,14 @@ class SupernetObjective:
             "space": self.space.spec(), "channels": self.channels, "dataset": self.data.name,
             "num_classes": self.data.num_classes, "in_channels": self.data.in_channels, "seed": self.seed,
             "image_size": self.data.image_size, "train_images": len(self.data.train_y),
-            "warmup_epochs": self.warmup_epochs, **self._training_spec(),
+            "warmup_epochs": self.warmup_epochs, **self.training_spec(),
             **({"objectives": list(self.objectives)} if len(self.objectives) > 1 else {}),  # absent: as before
             **({"latency_table": self.latency.digest} if "latency" in self.objectives else {}),
         }
 
-    def _training_spec(self) -> dict[str, Any]:
-        # Added after the first studies were made: a study or checkpoint that lacks them is not refused for it.
-        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
-                "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
-                "val_images": len(self.data.val_y)}
-
-    def _differs(self, stored: dict[str, Any] | None) -> bool:
-        spec = json.loads(json.dumps(self.spec()))  # as a storage gives it back (tuples -> lists)
-        if stored is None:
-            return True
-        added = set(self._training_spec()) - set(stored)
-        return {k: v for k, v in spec.items() if k not in added} != json.loads(json.dumps(stored))
-
-    def build(self) -> torch.nn.Module:
-        """A fresh supernet, initialised from ``seed``."""
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed)
-            net = build_network(self.space, self.data.num_classes, self.data.in_channels, self.channels)
-        net = net.to(self.data.device)
-        return net.to(memory_format=torch.channels_last) if self.channels_last else net
-
-    def train(self, arch: Any, step: int, on_epoch: Callable[[int], bool] | None = None,
-              stoppable: bool = False, epochs: int | None = None) -> None:
-        """Train the path of ``arch`` for ``epochs`` epochs (default: the objective's); ``step`` seeds
-        this trial's data order. ``on_epoch(epoch)`` after each epoch: True stops the training there (a
-        pruned trial). ``stoppable``: another rank's trainer, told by rank 0 after each epoch whether to stop."""
-        epochs = self.epochs if epochs is None else epochs
-        if distributed.leads():  # every rank trains it with us
-            distributed.command("train", self.space.key(arch), step, on_epoch is not None, epochs)
-        self._fit(lambda images: arch, epochs, [self.seed, step], on_epoch, stoppable or on_epoch is not None)
-
-    def warm_up(self) -> None:
-        """SPOS-style: ``warmup_epochs`` epochs, each batch on a full-depth architecture drawn uniformly."""
-        if distributed.leads():
-            distributed.command("warm_up")
-        rng = np.random.default_rng([self.seed, 2**31 - 1])  # a seed no trial's data order uses
-        cost = 0.0
-
-        def uniform_path(images: int) -> Any:
-            nonlocal cost
-            arch = self.space.root()
-            for _ in range(self.space.max_level):
-                arch = self.space.child(arch, int(rng.integers(self.space.num_children(arch))))
-            cost += TRAIN_FACTOR * self._macs(arch) * images
-            return arch
-
-        started = time.perf_counter()
-        self._fit(uniform_path, self.warmup_epochs, [self.seed, 2**31 - 1])
-        self.warmed_up = True
-        self.warmup_record = {"epochs": self.warmup_epochs, "cost_macs": float(cost),
-                              "seconds": round(time.perf_counter() - started, 3)}
-
-    def _fit(self, pick_arch: Callable[[int], Any], epochs: int, seed_words: list[int],
-             on_epoch: Callable[[int], bool] | None = None, stoppable: bool = False) -> None:
-        """SGD over ``epochs`` epochs; each batch trains the path ``pick_arch(batch images)`` gives.
-        ``stoppable``: after each epoch, ``on_epoch`` (rank 0) may stop it, on every rank."""
-        net, opt = self._ensure_supernet(None)
-        seed = int(np.random.SeedSequence(seed_words).generate_state(1)[0])
-        gen = make_generator(self.data.device, seed)
-        rank, size = distributed.rank_and_size()
-        params = list(net.parameters())
-        net.train()
-        finite = torch.ones((), dtype=torch.bool, device=self.data.device)
-        for epoch in range(epochs):
-            for x, y in self.data.train_batches(self.batch_size, gen):
-                arch = pick_arch(len(y))
-                n = len(y)
-                if size > 1:  # this rank's shard of the global batch (the same batches on every rank)
-                    x, y = x[rank::size], y[rank::size]  # may be empty: zero gradients, still all-reduced
-                with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
-                    # shards: each rank's sum over the global count, so the all-reduced gradient is the mean
-                    loss = F.cross_entropy(net(self._layout(x), arch), y, reduction="mean" if size == 1 else "sum")
-                    loss = loss if size == 1 else loss / n
-                finite &= torch.isfinite(loss.detach())  # checked once per epoch: no host sync per batch
-                opt.zero_grad(set_to_none=True)  # None, not zero: untouched paths stay untouched
-                loss.backward()
-                if size > 1:
-                    distributed.average_gradients(params)
-                if self.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-                opt.step()
-            if not (bool(finite) if size == 1 else distributed.all_finite(finite)):
-                raise FloatingPointError(
-                    f"the training loss became NaN or infinite in epoch {epoch + 1} (lr={self.lr}): the trial "
-                    "failed and the supernet was restored to its last checkpoint; a lower --lr avoids it")
-            if stoppable:
-                stop = on_epoch(epoch) if on_epoch is not None else None
-                if (distributed.command(stop)[0] if size > 1 else stop):
-                    return
-                net.train()  # the report evaluated in eval mode
-
-    @torch.no_grad()
-    def evaluate(self, arch: Any, split: str = "val", limit: int | None = None) -> float:
-        """Accuracy of the supernet path of ``arch`` on a split (search only ever uses ``val``), or on
-        its first ``limit`` images."""
-        net, _ = self._ensure_supernet(None)
-        net.eval()  # the supernet's BN uses batch statistics in eval too (see nn.ops.batch_norm)
-        correct = torch.zeros((), dtype=torch.int64, device=self.data.device)  # one host sync, at the end
-        seen = 0
-        for x, y in self.data.eval_batches(split, self.eval_batch_size, limit):
-            with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
-                correct += (net(self._layout(x), arch).argmax(1) == y).sum()
-            seen += len(y)
-        return int(correct) / seen
-
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+    def _mismatch(self, stored: dict[str, Any] | None) -> str | None:
+        # The training spec was added after the first studies were made: one that lacks it is not refused for it.
+        return ckpt.spec_mismatch(stored, self.spec(), optional=self.training_spec())
 
     # -- supernet lifetime ---------------------------------------------------------------------
     def attach(self, study: optuna.Study | None) -> None:
@@ -373,12 +240,8 @@ class SupernetObjective:
             return
         if study is not None:
             self._record_spec(study)
-        self.net = self.build()
-        self.optimizer = torch.optim.SGD(
-            self.net.parameters(), lr=self.lr, momentum=self.momentum, nesterov=self.momentum > 0,
-            weight_decay=self.weight_decay,
-        )
-        self._path = self._resolve_path(study)
+        self.start()
+        self._path = ckpt.resolve_path(study, self.checkpoint)
         if study is not None and self._path is not None:
             self._token = ckpt.hold(study, self._path, takeover=self.takeover)
         if self._path is not None and self._path.exists():
@@ -392,7 +255,7 @@ class SupernetObjective:
         if self.warmup_epochs and not self.warmed_up:
             self.warm_up()
             if study is not None:
-                study._storage.set_study_system_attr(study._study_id, WARMUP_ATTR, self.warmup_record)
+                set_study_attr(study, WARMUP_ATTR, self.warmup_record)
             self.save()
 
     @property
@@ -409,27 +272,18 @@ class SupernetObjective:
             ckpt.release(study)
 
     def _record_spec(self, study: optuna.Study) -> None:
-        stored = study._storage.get_study_system_attrs(study._study_id).get(OBJECTIVE_ATTR)
+        stored = study_attrs(study).get(OBJECTIVE_ATTR)
         if stored is None:
-            study._storage.set_study_system_attr(study._study_id, OBJECTIVE_ATTR, json.loads(json.dumps(self.spec())))
-        elif self._differs(stored):
-            raise ValueError(
-                f"study {study.study_name!r} was searched with other settings ({_diff(stored, self.spec())}); "
-                "resume with the same settings, or use a new study name")
+            set_study_attr(study, OBJECTIVE_ATTR, json.loads(json.dumps(self.spec())))
+        elif (diff := self._mismatch(stored)) is not None:
+            raise ValueError(f"study {study.study_name!r} was searched with other settings ({diff}); "
+                             "resume with the same settings, or use a new study name")
 
-    def _ensure_supernet(self, trial: optuna.trial.Trial | None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-        if self.net is None:
+    def _ensure_supernet(self, trial: optuna.trial.Trial | None = None
+                         ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        if self.net is None:  # a trial before attach: attach to its study
             self.attach(trial.study if trial is not None else None)
-        assert self.net is not None and self.optimizer is not None
-        return self.net, self.optimizer
-
-    def _resolve_path(self, study: optuna.Study | None) -> Path | None:
-        if self.checkpoint is False:
-            return None
-        given = None if self.checkpoint is None or self.checkpoint is True else self.checkpoint
-        if study is None:
-            return None if given is None else Path(given)
-        return ckpt.resolve_path(study, given)
+        return super()._ensure_supernet()
 
     def save(self) -> None:
         """Write the checkpoint atomically, with the values of the trials it trained."""
@@ -448,10 +302,9 @@ class SupernetObjective:
         """Resume the weights of ``path``; with ``study``: check that they are the study's and complete
         the trials they hold but the study does not record."""
         state = ckpt.read(Path(path), self.data.device)
-        if self._differs(state.get("spec")):
-            raise ValueError(
-                f"the supernet checkpoint {path} was made with other settings ({_diff(state.get('spec') or {}, self.spec())}) "
-                "than this search; resume with the same settings, or use a new study name")
+        if (diff := self._mismatch(state.get("spec"))) is not None:
+            raise ValueError(f"the supernet checkpoint {path} was made with other settings ({diff}) "
+                             "than this search; resume with the same settings, or use a new study name")
         self.set_state(state)
         self.trained = list(state["trained"])
         self.values = {int(n): v if isinstance(v, (list, tuple)) else float(v)
@@ -460,12 +313,6 @@ class SupernetObjective:
         self.warmed_up = bool(state["warmed_up"])
         if study is None:
             return
-        if state["format"] < 3:
-            complete = {t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
-            extra = [n for n in self.trained if n not in complete]
-            if extra:
-                warnings.warn(f"the supernet checkpoint contains training of trial(s) {extra} that the study "
-                              "does not record as complete (killed between checkpoint and result)")
         trained = ckpt.reconcile(study, Path(path), state, self._token or "")
         if trained != self.trained:  # a failed trial replaced by its complete copy: record the new number now
             self.values = {new: self.values[old] for old, new in zip(self.trained, trained) if old in self.values}
@@ -500,16 +347,6 @@ class SupernetObjective:
         self._behind = []
         self.save()
 
-    def get_state(self) -> dict[str, Any]:
-        assert self.net is not None and self.optimizer is not None
-        return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Take the weights and optimizer state of :meth:`get_state` (or a checkpoint)."""
-        assert self.net is not None and self.optimizer is not None
-        self.net.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
     def _roll_back(self) -> None:
         """Back to the weights before a trial whose training failed part-way: the last checkpoint, and
         the trials trained since replayed."""
@@ -523,9 +360,3 @@ class SupernetObjective:
         elif self.net is not None:
             _logger.warning("a trial failed part-way through training and there is no checkpoint to restore: "
                             "the supernet keeps that trial's partial training")
-
-
-def _diff(stored: dict[str, Any], spec: dict[str, Any]) -> str:
-    spec = json.loads(json.dumps(spec))
-    names = [k for k in stored if stored[k] != spec.get(k)]  # keys added since are not held against it
-    return "; ".join(f"{k}: study has {stored.get(k)!r}, now {spec.get(k)!r}" for k in names) or "?"

@@ -1,129 +1,30 @@
-"""The search set-up shared by ``epnas search`` and ``epnas compare``: the search space from the command
-line, the sampler, the study with its supernet objective (:func:`open_search`), and the per-trial progress lines."""
+"""The search set-up shared by ``epnas search`` and ``epnas compare``: the sampler, the study with its
+supernet objective (:func:`open_search`), the per-trial progress lines, and what ``epnas search`` says
+before and after a search."""
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_epnas._storage import set_study_attr, study_attrs
 from optuna_epnas.cost import NetworkSize, total_cost
-from optuna_epnas.latency import LatencyTable, latency_table
-from optuna_epnas.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
-from optuna_epnas.analysis.dashboard import DashboardRecorder
 from optuna_epnas.data import DeviceData
-from optuna_epnas.objective import SupernetObjective
-from optuna_epnas.sampler.epnas import ACQUISITIONS, SCORES, EPNASSampler, Rescorer
+from optuna_epnas.latency import LatencyTable, latency_table
+from optuna_epnas.objective import OBJECTIVE_ATTR, SupernetObjective
+from optuna_epnas.sampler.epnas import EPNASSampler
+from optuna_epnas.sampler.planning import Rescorer
+from optuna_epnas.sampler.pareto import full_depth_front
 from optuna_epnas.sampler.schedule import planned_trials
-from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace
+from optuna_epnas.settings import PROGRESSIVE, SAMPLER_NAMES, SUPERNET, SearchSettings, resolve_settings
+from optuna_epnas.spaces import SearchSpace
 from optuna_epnas.storages import open_storage
-from optuna_epnas.values import accuracy_of, check_objectives
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """Everything a search is made with but the space, data and seed: sampler and supernet training.
-
-    The defaults are the default EPNAS (:class:`~optuna_epnas.EPNASSampler`'s defaults, plus one
-    epoch of warm-up; re-scoring is off: see ``VARIANTS["epnas-rescore"]``); ``VARIANTS`` names the paper's preset, PNAS, the ablations
-    and the baselines as changes to it.
-    """
-
-    k: int = 25
-    iterations: int = 3
-    temperature: tuple[float, float] = (0.5, 0.1)
-    ensemble: int = 5
-    score: str = "z"
-    acquisition: str = "ucb"
-    beta: float = 1.0
-    rescore: bool = False
-    warmup_epochs: int = 1
-    epochs: int = 3
-    channels: int = 24
-    batch_size: int = 128
-    lr: float = 0.05
-    parent_weight: float = 3.0
-    diverse: bool = True
-    max_params: int | None = None  # size limits, counted in the network the search trains
-    max_macs: int | None = None
-    objectives: tuple[str, ...] = ("accuracy",)  # ("accuracy", "params"|"macs"|"latency"): two objectives
-    max_latency_ms: float | None = None  # estimated on the search's device (optuna_epnas.latency)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for name, off in _ABSENT_WHEN_OFF.items():  # runs made before these options existed still resume
-            if out[name] == off:
-                del out[name]
-        return out
-
-
-_ABSENT_WHEN_OFF = {"parent_weight": 0.0, "diverse": False, "max_params": None, "max_macs": None,
-                    "objectives": ("accuracy",), "max_latency_ms": None}
-
-
-_PAPER = {"temperature": (10.0, 1.0), "ensemble": 1, "score": "raw", "acquisition": "mean", "rescore": False,
-          "warmup_epochs": 0, "parent_weight": 0.0, "diverse": False}
-#: Named samplers, each a change to the default settings that wins over the command line's (a
-#: variant *is* its mechanisms). Baselines train no warm-up: their trials are uniform path training.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "epnas": {},
-    "epnas-paper": _PAPER,  # the paper's EPNAS: p ∝ s^(1/τ) over one LSTM, τ 10 → 1
-    "pnas": _PAPER,  # top-K of one LSTM's predictions (PNAS itself averaged 5: --ensemble is fixed here)
-    "tpe": {"warmup_epochs": 0},
-    "random": {"warmup_epochs": 0},
-    "nsga2": {"warmup_epochs": 0},  # Optuna's NSGA-II: the multi-objective baseline
-    # ablations of the default, one mechanism off each
-    "epnas-rescore": {"rescore": True},  # off by default: re-scored values favour the last-trained path
-    "epnas-no-warmup": {"warmup_epochs": 0},
-    "epnas-paper-selection": {"temperature": (10.0, 1.0), "score": "raw", "acquisition": "mean"},
-    "epnas-surrogate-only": {"parent_weight": 0.0, "diverse": False},  # the draw before parent weight + diverse
-}
-SAMPLER_NAMES = tuple(VARIANTS)
-PROGRESSIVE = tuple(n for n in SAMPLER_NAMES if n not in ("tpe", "random", "nsga2"))
-BASELINES = ("epnas", "epnas-paper", "pnas", "tpe", "random")  # what `epnas compare` runs by default
-
-
-def resolve_settings(sampler: str, given: dict[str, Any] | None = None) -> SearchSettings:
-    """The default settings, then what was ``given`` (None values ignored), then the variant's own."""
-    if sampler not in VARIANTS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose from {', '.join(SAMPLER_NAMES)}")
-    given = {k: v for k, v in (given or {}).items() if v is not None}
-    unknown = set(given) - {f.name for f in dataclasses.fields(SearchSettings)}
-    if unknown:
-        raise ValueError(f"unknown search setting(s) {sorted(unknown)}")
-    settings = dataclasses.replace(SearchSettings(), **{**given, **VARIANTS[sampler]})
-    return dataclasses.replace(settings, temperature=tuple(float(t) for t in settings.temperature))
-
-
-#: Supernet training on a GPU when the command line leaves it open: a batch twice the CPU default's
-#: (a 24-channel path is too small to fill a GPU at 128) and the learning rate scaled with it, linearly.
-#: Not measured on a GPU yet (benchmarks/gpu_search.py is the check); a study keeps what it was made with.
-GPU_TRAINING = {"batch_size": 256, "lr": 0.1}
-
-
-def settings_from_args(args: argparse.Namespace, device: Any = None) -> dict[str, Any]:
-    """The search settings given on the command line (None: not given); on a CUDA ``device`` the batch
-    size and learning rate not given are :data:`GPU_TRAINING`'s."""
-    tau = (args.tau_start, args.tau_end)
-    if (tau[0] is None) != (tau[1] is None):
-        default = SearchSettings().temperature
-        tau = (tau[0] or default[0], tau[1] or default[1])
-    return {"k": args.k, "iterations": args.iterations, "temperature": None if tau[0] is None else tau,
-            "ensemble": args.ensemble, "score": args.score, "acquisition": args.acquisition, "beta": args.beta,
-            "rescore": args.rescore, "warmup_epochs": args.warmup_epochs, "epochs": args.epochs,
-            "channels": args.channels, "batch_size": args.batch_size, "lr": args.lr,
-            "parent_weight": args.parent_weight, "diverse": args.diverse,
-            "max_params": getattr(args, "max_params", None), "max_macs": getattr(args, "max_macs", None),
-            "objectives": getattr(args, "objectives", None), "max_latency_ms": getattr(args, "max_latency_ms", None),
-            **({name: value for name, value in GPU_TRAINING.items() if getattr(args, name) is None}
-               if device is not None and torch.device(device).type == "cuda" else {})}
-
+from optuna_epnas.values import COST_NAMES, accuracy_of, full_size, is_full_size
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 #: ``epnas search --pruner``: over the per-epoch reports of ``--report-epochs`` (none: Optuna's
@@ -132,91 +33,6 @@ PRUNERS: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
     "none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
     "successive-halving": optuna.pruners.SuccessiveHalvingPruner,
 }
-
-
-# -- the search space, from the command line ---------------------------------------------------------
-def op_list(text: str) -> tuple[str, ...]:
-    ops = tuple(o.strip() for o in text.split(",") if o.strip())
-    unknown = [o for o in ops if o not in MICRO_OPS]
-    if not ops or unknown:
-        raise argparse.ArgumentTypeError(f"unknown operation(s) {unknown or [text]}; choose from {','.join(MICRO_OPS)}")
-    return ops
-
-
-def objective_list(text: str) -> tuple[str, ...]:
-    try:
-        return check_objectives(o.strip() for o in text.split(",") if o.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: use accuracy, accuracy,params or accuracy,macs") from None
-
-
-def add_space_arguments(group: argparse._ActionsContainer) -> None:
-    """The search-space options of ``epnas search`` and ``epnas compare``."""
-    group.add_argument("--space", choices=("macro", "micro"), default="macro",
-                       help="macro: a chain of layers with skips; micro: a cell of blocks, stacked")
-    group.add_argument("--layers", type=positive_int, default=12, help="macro: layers of a complete architecture")
-    group.add_argument("--blocks", type=positive_int, default=5, help="micro: blocks of a complete cell")
-    group.add_argument("--cells", type=positive_int, default=2, help="micro: normal cells between reductions (N)")
-    group.add_argument("--ops", type=op_list, default=None,
-                       help=f"comma-separated subset of the operations (default: all; macro {','.join(MACRO_OPS)}; "
-                            "micro adds identity)")
-
-
-def add_search_arguments(group: argparse._ActionsContainer) -> None:
-    """The sampler and supernet-training options of ``epnas search`` and ``epnas compare``: each one
-    left out takes the default EPNAS's value, and a named variant (``epnas-paper``, ``pnas``, the
-    ablations) fixes its own mechanisms over what is given."""
-    d = SearchSettings()
-    group.add_argument("--k", type=positive_int, default=None, help=f"architectures kept per level (default {d.k})")
-    group.add_argument("--iterations", type=positive_int, default=None,
-                       help=f"progressions from level 1 to full depth (default {d.iterations})")
-    group.add_argument("--tau-start", type=positive_float, default=None,
-                       help=f"EPNAS temperature, first iteration (default {d.temperature[0]}; paper 10)")
-    group.add_argument("--tau-end", type=positive_float, default=None,
-                       help=f"EPNAS temperature, last iteration (default {d.temperature[1]}; paper 1)")
-    group.add_argument("--score", choices=SCORES, default=None,
-                       help=f"raw: the paper's p ∝ s^(1/τ); z: p ∝ exp(z/τ) over z-scored candidates (default {d.score})")
-    group.add_argument("--acquisition", choices=ACQUISITIONS, default=None,
-                       help=f"mean prediction, mean + β·std (ucb) or expected improvement (ei) of the surrogate "
-                            f"ensemble (default {d.acquisition})")
-    group.add_argument("--beta", type=non_negative_float, default=None, help=f"UCB's β (default {d.beta})")
-    group.add_argument("--ensemble", type=positive_int, default=None,
-                       help=f"LSTM surrogates per level (default {d.ensemble}; the paper's EPNAS: 1; PNAS: 5)")
-    group.add_argument("--parent-weight", type=non_negative_float, default=None,
-                       help="adds this × the parent's z-scored measured accuracy to each child's log-weight "
-                            f"(default {d.parent_weight:g}: the surrogate alone)")
-    group.add_argument("--diverse", action=argparse.BooleanOptionalAction, default=None,
-                       help="draw the K children from distinct (parent, new op) groups first "
-                            f"(default {'on' if d.diverse else 'off'})")
-    group.add_argument("--rescore", action=argparse.BooleanOptionalAction, default=None,
-                       help="re-evaluate the measured architectures on the current supernet weights before each "
-                            f"level's surrogate fit (default {'on' if d.rescore else 'off'})")
-    group.add_argument("--warmup-epochs", type=non_negative_int, default=None,
-                       help=f"epochs of uniformly sampled full-depth paths before level 1 (default {d.warmup_epochs})")
-    group.add_argument("--epochs", type=positive_int, default=None,
-                       help=f"supernet training epochs per trial (default {d.epochs})")
-    group.add_argument("--channels", type=positive_int, default=None, help=f"supernet width (default {d.channels})")
-    group.add_argument("--batch-size", type=positive_int, default=None,
-                       help=f"supernet SGD batch size (default {d.batch_size})")
-    group.add_argument("--lr", type=positive_float, default=None, help=f"supernet SGD learning rate (default {d.lr})")
-    group.add_argument("--max-params", type=positive_int, default=None, metavar="N",
-                       help="never sample a network with more parameters, counted at the search's --channels "
-                            "(progressive samplers; TPE and random see it as an Optuna constraint). Macro space")
-    group.add_argument("--max-macs", type=positive_int, default=None, metavar="N",
-                       help="likewise for forward multiply-adds per image")
-    group.add_argument("--max-latency-ms", type=positive_float, default=None, metavar="MS",
-                       help="likewise for the forward latency of one image on the search's device, estimated from "
-                            "a table of the network's parts measured once (cached in ~/.cache/optuna_epnas)")
-    group.add_argument("--objectives", type=objective_list, default=None, metavar="LIST",
-                       help="accuracy (default), or accuracy,params / accuracy,macs / accuracy,latency: a "
-                            "two-objective search (accuracy maximised, the cost minimised); the summary lists the "
-                            "Pareto front")
-
-
-def make_space(args: argparse.Namespace) -> SearchSpace:
-    if args.space == "micro":
-        return MicroSpace(num_blocks=args.blocks, cells=args.cells, ops=args.ops or MICRO_OPS)
-    return MacroSpace(num_layers=args.layers, ops=args.ops or MACRO_OPS)
 
 
 # -- a search, set up as `epnas search` sets it up -----------------------------------------------------
@@ -290,17 +106,21 @@ class Search:
         return self.finished >= self.budget
 
     def run(self, callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = ()) -> None:
-        """Run what is left (nothing when done), with the dashboard notes ``epnas search`` writes."""
-        recorder = DashboardRecorder(planned_trials=self.budget)  # trial notes + drawings, a study note
+        """Run what is left (nothing when done), with the dashboard notes ``epnas search`` writes
+        (when optuna-dashboard is installed)."""
+        recorder = _recorder(self.budget)  # trial notes + drawings, a study note
+        notes = [] if recorder is None else [recorder]
         try:
             if not self.is_done():
                 # a diverging architecture fails its trial (retried, then given up); the search goes on
-                self.study.optimize(self.objective, callbacks=[*callbacks, recorder, self._stop_rule()],
+                self.study.optimize(self.objective, callbacks=[*callbacks, *notes, self._stop_rule()],
                                     catch=(FloatingPointError,))
         finally:
             self.objective.detach(self.study)  # another process may resume it now
-            recorder.close()  # the drawings still being made
-        recorder.write_study_note(self.study, final=True)  # final numbers, also when nothing was left to run
+            if recorder is not None:
+                recorder.close()  # the drawings still being made
+        if recorder is not None:
+            recorder.write_study_note(self.study, final=True)  # final numbers, also when nothing was left to run
 
     def _stop_rule(self) -> Callable[[optuna.Study, FrozenTrial], None]:
         if (self.progressive and not self.budget_is_exact) or self.cost_budget is not None:
@@ -310,6 +130,28 @@ class Search:
 
             return stop_when_done
         return optuna.study.MaxTrialsCallback(self.budget, states=FINISHED)
+
+
+#: Said once per process when the dashboard notes cannot be written.
+NOTES_OFF = ("optuna-dashboard notes are off ({missing} is not installed): "
+             "pip install -e \".[analysis]\" (or optuna-dashboard and graphviz) to record them")
+_notes_off_said = False
+
+
+def _recorder(planned: int) -> Any:
+    """A :class:`~optuna_epnas.analysis.dashboard.DashboardRecorder`, or None (said once) where the
+    analysis extra (optuna-dashboard, graphviz) is not installed: the search runs without notes."""
+    global _notes_off_said
+    try:
+        from optuna_epnas.analysis.dashboard import DashboardRecorder
+    except ImportError as err:
+        if err.name not in ("optuna_dashboard", "graphviz"):
+            raise
+        if not _notes_off_said:
+            print(NOTES_OFF.format(missing=err.name), flush=True)
+            _notes_off_said = True
+        return None
+    return DashboardRecorder(planned_trials=planned)
 
 
 def make_objective(space: SearchSpace, data: DeviceData, settings: SearchSettings, seed: int,
@@ -336,9 +178,9 @@ SAMPLER_ATTR = "epnas:sampler"
 
 
 def _record_sampler(study: optuna.Study, sampler: str) -> None:
-    stored = study._storage.get_study_system_attrs(study._study_id).get(SAMPLER_ATTR)
+    stored = study_attrs(study).get(SAMPLER_ATTR)
     if stored is None:
-        study._storage.set_study_system_attr(study._study_id, SAMPLER_ATTR, sampler)
+        set_study_attr(study, SAMPLER_ATTR, sampler)
     elif stored != sampler:
         raise ValueError(f"study {study.study_name!r} was searched with --sampler {stored}, not {sampler}: its "
                          f"values would mix two searches. Resume it with --sampler {stored}, or use a new study name")
@@ -349,7 +191,7 @@ def open_search(
     *, settings: SearchSettings | None = None, seed: int = 0, budget: int | None = None,
     cost_budget: float | None = None, checkpoint: str | Path | None = None, heartbeat: float | None = None,
     takeover: bool = False, report_epochs: bool = False, pruner: optuna.pruners.BasePruner | None = None,
-    checkpoint_every: float = 60.0,
+    checkpoint_every: float = SUPERNET.checkpoint_every,
 ) -> Search:
     """Create or load the study and attach its supernet (``epnas search`` and ``epnas compare``).
 
@@ -406,7 +248,7 @@ class Progress:
         self.finished = _finished(study)  # counted from here on, not re-read per trial
 
     def _update(self, trial) -> None:
-        if trial.user_attrs.get("level") == self.space.max_level and accuracy_of(trial) is not None:
+        if is_full_size(trial, self.space.max_level):
             self.best_full = max(self.best_full or 0.0, accuracy_of(trial))
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -426,3 +268,55 @@ class Progress:
             f"best full-depth {best}  ({time.perf_counter() - self.started:.0f}s)",
             flush=True,
         )
+
+
+# -- what `epnas search` says before and after ---------------------------------------------------------
+def start_line(run: Search, sampler: str, data: DeviceData, dataset: str, study_name: str, storage_url: str,
+               settings: SearchSettings, ranks: int = 1) -> str:
+    """What is searched, on what, with which limits, and how far the study already is."""
+    space, done = run.space, run.finished
+    limits = {k: v for k, v in (("parameters", settings.max_params), ("multiply-adds", settings.max_macs),
+                                ("ms of estimated latency", settings.max_latency_ms)) if v}
+    return (
+        f"epnas search: {sampler} on {space!r} ({space.cardinality():.3g} architectures), "
+        f"{dataset} on {data.device}" + (f" × {ranks} ranks" if ranks > 1 else "")
+        + f" ({len(data.train_x)} train / {len(data.val_x)} val images)"
+        + "".join(f"\nat most {v:,} {name} (a network of --channels {settings.channels})" for name, v in limits.items())
+        + f"\nstudy {study_name!r} in {storage_url}: {'at most ' if limits and run.progressive else ''}"
+        f"{run.budget} trials planned, {done} already done"
+        + (", resuming" if 0 < done < run.budget else "")
+    )
+
+
+def print_summary(study: optuna.Study, space: SearchSpace, storage: str, checkpoint: Path | None) -> None:
+    """The finished search: its best full-depth architecture (or Pareto front) and what to run next."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    full = full_size(complete, space.max_level)
+    print(f"\n{len(complete)} trials complete, {len(full)} of them at full depth ({space.max_level} {space.units}).")
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    if failed:
+        print(f"{len(failed)} trial(s) failed: their errors are above (a trial whose process died is run again; "
+              "an architecture whose training failed is retried once, then given up)")
+    if full and study._is_multi_objective():
+        _print_front(study, space, storage)
+    elif full:
+        best = max(full, key=lambda t: t.value)
+        print(f"best architecture (trial {best.number}): {best.user_attrs['arch']}")
+        print(f"  validation accuracy (supernet weights, {best.user_attrs.get('level')} {space.units}): {best.value:.4f}")
+        print(f"  parameters (stand-alone): {best.user_attrs.get('params')}")
+        print("  note: a weight-sharing estimate for ranking, not the accuracy of the network trained alone")
+        print(f"train it from scratch with: epnas train --study {study.study_name} --storage {storage}")
+    print(f"study stored in {storage} as {study.study_name!r}" + (f"; supernet in {checkpoint}" if checkpoint else ""))
+    print(f"look at it with: epnas dashboard --storage {storage}")
+
+
+def _print_front(study: optuna.Study, space: SearchSpace, storage: str) -> None:
+    spec = study_attrs(study).get(OBJECTIVE_ATTR, {})
+    cost = COST_NAMES[spec.get("objectives", ["accuracy", "params"])[1]]
+    front = full_depth_front(study, space.max_level)
+    print(f"Pareto front of the full-depth networks ({len(front)}; validation accuracy on supernet weights, "
+          f"{cost} of the stand-alone network at the search's width), cheapest first:")
+    for t in front:
+        print(f"  trial {t.number:>4}  accuracy {t.values[0]:.4f}  {t.values[1]:>14,.0f} {cost}  {t.user_attrs['arch']}")
+    print("  note: weight-sharing estimates for ranking, not the accuracies of the networks trained alone")
+    print(f"train one from scratch with: epnas train --study {study.study_name} --storage {storage} --trial N")

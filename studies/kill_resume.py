@@ -73,7 +73,7 @@ def outcome(storage: str, name: str, checkpoints: Path):
     import torch
 
     from optuna_epnas.checkpoint import safe_name
-    from optuna_epnas.sampler.epnas import STAGE_ATTR
+    from optuna_epnas.sampler import STAGE_ATTR
 
     study = optuna.load_study(storage=storage, study_name=name)
     rows = sorted((tuple(t.system_attrs[STAGE_ATTR]), t.user_attrs["arch"], t.value)

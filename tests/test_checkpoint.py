@@ -13,6 +13,7 @@ import torch
 from optuna.trial import TrialState
 
 from optuna_epnas import checkpoint as ckpt
+from optuna_epnas._storage import set_study_attr, storage_of, study_attrs
 from optuna_epnas.owner import _start_of, is_gone, process_mark
 from optuna_epnas.storages import open_storage, public_url, storage_file
 
@@ -26,6 +27,21 @@ def test_checkpoint_paths_ignore_url_options_and_keep_study_names_apart(tmp_path
     journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "j.log")))
     assert ckpt.default_path(journal, "s") == tmp_path / "j.log.s.supernet.pt"
     assert ckpt.default_path("postgresql://u:secret@host/db", "s") is None
+
+
+def test_every_file_beside_a_sqlite_url_with_options_is_beside_its_database(data, tmp_path):
+    """One parser (storages.storage_file) for every file derived from a storage URL: ``?timeout=60`` once
+    put the checkpoint at ``x.db?timeout=60.<study>.supernet.pt``."""
+    from optuna_epnas.analysis.dashboard import artifact_dir_for
+
+    url = f"sqlite:///{tmp_path}/x.db?timeout=60"
+    study = optuna.create_study(storage=open_storage(url), study_name="exp 1", direction="maximize")
+    obj = objective(data)
+    obj.attach(study)
+    assert obj.checkpoint_path == tmp_path / f"x.db.{ckpt.safe_name('exp 1')}.supernet.pt"
+    assert artifact_dir_for(url) == artifact_dir_for(storage_of(study)) == tmp_path / "x.db.artifacts"
+    assert open_storage(url, must_exist=True) is not None  # the file it checks is x.db
+    assert sorted(p.name for p in tmp_path.iterdir() if "?" in p.name) == []
 
 
 def test_a_journal_storage_resumes_its_supernet(data, tmp_path):
@@ -94,20 +110,20 @@ def test_a_second_live_process_is_refused_and_a_dead_one_is_taken_over(data, tmp
     url = f"sqlite:///{tmp_path}/a.db"
     study = optuna.create_study(storage=url, study_name="a", direction="maximize")
     alive = f"{socket.gethostname()}:1:{_start_of(1) or ''}"  # init: alive for as long as this machine is
-    study._storage.set_study_system_attr(study._study_id, ckpt.HOLDER_ATTR, alive)
+    set_study_attr(study, ckpt.HOLDER_ATTR, alive)
     with pytest.raises(RuntimeError, match="torchrun --nproc_per_node=N"):
         objective(data).attach(study)
     gone = f"{socket.gethostname()}:1:{'x' * 8}-0"  # PID 1 again, but not the process that wrote the mark
     assert is_gone(gone) and not is_gone(alive) and not is_gone(process_mark())
-    study._storage.set_study_system_attr(study._study_id, ckpt.HOLDER_ATTR, gone)
+    set_study_attr(study, ckpt.HOLDER_ATTR, gone)
     obj = objective(data)
     run(study, obj, ARCHS[:1])
     other_host = "elsewhere:123:abc"
-    study._storage.set_study_system_attr(study._study_id, ckpt.HOLDER_ATTR, other_host)
+    set_study_attr(study, ckpt.HOLDER_ATTR, other_host)
     with pytest.raises(RuntimeError, match="--takeover"):
         objective(data).attach(study)
     objective(data, takeover=True).attach(study)
-    assert study._storage.get_study_system_attrs(study._study_id)[ckpt.HOLDER_ATTR] == process_mark()
+    assert study_attrs(study)[ckpt.HOLDER_ATTR] == process_mark()
 
 
 def test_a_nan_loss_fails_the_trial_and_restores_the_supernet(data, tmp_path):

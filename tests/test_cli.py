@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from optuna_epnas.cli import main
-from optuna_epnas.sampler.epnas import STAGE_ATTR
+from optuna_epnas.sampler import STAGE_ATTR
 
 SMALL = ["search", "--layers", "3", "--k", "2", "--iterations", "2", "--channels", "4", "--epochs", "1",
          "--max-train", "200", "--quiet"]
@@ -166,7 +166,7 @@ def test_search_then_train_then_draw_through_the_command(tmp_path, capsys):
 
 def test_a_worker_lost_on_another_machine_is_taken_over_with_the_heartbeat(tmp_path, reference):
     from optuna_epnas.checkpoint import HOLDER_ATTR
-    from optuna_epnas.sampler.epnas import OWNER_ATTR
+    from optuna_epnas.sampler import OWNER_ATTR
 
     url = f"sqlite:///{tmp_path}/lost.db"
     cmd = KILLER + SMALL + ["--study-name", "k", "--storage", url, "--heartbeat", "1"]
@@ -185,3 +185,45 @@ def test_a_worker_lost_on_another_machine_is_taken_over_with_the_heartbeat(tmp_p
                            text=True, timeout=600)
     assert taken.returncode == 0, taken.stderr
     assert _stages(url) == reference
+
+
+# -- settings in one place, lazy imports, the analysis extra ------------------------------------------
+def _defaults(function) -> dict:
+    import inspect
+
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def test_the_settings_defaults_are_the_library_defaults():
+    import dataclasses
+
+    from optuna_epnas.objective import SupernetObjective
+    from optuna_epnas.settings import FINAL, SUPERNET, SearchSettings
+    from optuna_epnas.train import train_final
+
+    objective = _defaults(SupernetObjective.__init__)
+    assert {k: objective[k] for k in dataclasses.asdict(SUPERNET)} == dataclasses.asdict(SUPERNET)
+    final = _defaults(train_final)
+    assert {k: final[k] for k in FINAL.schedule()} == FINAL.schedule()
+    search = SearchSettings()  # the search trains the supernet as the objective does, but for its warm-up
+    assert all(getattr(search, k) == getattr(SUPERNET, k) for k in ("epochs", "channels", "batch_size", "lr"))
+
+
+def test_the_command_line_imports_no_analysis_library():
+    heavy = ("scipy", "matplotlib", "optuna_dashboard", "graphviz")
+    code = f"import sys, optuna_epnas.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}).stdout
+    assert out.strip() == "[]"
+
+
+def test_without_optuna_dashboard_a_search_says_once_that_its_notes_are_off(monkeypatch, capsys):
+    from optuna_epnas import search
+
+    monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "optuna_epnas.analysis.dashboard", raising=False)
+    monkeypatch.setattr(search, "_notes_off_said", False)
+    assert search._recorder(10) is None and search._recorder(10) is None
+    out = capsys.readouterr().out
+    assert out.count("notes are off") == 1 and "optuna_dashboard is not installed" in out and "[analysis]" in out

@@ -13,11 +13,12 @@ import optuna_dashboard
 import pytest
 from optuna.trial import TrialState
 
-from optuna_epnas.analysis import compare, ranking
+from optuna_epnas.analysis import compare, ranking, ranking_report, retest
 from optuna_epnas.analysis import report as compare_report
-from optuna_epnas.analysis.compare import add_compare_parser, compare_command
+from optuna_epnas.cli import compare as cli_compare
+from optuna_epnas.cli.compare import add_compare_parser, compare_command
 from optuna_epnas.objective import OBJECTIVE_ATTR, SupernetObjective
-from optuna_epnas.search import VARIANTS
+from optuna_epnas.settings import VARIANTS, resolve_settings
 from optuna_epnas.train import TrainResult
 
 TINY = ["compare", "--layers", "2", "--k", "2", "--iterations", "1", "--channels", "4", "--epochs", "1",
@@ -40,13 +41,13 @@ def run(argv: list[str], out: Path) -> int:
 def count_training(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count stand-alone trainings, those of the ranking report included."""
     calls: list[int] = []
-    real = compare.train_final
+    real = retest.train_final
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(compare, "train_final", counting)
+    monkeypatch.setattr(retest, "train_final", counting)
     monkeypatch.setattr(ranking, "train_final", counting)
     return calls
 
@@ -139,7 +140,7 @@ def test_the_results_folder_reads_what_the_json_says(compared):
     assert "## Conclusions" in markdown and "## Ranking quality" in markdown
     for name in RUNS:  # and in every run's optuna-dashboard study note
         note = optuna_dashboard.get_note(load(out, name))
-        assert ranking.NOTE_MARKER in note and results["ranking"]["markdown"] in note and name in note
+        assert ranking_report.NOTE_MARKER in note and results["ranking"]["markdown"] in note and name in note
     assert results["command"].startswith("epnas compare --space macro --layers 2")
     assert f"`{results['command']}`" in markdown
 
@@ -166,7 +167,6 @@ def test_each_runs_final_supernet_ranks_the_ranking_architectures_by_mechanism(c
 
 
 def test_the_mechanism_table_averages_runs_and_pools_what_each_sampler_measured():
-    from optuna_epnas.search import resolve_settings
     rows = [{"arch": a, "study": s, "supernet_accuracy": v, "standalone_test_accuracy": t}
             for a, s, v, t in (("a", "epnas-rescore-seed0", 0.5, 0.80), ("b", "epnas-rescore-seed1", 0.6, 0.81),
                                ("c", "epnas-rescore-seed0", 0.7, 0.79), ("d", "epnas-no-warmup-seed0", 0.4, 0.70))]
@@ -190,15 +190,13 @@ def test_final_weight_rankings_evaluate_each_run_on_its_own_last_weights(compare
     # that architecture on the run's final supernet must give the trial's value exactly.
     out, _ = compared
     args = parse(MAIN + ["--out", str(out)])
-    space = compare.make_space(args)
-    data = compare.load_data(args, args.dataset, compare.DATA_SEED)
-    plan = compare.make_plan(args, space, data)
-    assert len(data.val_y) <= 1000
+    plan = cli_compare.make_plan(args)
+    assert len(plan.data.val_y) <= 1000
     studies = [load(out, name) for name in RUNS]
     runs = [{"sampler": n.rsplit("-seed", 1)[0], "seed": int(n.rsplit("-seed", 1)[1])} for n in RUNS]
     lasts = [max(s.get_trials(states=(optuna.trial.TrialState.COMPLETE,)), key=lambda t: t.number) for s in studies]
     rows = [{"arch": t.user_attrs["arch"], "standalone_test_accuracy": 0.1 * i} for i, t in enumerate(lasts)]
-    final = compare.final_weight_rankings(plan, studies, runs, rows, lambda line: None)
+    final = retest.final_weight_rankings(plan, studies, runs, rows, lambda line: None)
     for i, (name, last) in enumerate(zip(RUNS, lasts)):
         assert final[name]["values"][i] == pytest.approx(last.value, abs=1e-9)
 
@@ -231,7 +229,7 @@ def test_the_chosen_architecture_is_the_best_by_validation_not_by_test(tmp_path,
         val, test = next(fake)
         return TrainResult(history=[], test_accuracy=test, val_accuracy=val, params=1, seconds=0.0)
 
-    monkeypatch.setattr(compare, "train_final", train_final)
+    monkeypatch.setattr(retest, "train_final", train_final)
     argv = TINY + ["--samplers", "random", "--seeds", "1", "--top", "2", "--ranking-n", "0", "--final-seeds", "1"]
     assert run(argv, tmp_path) == 0
     results = json.loads((tmp_path / "results.json").read_text())
@@ -379,16 +377,16 @@ def test_a_compute_budget_needs_a_progressive_sampler_to_set_it(tmp_path):
 def test_the_recorded_command_parses_back_to_the_same_settings_booleans_included():
     argv = TINY + ["--samplers", "epnas", "--no-rescore", "--no-diverse", "--parent-weight", "2", "--out", "x"]
     args = parse(argv)
-    line = compare.command_line(args)
+    line = cli_compare.command_line(args)
     assert "--no-rescore" in line and "--no-diverse" in line and "--parent-weight 2.0" in line
     again = parse(line.split()[1:])
-    assert {k: getattr(again, k) for k in compare.SETTING_OPTIONS} == {k: getattr(args, k) for k in compare.SETTING_OPTIONS}
-    settings = compare.resolve_settings("epnas", compare.settings_from_args(again))
+    assert {k: getattr(again, k) for k in cli_compare.SETTING_OPTIONS} == {k: getattr(args, k) for k in cli_compare.SETTING_OPTIONS}
+    settings = resolve_settings("epnas", cli_compare.settings_from_args(again))
     assert (settings.rescore, settings.diverse, settings.parent_weight) == (False, False, 2.0)
     # off, the two later options are not stored: runs made before they existed still resume
-    paper = compare.resolve_settings("epnas-paper").to_dict()
+    paper = resolve_settings("epnas-paper").to_dict()
     assert "diverse" not in paper and "parent_weight" not in paper
-    assert {"diverse", "parent_weight"} <= set(compare.resolve_settings("epnas").to_dict())
+    assert {"diverse", "parent_weight"} <= set(resolve_settings("epnas").to_dict())
 
 
 def test_workers_spread_the_runs_over_processes_with_the_same_results(tmp_path):

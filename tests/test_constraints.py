@@ -12,7 +12,8 @@ import pytest
 from optuna_epnas import EPNASSampler, MacroSpace, MicroSpace
 from optuna_epnas.cli import main
 from optuna_epnas.cost import NetworkSize, _count, child_sizes
-from optuna_epnas.sampler.epnas import CONFIG_ATTR, _Ledger, plan_attr
+from optuna_epnas.sampler import CONFIG_ATTR, plan_attr
+from optuna_epnas.sampler.coordination import _Ledger
 
 SIZE = NetworkSize(num_classes=10, in_channels=1, channels=4, image_size=8)
 

@@ -18,14 +18,14 @@ import pytest
 from optuna.trial import TrialState, create_trial
 from optuna_dashboard.artifact._backend import list_trial_artifacts
 
-from optuna_epnas.analysis import dashboard
+from optuna_epnas.analysis import dashboard, dashboard_server
+from optuna_epnas.analysis.dashboard import DashboardRecorder, artifact_dir_for, get_trial_note, record_study
+from optuna_epnas.analysis.notes import SearchInfo, study_note, trial_note
+from optuna_epnas.cli import dashboard as cli_dashboard
 from optuna_epnas.cli import main as epnas_main
-from optuna_epnas.analysis.dashboard import (
-    DashboardRecorder, SearchInfo, add_dashboard_parser, artifact_dir_for, get_trial_note, record_study, study_note,
-    trial_note,
-)
+from optuna_epnas.cli.dashboard import add_dashboard_parser
 from optuna_epnas.objective import OBJECTIVE_ATTR
-from optuna_epnas.sampler.epnas import CONFIG_ATTR
+from optuna_epnas.sampler import CONFIG_ATTR
 from optuna_epnas.spaces import MacroSpace
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # kept after the run (git-ignored)
@@ -196,7 +196,7 @@ def test_the_recorder_never_stops_a_search(tmp_path, monkeypatch, caplog):
 
 def test_the_dashboard_command_refuses_a_missing_database_and_a_taken_port(tmp_path):
     with pytest.raises(FileNotFoundError, match="no study storage"):
-        dashboard.main(["--storage", f"sqlite:///{tmp_path}/missing.db"])
+        cli_dashboard.main(["--storage", f"sqlite:///{tmp_path}/missing.db"])
     assert not (tmp_path / "missing.db").exists()
     url = f"sqlite:///{tmp_path}/p.db"
     _study(url)
@@ -204,7 +204,7 @@ def test_the_dashboard_command_refuses_a_missing_database_and_a_taken_port(tmp_p
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         with pytest.raises(RuntimeError, match="cannot serve on"):
-            dashboard.main(["--storage", url, "--port", str(taken.getsockname()[1])])
+            cli_dashboard.main(["--storage", url, "--port", str(taken.getsockname()[1])])
 
 
 # -- end to end: a real search, the real dashboard, a real browser ----------------------------------
@@ -246,17 +246,17 @@ def test_a_real_search_in_the_real_dashboard_in_a_real_browser(tmp_path, monkeyp
 
     # `epnas dashboard --record --port 0`, in a thread; the server it makes is kept to shut it down.
     servers = []
-    make = dashboard.make_dashboard_server
+    make = dashboard_server.make_dashboard_server
 
     def make_and_keep(*args, **kwargs):
         servers.append(make(*args, **kwargs))
         return servers[-1]
 
-    monkeypatch.setattr(dashboard, "make_dashboard_server", make_and_keep)
+    monkeypatch.setattr(dashboard_server, "make_dashboard_server", make_and_keep)
     parser = argparse.ArgumentParser()
     add_dashboard_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["dashboard", "--storage", url, "--port", "0", "--record"])
-    thread = threading.Thread(target=dashboard.dashboard_command, args=(args,), daemon=True)
+    thread = threading.Thread(target=cli_dashboard.dashboard_command, args=(args,), daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + 60

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from optuna_epnas import data as data_mod
+from optuna_epnas import datasets
 from optuna_epnas.data import (
     DatasetNotFoundError,
     DeviceData,
@@ -284,7 +284,7 @@ def test_fashion_mnist_missing(tmp_path):
 
 
 def test_fashion_mnist_missing_default_search(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_mod, "FASHION_MNIST_SYSTEM_DIRS", (tmp_path / "system",))
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM_DIRS", (tmp_path / "system",))
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DatasetNotFoundError) as info:
         load_dataset("fashion-mnist", device="cpu")
@@ -295,7 +295,7 @@ def test_fashion_mnist_missing_default_search(tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_default_search_uses_torchvision_layout(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_mod, "FASHION_MNIST_SYSTEM_DIRS", (tmp_path / "system",))
+    monkeypatch.setattr(datasets, "FASHION_MNIST_SYSTEM_DIRS", (tmp_path / "system",))
     monkeypatch.chdir(tmp_path)
     write_fashion_mnist(tmp_path / "data" / "FashionMNIST" / "raw", n_train=30, n_test=10, gz=True)
     d = load_dataset("fashion-mnist", device="cpu")

@@ -14,7 +14,7 @@ import pytest
 import torch.distributed as dist
 
 from optuna_epnas.objective import RANKS_ATTR
-from optuna_epnas.sampler.epnas import STAGE_ATTR
+from optuna_epnas.sampler import STAGE_ATTR
 from test_cli import KILLER, PLANNED, SMALL, _stages, completed
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),

@@ -11,11 +11,13 @@ import pytest
 from scipy import stats
 
 from optuna_epnas import EPNASSampler, MacroSpace, SupernetObjective, load_dataset
+from optuna_epnas._storage import storage_of, study_attrs
 from optuna_epnas.analysis.report import paired_difference
 from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, cumulative_cost, forward_macs, total_cost, trial_costs
-from optuna_epnas.analysis.dashboard import SearchInfo, study_note
-from optuna_epnas.sampler.epnas import expected_improvement, log_weights, plan_attr, select
-from optuna_epnas.search import SAMPLER_NAMES, VARIANTS, resolve_settings
+from optuna_epnas.analysis.notes import SearchInfo, study_note
+from optuna_epnas.sampler import plan_attr
+from optuna_epnas.sampler.selection import expected_improvement, log_weights, select
+from optuna_epnas.settings import SAMPLER_NAMES, VARIANTS, resolve_settings
 
 SPACE = MacroSpace(3)
 
@@ -60,7 +62,7 @@ def test_warm_up_trains_the_supernet_before_the_first_trial_and_is_counted_and_c
     obj.attach(study)
     changed = [not np.allclose(a.detach(), b.detach()) for a, b in zip(obj.net.parameters(), cold.net.parameters())]
     assert sum(changed) > len(changed) // 2  # most of the supernet's tensors moved: paths of every op
-    warm = study._storage.get_study_system_attrs(study._study_id)[WARMUP_ATTR]
+    warm = study_attrs(study)[WARMUP_ATTR]
     assert warm["epochs"] == 1 and warm["cost_macs"] > 0
     study.enqueue_trial(SPACE.to_params(SPACE.parse("conv3x3 | conv3x3 | conv3x3")))
     study.optimize(obj, n_trials=1)
@@ -89,7 +91,7 @@ def test_a_rescoring_sampler_fits_on_the_rescored_values_stores_them_and_charges
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(lambda t: (SPACE.suggest(t), 0.3)[1], n_trials=sampler.n_trials)
     assert len(calls) == SPACE.max_level - 1  # before each level's fit, on everything measured before it
-    attrs = study._storage.get_study_system_attrs(study._study_id)
+    attrs = study_attrs(study)
     plan2, plan3 = attrs[plan_attr(0, 2)], attrs[plan_attr(0, 3)]
     assert plan2["rescored"]["keys"] == sorted(attrs[plan_attr(0, 1)]["keys"]) == calls[0]
     assert plan3["rescored"]["values"] == [0.5 + 0.01 * i for i in range(len(calls[1]))]
@@ -251,7 +253,7 @@ def test_a_diverse_sampler_grows_each_parent_with_distinct_ops_and_a_study_remem
         archs = [space.parse(t.user_attrs["arch"]) for t in study.trials if t.user_attrs["level"] == level]
         pairs = [(a.ops[:-1], a.ops[-1]) for a in archs]  # (parent's ops, new op)
         assert len(set(pairs)) == len(pairs) == 6  # with diverse=False, 6 draws of 24 repeat an op
-    plain = optuna.create_study(direction="maximize", storage=study._storage, study_name=study.study_name,
+    plain = optuna.create_study(direction="maximize", storage=storage_of(study), study_name=study.study_name,
                                 load_if_exists=True, sampler=EPNASSampler(space, k=6, iterations=1, seed=0,
                                                                           surrogate_steps=5, parent_weight=50.0,
                                                                           diverse=False))

@@ -184,7 +184,8 @@ def test_gpu_search_main_on_cuda(gpu_search, tmp_path, capsys):
 
 def test_the_command_line_trains_gpu_sized_batches_on_cuda_unless_told_otherwise():
     from optuna_epnas.cli import build_parser
-    from optuna_epnas.search import GPU_TRAINING, resolve_settings, settings_from_args
+    from optuna_epnas.cli.search import settings_from_args
+    from optuna_epnas.settings import GPU_TRAINING, resolve_settings
 
     args = build_parser().parse_args(["search"])
     on_gpu = resolve_settings("epnas", settings_from_args(args, torch.device("cuda")))

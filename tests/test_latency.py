@@ -63,6 +63,7 @@ def sized(space, table):
     return objective
 
 
+@pytest.mark.slow
 def test_a_latency_limit_is_never_exceeded_by_a_measured_network(table):
     full = sorted(table.network_ms(a) for a in _full_depth(SPACE, np.random.default_rng(1), 300))
     limit = full[len(full) // 3]
@@ -78,6 +79,7 @@ def test_a_latency_limit_is_never_exceeded_by_a_measured_network(table):
     assert isinstance(table, LatencyTable)
 
 
+@pytest.mark.slow
 def test_the_command_line_limits_and_minimises_latency(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EPNAS_CACHE", str(tmp_path / "cache"))
     url = f"sqlite:///{tmp_path}/l.db"

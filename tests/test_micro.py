@@ -2,7 +2,9 @@
 
 Covers canonical blocks and keys, cardinality (by brute force), children and tokens, Optuna parameters
 (also through real samplers and the EPNAS sampler), the supernet vs the stand-alone network, weight
-sharing, reductions and cell counts, and ModelSpec / build_model with a save-and-reload round trip.
+sharing, reductions and cell counts, and ModelSpec / build_model with a save-and-reload round trip:
+what is particular to the micro space. The contract every space meets is checked in
+test_space_contract.py.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import nn
 from optuna_epnas import EPNASSampler
 from optuna_epnas.export import SPEC_FORMAT, ModelSpec, build_model, default_space
 from optuna_epnas.nn import MacroNet, MicroNet, build_network, count_parameters
-from optuna_epnas.spaces import MICRO_OPS, MacroArch, MacroSpace, MicroArch, MicroSpace, space_from_spec
+from optuna_epnas.spaces import MICRO_OPS, MacroArch, MacroSpace, MicroArch, MicroSpace
 from optuna_epnas.spaces.micro import input_index, input_name
 
 torch.set_num_threads(1)
@@ -149,14 +151,12 @@ def test_key_format_and_examples():
     assert space.root().key == "" and space.parse("") == space.root() and space.parse("  ") == space.root()
 
 
-def test_key_parse_round_trip_random():
+def test_mirrored_keys_parse_to_the_same_arch():
     space = MicroSpace(5)
     rng = np.random.default_rng(11)
     for _ in range(200):
         arch = random_arch(space, int(rng.integers(0, 6)), rng)
         key = space.key(arch)
-        back = space.parse(key)
-        assert back == arch and hash(back) == hash(arch) and space.key(back) == key
         # the same key written with every block mirrored
         mirrored = " | ".join(" + ".join(part.split(" + ")[::-1]) for part in key.split(" | ")) if key else ""
         assert space.parse(mirrored) == arch
@@ -186,13 +186,6 @@ def test_key_parse_round_trip_random():
 def test_parse_malformed_keys(key):
     with pytest.raises(ValueError):
         MicroSpace(2).parse(key)
-
-
-def test_parse_rejects_ops_outside_space():
-    space = MicroSpace(3, ops=("conv3x3", "max3x3"))
-    with pytest.raises(ValueError, match="sep3x3"):
-        space.parse("conv3x3(prev) + sep3x3(prev2)")
-    assert MicroSpace(3).parse("conv3x3(prev) + sep3x3(prev2)") == MicroArch(((0, "conv3x3", 1, "sep3x3"),))
 
 
 @pytest.mark.parametrize(
@@ -260,10 +253,6 @@ def test_cardinality_paper_space():
     assert space.cardinality(0) == 1
     assert space.cardinality(1) == 14 * 15 // 2
     assert space.cardinality(2) == 105 * (21 * 22 // 2)
-    with pytest.raises(ValueError):
-        space.cardinality(6)
-    with pytest.raises(ValueError):
-        space.cardinality(-1)
 
 
 @pytest.mark.parametrize("ops,num_blocks", [(("conv3x3", "max3x3"), 2), (("identity",), 3), (OPS4[:3], 2)])
@@ -281,60 +270,33 @@ def test_cardinality_matches_brute_force(ops, num_blocks):
 
 
 @pytest.mark.parametrize("ops,num_blocks", [(("conv3x3", "max3x3"), 2), (("identity",), 3), (OPS4[:3], 2)])
-def test_expansion_enumerates_the_space(ops, num_blocks):
+def test_expansion_enumerates_the_brute_forced_cells(ops, num_blocks):
     space = MicroSpace(num_blocks, ops=ops)
     frontier = [space.root()]
     for level in range(1, num_blocks + 1):
         nxt = []
         for parent in frontier:
             children = space.children(parent)
-            assert len(children) == space.num_children(parent)
-            assert len(set(children)) == len(children), "duplicate children"
-            assert len({c.key for c in children}) == len(children)
-            for c in children:
-                assert c.level == level and c.blocks[:-1] == parent.blocks
+            assert all(c.blocks[:-1] == parent.blocks for c in children)
             nxt += children
-        assert len(nxt) == len(set(nxt)) == space.cardinality(level)
         assert {a.key for a in nxt} == brute_force_keys(ops, level)
         frontier = nxt
-    full = frontier[0]
-    assert space.num_children(full) == 0 and space.children(full) == []
-    assert space.child_tokens(full).shape == (0, space.token_dim)
-    with pytest.raises(IndexError):
-        space.child(full, 0)
 
 
-def test_initial_and_child_index_errors():
+def test_initial_and_child_counts():
     space = MicroSpace(3, ops=("max3x3", "identity"))
     initial = space.initial()
     assert len(initial) == 4 * 5 // 2
     assert all(a.level == 1 and set(a.blocks[0][::2]) <= {0, 1} for a in initial)
     assert MicroArch(((0, "max3x3", 0, "max3x3"),)) in initial  # same branch twice is a block
-    parent = initial[0]
-    n = space.num_children(parent)
-    assert n == 6 * 7 // 2
-    for bad in (n, -1):
-        with pytest.raises(IndexError):
-            space.child(parent, bad)
+    assert space.num_children(initial[0]) == 6 * 7 // 2
 
 
 # -- tokens ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("num_blocks,level", [(5, 0), (5, 1), (5, 3), (5, 4), (3, 2)])
-def test_child_tokens_equal_last_token_of_child(num_blocks, level):
+def test_child_tokens_count_two_branches(num_blocks, level):
     space = MicroSpace(num_blocks)
-    parent = random_arch(space, level, np.random.default_rng(200 + level))
-    ct = space.child_tokens(parent)
-    assert ct.dtype == np.float32 and ct.shape == (space.num_children(parent), space.token_dim)
-    parent_tokens = space.tokens(parent)
-    assert parent_tokens.dtype == np.float32 and parent_tokens.shape == (level, space.token_dim)
-    for i in range(len(ct)):
-        child = space.child(parent, i)
-        tok = space.tokens(child)
-        assert tok.shape == (level + 1, space.token_dim)
-        np.testing.assert_array_equal(tok[:-1], parent_tokens)
-        np.testing.assert_array_equal(ct[i], tok[-1])
-    # injective over one level's children
-    assert len({row.tobytes() for row in ct}) == len(ct)
+    ct = space.child_tokens(random_arch(space, level, np.random.default_rng(200 + level)))
     # every token counts two branches: two joint, two input and two op marks
     n_in, n_ops = num_blocks + 1, len(space.ops)
     np.testing.assert_array_equal(ct[:, : n_in * n_ops].sum(1), 2)
@@ -393,23 +355,17 @@ def test_distributions(level):
             assert isinstance(d_in, optuna.distributions.CategoricalDistribution)
             assert tuple(d_in.choices) == inputs
             assert tuple(d_op.choices) == OPS4
-    assert space.distributions() == space.distributions(5)
-    assert space.unit_param(3) == "cell.block_3.op1" and space.unit_param(3) in space.distributions(3)
-    assert space.unit_param(4) not in space.distributions(3)
+    assert space.unit_param(3) == "cell.block_3.op1"
 
 
-def test_params_round_trip():
+def test_params_with_swapped_branches_and_names():
     space = MicroSpace(5)
     rng = np.random.default_rng(9)
     for _ in range(100):
         level = int(rng.integers(1, 6))
         arch = random_arch(space, level, rng)
         params = space.to_params(arch)
-        dists = space.distributions(level)
-        assert set(params) == set(dists)
-        assert all(v in dists[n].choices for n, v in params.items())
-        assert space.from_params(params) == arch
-        assert space.from_params({**params, "lr": 0.1, "cell.block_9.op1": "x"}) == arch  # extras ignored
+        assert space.from_params({**params, "cell.block_9.op1": "x"}) == arch  # a block beyond B is ignored
         # the same architecture with branches swapped in some blocks
         swapped = dict(params)
         for b in range(1, level + 1):
@@ -425,7 +381,6 @@ def test_params_round_trip():
         "cell.block_2.in1": "prev", "cell.block_2.op1": "max3x3",
         "cell.block_2.in2": "b1", "cell.block_2.op2": "conv3x3",
     }
-    assert space.from_params({}) == space.root()
 
 
 def test_from_params_errors():
@@ -442,14 +397,6 @@ def test_from_params_errors():
         space.from_params({**good, "cell.block_1.in2": "b1"})  # block 1 reads no block
     with pytest.raises(ValueError):
         space.from_params({**good, "cell.block_1.in2": "prev3"})
-
-
-def test_suggest_with_fixed_trial():
-    space = MicroSpace(5)
-    rng = np.random.default_rng(4)
-    for _ in range(5):
-        arch = random_arch(space, 5, rng)
-        assert space.suggest(optuna.trial.FixedTrial(space.to_params(arch))) == arch
 
 
 @pytest.mark.parametrize("make_sampler", [
@@ -481,6 +428,7 @@ def test_suggest_with_optuna_samplers(make_sampler):
         assert set(t.distributions) == set(space.distributions())
 
 
+@pytest.mark.slow
 def test_epnas_sampler_grows_cells():
     space = MicroSpace(2, ops=("max3x3", "identity"))
     sampler = EPNASSampler(space, k=2, iterations=1, seed=0, surrogate_steps=20)
@@ -508,21 +456,10 @@ def test_epnas_sampler_grows_cells():
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
-def test_space_from_spec():
+def test_spec_format():
     space = MicroSpace(4, ops=("sep5x5", "avg3x3", "identity"), cells=3)
     spec = json.loads(json.dumps(space.spec()))
     assert spec == {"space": "micro", "num_blocks": 4, "ops": ["sep5x5", "avg3x3", "identity"], "cells": 3}
-    rebuilt = space_from_spec(spec)
-    assert isinstance(rebuilt, MicroSpace) and rebuilt.spec() == space.spec()
-    assert rebuilt.ops == space.ops and rebuilt.cells == 3 and rebuilt.token_dim == space.token_dim
-    assert rebuilt.distributions() == space.distributions()
-    rng = np.random.default_rng(2)
-    for _ in range(5):
-        arch = random_arch(space, int(rng.integers(0, 5)), rng)
-        assert rebuilt.parse(space.key(arch)) == arch
-        np.testing.assert_array_equal(rebuilt.child_tokens(arch), space.child_tokens(arch))
-    with pytest.raises(ValueError):
-        space_from_spec({"space": "micro", "num_blocks": 4})
 
 
 # -- the network: supernet path == stand-alone network --------------------------------------------------

@@ -12,7 +12,7 @@ from optuna_epnas import EPNASSampler, MacroSpace, SupernetObjective
 from optuna_epnas.cli import main
 from optuna_epnas.cost import NetworkSize
 from optuna_epnas.sampler.pareto import crowding, front_ranks
-from optuna_epnas.sampler.epnas import _pareto_weights
+from optuna_epnas.sampler.selection import pareto_log_weights
 
 from test_objective import ARCHS, SPACE, data  # noqa: F401 (data: a fixture)
 
@@ -45,7 +45,7 @@ def test_a_whole_front_outweighs_any_crowding_and_a_fronts_ends_are_the_least_cr
     ranks = front_ranks(gain, cost)
     assert ranks.tolist() == [0, 0, 0, 1, 1]
     assert crowding(gain, cost, ranks)[[0, 2, 3, 4]].tolist() == [1.0, 1.0, 1.0, 1.0]
-    weights = _pareto_weights(gain, cost)
+    weights = pareto_log_weights(gain, cost)
     assert weights[:3].min() > weights[3:].max()
 
 

@@ -303,3 +303,5 @@ def test_build_network():
     assert alone(torch.zeros(2, 3, 8, 8) + 0.5).shape == (2, 5)
     with pytest.raises(TypeError):
         build_network(object(), 5, 3, 8)
+    with pytest.raises(ValueError, match="cells is a setting of the micro space"):
+        build_network(space, 5, 3, 8, cells=2)

@@ -8,7 +8,7 @@ import torch
 
 from optuna_epnas import MacroSpace, SupernetObjective, load_dataset
 from optuna_epnas.nn import count_parameters
-from optuna_epnas.objective import checkpoint_path_for
+from optuna_epnas.checkpoint import default_path
 
 SPACE = MacroSpace(3)
 # complete architectures: a plain Optuna trial (no EPNASSampler) asks for every layer
@@ -59,7 +59,7 @@ def test_supernet_resumes_from_the_checkpoint_beside_the_study(data, tmp_path):
     first = objective(data)
     study = optuna.create_study(storage=url_b, study_name="s", direction="maximize")
     part = run(study, first, ARCHS[:3])
-    path = checkpoint_path_for(url_b, "s")
+    path = default_path(url_b, "s")
     assert path == tmp_path / "b.db.s.supernet.pt" and path.exists()
     second = objective(data)
     second.attach(optuna.load_study(storage=url_b, study_name="s"))
@@ -73,7 +73,7 @@ def test_supernet_resumes_from_the_checkpoint_beside_the_study(data, tmp_path):
 def test_a_checkpoint_with_other_settings_is_refused_and_kept(data, tmp_path):
     url = f"sqlite:///{tmp_path}/c.db"
     run(optuna.create_study(storage=url, study_name="s", direction="maximize"), objective(data), ARCHS[:1])
-    path = checkpoint_path_for(url, "s")
+    path = default_path(url, "s")
     before = path.read_bytes()
     wider = SupernetObjective(SPACE, data, epochs=1, channels=8)
     with pytest.raises(ValueError, match="other settings"):
@@ -82,7 +82,7 @@ def test_a_checkpoint_with_other_settings_is_refused_and_kept(data, tmp_path):
 
 
 def test_in_memory_studies_keep_no_checkpoint_and_bad_arguments_are_clear(data):
-    assert checkpoint_path_for(optuna.storages.InMemoryStorage(), "s") is None
+    assert default_path(optuna.storages.InMemoryStorage(), "s") is None
     for kwargs, match in (({"epochs": 0}, "epochs"), ({"channels": -1}, "channels"), ({"lr": 0.0}, "lr")):
         with pytest.raises(ValueError, match=match):
             SupernetObjective(SPACE, data, **kwargs)
@@ -90,7 +90,7 @@ def test_in_memory_studies_keep_no_checkpoint_and_bad_arguments_are_clear(data):
 
 def test_a_second_trial_at_once_on_one_supernet_is_refused_before_it_takes_a_slot(data):
     from optuna_epnas import EPNASSampler
-    from optuna_epnas.sampler.epnas import STAGE_ATTR
+    from optuna_epnas.sampler import STAGE_ATTR
 
     obj = objective(data)
     study = optuna.create_study(direction="maximize", sampler=EPNASSampler(SPACE, k=2, iterations=1))

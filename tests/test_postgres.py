@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import uuid
 
 import optuna
 import pytest
 
+from optuna_epnas._storage import study_attrs
 from optuna_epnas.checkpoint import HOLDER_ATTR
 from optuna_epnas.storages import open_storage
 from test_cli import KILLER, PLANNED, SMALL, _stages, completed
@@ -69,7 +69,7 @@ def test_a_second_process_on_a_running_study_is_refused(storage, tmp_path):
     while time.monotonic() < deadline:  # until the first holds the supernet
         try:
             study = optuna.load_study(storage=storage, study_name=name)
-            if study._storage.get_study_system_attrs(study._study_id).get(HOLDER_ATTR):
+            if study_attrs(study).get(HOLDER_ATTR):
                 break
         except KeyError:
             pass

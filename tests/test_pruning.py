@@ -8,6 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 from optuna_epnas import EPNASSampler, SupernetObjective
+from optuna_epnas._storage import fail_trial
 from optuna_epnas.cli import main
 from optuna_epnas.cost import COST_ATTR
 
@@ -69,7 +70,7 @@ def test_a_trial_pruned_then_killed_before_it_was_recorded_resumes_pruned(data, 
         objective(data, report_epochs=True)(trial)  # checkpointed; the process dies before study.tell
     report = study.trials[0].intermediate_values[0]
     if dead_trial_failed:  # a resumed sampler found the process gone first
-        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        fail_trial(study, trial)
     resumed = objective(data, report_epochs=True)
     resumed.attach(optuna.load_study(storage=url, study_name="p"))
     trials = optuna.load_study(storage=url, study_name="p").trials

@@ -20,9 +20,11 @@ from optuna_epnas.data import load_dataset
 from optuna_epnas.export import ModelSpec
 from optuna_epnas.objective import SupernetObjective
 from optuna_epnas.analysis.ranking import (
-    NOTE_MARKER, RankCorrelation, add_ranking_parser, rank_correlation, ranking_command, ranking_markdown,
-    spread_trials, standalone_correlations, supernet_vs_standalone, surrogate_heldout,
+    RankCorrelation, rank_correlation, spread_trials, standalone_correlations, supernet_vs_standalone,
+    surrogate_heldout,
 )
+from optuna_epnas.analysis.ranking_report import NOTE_MARKER, ranking_markdown
+from optuna_epnas.cli.ranking import add_ranking_parser, ranking_command
 from optuna_epnas.sampler.epnas import EPNASSampler
 from optuna_epnas.spaces import MacroSpace
 from optuna_epnas.testing.synthetic import SyntheticScore

@@ -14,7 +14,8 @@ import pytest
 from optuna.trial import TrialState
 
 from optuna_epnas import EPNASSampler, MacroSpace
-from optuna_epnas.sampler.epnas import STAGE_ATTR, select
+from optuna_epnas.sampler import STAGE_ATTR
+from optuna_epnas.sampler.selection import select
 from optuna_epnas.sampler.schedule import stage_sizes, temperature_schedule
 from optuna_epnas.testing.synthetic import SyntheticScore
 

@@ -14,7 +14,7 @@ from optuna.testing.pytest_samplers import (BasicSamplerTestCase, MultiObjective
 from optuna.trial import TrialState
 
 from optuna_epnas import EPNASSampler, MacroSpace
-from optuna_epnas.sampler.epnas import STAGE_ATTR, USES_SPACE_ATTR
+from optuna_epnas.sampler import STAGE_ATTR, USES_SPACE_ATTR
 from optuna_epnas.testing.synthetic import SyntheticScore
 
 SPACE = MacroSpace(3, ops=["conv3x3", "sep3x3", "max3x3"])

@@ -10,7 +10,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from optuna_epnas._storage import batched_writes
+from optuna_epnas._storage import (
+    backend, batched_writes, fresh_trial, set_trial_attr, set_trial_user_attr, storage_of, trial_id,
+)
 from optuna_epnas.storages import open_storage
 
 
@@ -19,7 +21,7 @@ def _commits(storage) -> list[int]:
     import sqlalchemy
 
     counted, writing = [0], [False]
-    engine = storage._backend.engine
+    engine = backend(storage).engine
 
     @sqlalchemy.event.listens_for(engine, "before_cursor_execute")
     def statement(conn, cursor, sql, *args):
@@ -43,13 +45,13 @@ def test_sqlite_opened_by_epnas_is_in_wal_mode(tmp_path):
 def test_a_batch_writes_a_trials_params_and_attrs_in_one_commit_and_they_all_land(tmp_path):
     url = f"sqlite:///{tmp_path}/b.db"
     study = optuna.create_study(storage=open_storage(url), study_name="s", direction="maximize")
-    trial = study.ask()
-    commits = _commits(study._storage)
-    with batched_writes(study._storage, trial._trial_id):
+    trial, storage = study.ask(), storage_of(study)
+    commits = _commits(storage)
+    with batched_writes(storage, trial_id(trial)):
         for i in range(40):
             trial.suggest_categorical(f"p{i}", ["a", "b", "c"])
         trial.set_user_attr("arch", "x")
-        study._storage.set_trial_system_attr(trial._trial_id, "epnas:stage", [0, 1, 2])
+        set_trial_attr(study, trial, "epnas:stage", [0, 1, 2])
         assert commits[0] == 0  # nothing written yet
     assert commits[0] == 1
     study.tell(trial, 0.5)
@@ -57,21 +59,22 @@ def test_a_batch_writes_a_trials_params_and_attrs_in_one_commit_and_they_all_lan
     assert stored.params == trial.params and len(stored.params) == 40
     assert stored.user_attrs["arch"] == "x" and stored.system_attrs["epnas:stage"] == [0, 1, 2]
     assert stored.distributions["p0"] == CategoricalDistribution(["a", "b", "c"])
-    assert "set_trial_param" not in study._storage.__dict__  # the holders are off again: the storage pickles
-    pickle.dumps(study._storage)
+    assert "set_trial_param" not in storage.__dict__  # the holders are off again: the storage pickles
+    pickle.dumps(storage)
 
 
 def test_a_batch_that_raises_still_writes_what_it_had_and_other_trials_write_through(tmp_path):
     study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/r.db"), study_name="s")
     first, second = study.ask(), study.ask()
+    database = backend(storage_of(study))  # under Optuna's cache: what is written
     with pytest.raises(KeyError):
-        with batched_writes(study._storage, first._trial_id):
+        with batched_writes(storage_of(study), trial_id(first)):
             first.set_user_attr("before", 1)
             second.set_user_attr("other", 2)  # not the batch's trial: written at once
-            assert study._storage._backend.get_trial(second._trial_id).user_attrs == {"other": 2}
-            assert study._storage._backend.get_trial(first._trial_id).user_attrs == {}
+            assert database.get_trial(trial_id(second)).user_attrs == {"other": 2}
+            assert database.get_trial(trial_id(first)).user_attrs == {}
             raise KeyError("boom")
-    assert study._storage._backend.get_trial(first._trial_id).user_attrs == {"before": 1}
+    assert database.get_trial(trial_id(first)).user_attrs == {"before": 1}
 
 
 def test_a_batch_on_a_finished_trial_fails_as_the_write_would(tmp_path):
@@ -79,25 +82,25 @@ def test_a_batch_on_a_finished_trial_fails_as_the_write_would(tmp_path):
     trial = study.ask()
     study.tell(trial, state=TrialState.FAIL)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        with batched_writes(study._storage, trial._trial_id):
-            study._storage.set_trial_user_attr(trial._trial_id, "late", 1)
+        with batched_writes(storage_of(study), trial_id(trial)):
+            set_trial_user_attr(study, trial, "late", 1)
 
 
 def test_other_storages_write_as_they_go():
     study = optuna.create_study()  # in memory
     trial = study.ask()
-    with batched_writes(study._storage, trial._trial_id):
+    with batched_writes(storage_of(study), trial_id(trial)):
         trial.set_user_attr("x", 1)
-        assert study._storage.get_trial(trial._trial_id).user_attrs == {"x": 1}
+        assert fresh_trial(study, trial).user_attrs == {"x": 1}
 
 
 def test_a_batch_refuses_a_parameter_whose_distribution_changed_as_optuna_does(tmp_path):
     study = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path}/d.db"), study_name="s")
     first = study.ask()
-    with batched_writes(study._storage, first._trial_id):
+    with batched_writes(storage_of(study), trial_id(first)):
         first.suggest_categorical("op", ["a", "b"])
     study.tell(first, 1.0)
     second = study.ask()
     with pytest.raises(ValueError, match="does not support dynamic value space"):
-        with batched_writes(study._storage, second._trial_id):
-            study._storage.set_trial_param(second._trial_id, "op", 0, CategoricalDistribution(["a", "c"]))
+        with batched_writes(storage_of(study), trial_id(second)):
+            storage_of(study).set_trial_param(trial_id(second), "op", 0, CategoricalDistribution(["a", "c"]))

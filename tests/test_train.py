@@ -14,9 +14,9 @@ from optuna_epnas.data import load_dataset
 from optuna_epnas.export import ModelSpec, build_model
 from optuna_epnas.objective import SupernetObjective
 from optuna_epnas.spaces import MacroSpace, MicroSpace
-from optuna_epnas.train import (
-    add_train_parser, baseline_cnn, best_architecture, evaluate, save_run, train_command, train_final,
-)
+from optuna_epnas.cli.train import add_train_parser, train_command
+from optuna_epnas.retrain import best_architecture, save_run
+from optuna_epnas.train import baseline_cnn, evaluate, train_final
 
 MAX_TRAIN = 200
 

@@ -1,11 +1,12 @@
-"""A search as optuna-dashboard shows it: notes, architecture drawings, and ``epnas dashboard``.
+"""A search as optuna-dashboard shows it: notes and architecture drawings, written to the study.
 
 :class:`DashboardRecorder` is an Optuna callback. After each finished trial that measured an
-architecture it writes the trial's note (Markdown: architecture, where the schedule was, surrogate
-prediction, measured accuracy, size, time) and attaches the drawing of the architecture as a trial
-artifact (SVG, in ``<db>.artifacts/`` beside a SQLite study); every few trials it rewrites the study
-note (best full-size architecture, progress, settings). :func:`record_study` does the same for a
-study searched before. ``epnas dashboard`` serves the storage with that artifact folder.
+architecture it writes the trial's note (Markdown, :mod:`optuna_epnas.analysis.notes`: architecture,
+where the schedule was, surrogate prediction, measured accuracy, size, time) and attaches the drawing
+of the architecture as a trial artifact (SVG, in ``<db>.artifacts/`` beside a SQLite study); every few
+trials it rewrites the study note (best full-size architecture, progress, settings). :func:`record_study`
+does the same for a study searched before. ``epnas dashboard``
+(:mod:`optuna_epnas.analysis.dashboard_server`) serves the storage with that artifact folder.
 
 Nothing here writes what the sampler reads: notes live in the study system attrs optuna-dashboard
 uses for them (``dashboard:...``), drawings in the folder plus ``dashboard:artifacts:...`` attrs.
@@ -13,56 +14,41 @@ uses for them (``dashboard:...``), drawings in the folder plus ``dashboard:artif
 
 from __future__ import annotations
 
-import argparse
-import datetime
 import json
 import logging
 import math
 import re
 import shutil
-import sys
 import tempfile
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from socketserver import ThreadingMixIn
-from statistics import mean
-from typing import Any, Sequence
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from typing import Any
 
 import optuna
 import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 from optuna_dashboard._note import note_str_key_prefix, note_ver_key, split_body
 from optuna_dashboard.artifact._backend import _dashboard_artifact_prefix
+
+from optuna_epnas._storage import set_study_attr, storage_of, study_attrs, study_id, trial_id
+from optuna_epnas.analysis.notes import SearchInfo, best_full_size, study_note, trial_note
+from optuna_epnas.draw import draw_arch
+from optuna_epnas.spaces import SearchSpace
+from optuna_epnas.storages import storage_file
+from optuna_epnas.values import accuracy_of, is_full_size
+
+__all__ = ["DashboardRecorder", "record_study", "artifact_dir_for", "get_trial_note", "RANKING_MARKER"]
 
 #: Where `epnas ranking` starts its section of the study note (kept when the note is rewritten).
 RANKING_MARKER = "<!-- epnas:ranking -->"
 
-from optuna_epnas.cost import PLAN_PREFIX, total_cost
-from optuna_epnas.draw import draw_arch
-from optuna_epnas.objective import OBJECTIVE_ATTR
-from optuna_epnas.sampler.pareto import full_depth_front
-from optuna_epnas.sampler.epnas import CONFIG_ATTR
-from optuna_epnas.sampler.schedule import planned_trials
-from optuna_epnas.values import accuracy_of
-from optuna_epnas.spaces import MacroSpace, SearchSpace, space_from_spec
-from optuna_epnas.storages import open_storage, storage_file
-
-__all__ = ["DashboardRecorder", "record_study", "artifact_dir_for", "get_trial_note", "make_dashboard_server",
-           "add_dashboard_parser", "dashboard_command"]
-
 _logger = logging.getLogger(__name__)
-
-WEIGHT_SHARING_NOTE = (
-    "Accuracies are **weight-sharing estimates**: the validation accuracy of the architecture's path "
-    "through the shared supernet after a few epochs, good for ranking architectures, not the accuracy "
-    "of the network trained alone (`epnas train --study NAME` measures that).")
 
 
 def artifact_dir_for(storage: str | BaseStorage) -> Path | None:
@@ -75,178 +61,6 @@ def artifact_dir_for(storage: str | BaseStorage) -> Path | None:
 def drawing_name(trial: FrozenTrial) -> str:
     """The drawing's artifact file name: also how a re-run finds the artifact it made before."""
     return f"arch-trial-{trial.number:04d}.svg"
-
-
-# -- what the notes are made of ------------------------------------------------------------------
-@dataclass(frozen=True)
-class SearchInfo:
-    """What a study says about its search (read once: written before the first trial, never changed)."""
-
-    space: SearchSpace | None
-    config: dict[str, Any] | None  # the EPNAS/PNAS sampler's settings; None for TPE/random
-    objective: dict[str, Any] | None
-
-    @classmethod
-    def of(cls, study: optuna.Study) -> "SearchInfo":
-        # Optuna has no public getter for study system attrs; objective.py and train.py read them so too.
-        attrs = study._storage.get_study_system_attrs(study._study_id)
-        objective, config = attrs.get(OBJECTIVE_ATTR), attrs.get(CONFIG_ATTR)
-        spec = (objective or config or {}).get("space")
-        space = space_from_spec(spec) if spec else None
-        return cls(space, config, objective)
-
-    def planned(self) -> int | None:
-        if self.space is None or self.config is None:
-            return None
-        return planned_trials(self.space, self.config["k"], self.config["iterations"])
-
-
-def _fmt(value: Any, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
-def trial_note(trial: FrozenTrial, info: SearchInfo, drawing_url: str | None = None) -> str:
-    """The Markdown note of one trial (lists, not tables: architecture keys contain ``|``)."""
-    a = trial.user_attrs
-    lines = [f"### Trial {trial.number}: `{a['arch']}`", ""]
-    where = []
-    if "level" in a:
-        where.append(f"level {a['level']}" + (f" of {info.space.max_level}" if info.space else ""))
-    if "iteration" in a:
-        of = f" of {info.config['iterations']}" if info.config else ""
-        where.append(f"iteration {a['iteration']}{of}")
-    if "temperature" in a:
-        where.append(f"τ = {a['temperature']:.3g}")
-    if where:
-        lines.append("- " + " · ".join(where))
-    if "predicted_accuracy" in a:
-        lines.append(f"- surrogate prediction {a['predicted_accuracy']:.4f} · "
-                     f"selection probability {_fmt(a.get('selection_probability'), '.3g')}")
-    if trial.state == TrialState.COMPLETE and accuracy_of(trial) is not None:
-        lines.append(f"- measured accuracy **{accuracy_of(trial):.4f}** (validation, supernet weights)")
-    else:
-        lines.append(f"- measured accuracy – (trial {trial.state.name})")
-    if "params" in a:
-        lines.append(f"- parameters (stand-alone) {a['params']:,}")
-    if "train_seconds" in a:
-        lines.append(f"- training {a['train_seconds']:.2f} s")
-    if drawing_url:
-        lines += ["", f"![architecture of trial {trial.number}]({drawing_url})"]
-    return "\n".join(lines) + "\n"
-
-
-def best_full_size(study: optuna.Study, info: SearchInfo, trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
-    """The best COMPLETE trial at the space's full depth (shallower levels are not comparable)."""
-    if info.space is None:
-        return None
-    full = [t for t in trials if t.state == TrialState.COMPLETE and accuracy_of(t) is not None
-            and t.user_attrs.get("level") == info.space.max_level and "arch" in t.user_attrs]
-    if not full:
-        return None
-    if study._is_multi_objective():  # the most accurate member of the front (the cheapest of equals)
-        front = full_depth_front(study, info.space.max_level)
-        return front[-1] if front else None
-    pick = max if study.direction == StudyDirection.MAXIMIZE else min
-    return pick(full, key=accuracy_of)
-
-
-def _settings_lines(info: SearchInfo) -> list[str]:
-    lines = []
-    if info.space is not None:
-        space = info.space
-        shape = (f"macro, {space.num_layers} layers" if isinstance(space, MacroSpace)
-                 else f"micro, {space.max_level} blocks, {space.cells} normal cell{'s' * (space.cells != 1)} per stage")
-        lines.append(f"- space: {shape}; ops {', '.join(space.ops)} ({space.cardinality():.3g} architectures)")
-    c = info.config
-    if c is not None:
-        taus = " → ".join(f"{t:.3g}" for t in c["temperatures"])
-        acquisition = {"mean": "s", "ucb": f"UCB (mean + {c.get('beta', 1.0):g}·std)", "ei": "EI"}[c.get("acquisition", "mean")]
-        form = f"p ∝ exp(z({acquisition})/τ)" if c.get("score") == "z" else f"p ∝ {acquisition}^(1/τ)"
-        selection = f"EPNAS (sampled, {form})" if c["selection"] == "epnas" else "PNAS (top K)"
-        surrogate = c.get("surrogate", {})
-        iterations = f"{c['iterations']} iteration{'s' * (c['iterations'] != 1)}"
-        lines.append(f"- sampler: {selection}, K = {c['k']}, {iterations}, τ {taus}, "
-                     f"seed {c['seed']}; surrogate {surrogate.get('steps')} steps × {surrogate.get('ensemble')}"
-                     + ("; surrogate targets re-scored on the current weights before each level" if c.get("rescore") else ""))
-    else:
-        lines.append("- sampler: not EPNAS/PNAS (no `epnas:config`: a TPE or random baseline)")
-    o = info.objective
-    if o is not None:
-        lines.append(f"- objective: {o.get('dataset')}, supernet {o.get('channels')} channels, seed {o.get('seed')}")
-    return lines
-
-
-def rescored_lines(study: optuna.Study, trials: Sequence[FrozenTrial], most: int = 12,
-                   attrs: dict[str, Any] | None = None) -> list[str]:
-    """The latest level's re-scored surrogate targets beside each architecture's measured accuracy
-    (``attrs``: the study's system attrs, when the caller has read them)."""
-    attrs = study._storage.get_study_system_attrs(study._study_id) if attrs is None else attrs
-    plans = [(name, plan) for name, plan in attrs.items()
-             if name.startswith(PLAN_PREFIX) and plan.get("rescored")]
-    if not plans:
-        return []
-    name, plan = max(plans, key=lambda p: tuple(int(x) for x in p[0][len(PLAN_PREFIX):].split(":")))
-    it, level = (int(x) for x in name[len(PLAN_PREFIX):].split(":"))
-    measured = {t.user_attrs["arch"]: accuracy_of(t) for t in sorted(trials, key=lambda t: t.number)
-                if t.state == TrialState.COMPLETE and "arch" in t.user_attrs}
-    rows = sorted(zip(plan["rescored"]["keys"], plan["rescored"]["values"]), key=lambda kv: -kv[1])
-    lines = ["", f"### Re-scored before iteration {it + 1}, level {level}", "",
-             f"{len(rows)} architectures measured so far, evaluated again on the weights of that moment "
-             "(the surrogate's targets; each trial keeps what it measured). Best re-scored first:", ""]
-    lines += [f"- `{key}`: re-scored {value:.4f} · measured {_fmt(measured.get(key), '.4f')}"
-              for key, value in rows[:most]]
-    if len(rows) > most:
-        lines.append(f"- … and {len(rows) - most} more (the plan `{name}` in the study's system attributes)")
-    return lines
-
-
-def _seconds(trial: FrozenTrial) -> float | None:
-    if trial.datetime_start is None or trial.datetime_complete is None:
-        return None
-    return (trial.datetime_complete - trial.datetime_start).total_seconds()
-
-
-def study_note(study: optuna.Study, info: SearchInfo, trials: Sequence[FrozenTrial],
-               drawing_url: str | None = None, planned: int | None = None,
-               attrs: dict[str, Any] | None = None) -> str:
-    """The Markdown note of the whole search (the drawing last: a deep network's is tall). ``attrs``: the
-    study's system attrs, when the caller has read them."""
-    lines = [f"## Architecture search `{study.study_name}`", ""]
-    best = best_full_size(study, info, trials)
-    if best is not None:
-        lines += [f"**Best full-size architecture** (trial {best.number}): `{best.user_attrs['arch']}`", "",
-                  f"- validation accuracy **{accuracy_of(best):.4f}** (supernet weights)"]
-        if "params" in best.user_attrs:
-            lines.append(f"- parameters (stand-alone) {best.user_attrs['params']:,}")
-    else:
-        lines.append("No full-size architecture measured yet.")
-    if best is not None and info.space is not None and study._is_multi_objective():
-        front = full_depth_front(study, info.space.max_level)
-        lines += ["", f"**Pareto front of the full-size networks** ({len(front)}, cheapest first; the Pareto-front "
-                  "plot shows every trial, shallower levels included):", ""]
-        lines += [f"- trial {t.number}: accuracy {t.values[0]:.4f} · cost {t.values[1]:,.0f} · `{t.user_attrs['arch']}`"
-                  for t in front]
-
-    finished = [t for t in trials if t.state.is_finished()]
-    complete = [t for t in finished if t.state == TrialState.COMPLETE]
-    full = [t for t in complete if info.space is not None and t.user_attrs.get("level") == info.space.max_level]
-    planned = planned if planned is not None else info.planned()
-    walls = [s for s in map(_seconds, complete) if s is not None]
-    trains = [t.user_attrs["train_seconds"] for t in complete if "train_seconds" in t.user_attrs]
-    lines += ["", "### Progress", "",
-              f"- trials finished: {len(finished)}" + (f" of {planned} planned" if planned else "")
-              + f" ({len(complete)} complete, {len(full)} at full depth, "
-                f"{len(finished) - len(complete)} failed or pruned)"]
-    if walls:
-        lines.append(f"- time per trial: {mean(walls):.2f} s" + (f" (training {mean(trains):.2f} s)" if trains else ""))
-    lines.append(f"- note updated {datetime.datetime.now().isoformat(sep=' ', timespec='seconds')}")
-    lines.append(f"- compute spent: {total_cost(study, trials, attrs):.3g} multiply-adds (training, evaluation, warm-up, re-scoring)")
-    lines += rescored_lines(study, trials, attrs=attrs)
-    lines += ["", "### Settings", "", *_settings_lines(info), "", f"> {WEIGHT_SHARING_NOTE}"]
-    if best is not None and drawing_url:
-        lines += ["", f"### Best architecture (trial {best.number})", "",
-                  f"![best architecture, trial {best.number}]({drawing_url})"]
-    return "\n".join(lines) + "\n"
 
 
 # -- writing to the storage ----------------------------------------------------------------------
@@ -287,35 +101,35 @@ class NoteCache:
 
     def save(self, study: optuna.Study, trial_id: int | None, body: str) -> None:
         """``optuna_dashboard.save_note`` for the study (``trial_id=None``) or a trial, without reading."""
-        storage, version = study._storage, self.versions.get(trial_id, 0) + 1
-        chunks = split_body(body, trial_id)
-        storage.set_study_system_attr(study._study_id, note_ver_key(trial_id), version)
+        owner, version = trial_id, self.versions.get(trial_id, 0) + 1
+        chunks = split_body(body, owner)
+        set_study_attr(study, note_ver_key(owner), version)
         for key, text in chunks.items():
-            storage.set_study_system_attr(study._study_id, key, text)
-        for i in range(len(chunks), self.chunks.get(trial_id, 0)):  # blank a longer note's tail, as save_note does
-            storage.set_study_system_attr(study._study_id, f"{note_str_key_prefix(trial_id)}{i}", "")
-        self.versions[trial_id] = version
-        self.chunks[trial_id] = max(len(chunks), self.chunks.get(trial_id, 0))
-        if trial_id is None:
+            set_study_attr(study, key, text)
+        for i in range(len(chunks), self.chunks.get(owner, 0)):  # blank a longer note's tail, as save_note does
+            set_study_attr(study, f"{note_str_key_prefix(owner)}{i}", "")
+        self.versions[owner] = version
+        self.chunks[owner] = max(len(chunks), self.chunks.get(owner, 0))
+        if owner is None:
             self.study_note = body
 
 
 def save_trial_note(study: optuna.Study, trial: FrozenTrial, body: str, notes: NoteCache | None = None) -> None:
     """``optuna_dashboard.save_note`` for a finished trial (through ``notes``: without reading first)."""
     if notes is not None:
-        notes.save(study, trial._trial_id, body)
+        notes.save(study, trial_id(trial), body)
     else:
-        optuna_dashboard.save_note(_NoteTarget(study._storage, study, trial._trial_id), body)  # type: ignore[arg-type]
+        optuna_dashboard.save_note(_NoteTarget(storage_of(study), study, trial_id(trial)), body)  # type: ignore[arg-type]
 
 
 def get_trial_note(study: optuna.Study, trial: FrozenTrial) -> str:
     """``optuna_dashboard.get_note`` for a finished trial ("" when it has none)."""
-    return optuna_dashboard.get_note(_NoteTarget(study._storage, study, trial._trial_id))  # type: ignore[arg-type]
+    return optuna_dashboard.get_note(_NoteTarget(storage_of(study), study, trial_id(trial)))  # type: ignore[arg-type]
 
 
 def trial_artifact_url(study: optuna.Study, trial: FrozenTrial, artifact_id: str) -> str:
     """Where the dashboard serves a trial artifact (the path its own note editor inserts)."""
-    return f"/artifacts/{study._study_id}/{trial._trial_id}/{artifact_id}"
+    return f"/artifacts/{study_id(study)}/{trial_id(trial)}/{artifact_id}"
 
 
 class Drawings:
@@ -334,7 +148,7 @@ class Drawings:
         self.store = store
         self.by_trial: dict[int, str] = {}
         self.by_arch: dict[str, str] = {}
-        trials = {t._trial_id: t for t in study.get_trials(deepcopy=False)}
+        trials = {trial_id(t): t for t in study.get_trials(deepcopy=False)}
         for key, value in attrs.items():
             found = re.match(r"dashboard:artifacts:(\d+):", key)
             trial = trials.get(int(found[1])) if found else None
@@ -342,23 +156,23 @@ class Drawings:
                 continue
             meta = json.loads(value)
             if meta.get("filename") == drawing_name(trial):
-                self.by_trial[trial._trial_id] = meta["artifact_id"]
+                self.by_trial[trial_id(trial)] = meta["artifact_id"]
                 if "arch" in trial.user_attrs:
-                    self.by_arch.setdefault(trial.user_attrs["arch"], self.by_trial[trial._trial_id])
+                    self.by_arch.setdefault(trial.user_attrs["arch"], self.by_trial[trial_id(trial)])
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="epnas-drawings")
         self._pending: list[Future] = []
         self._warned = False
 
     def artifact_for(self, study: optuna.Study, trial: FrozenTrial, space: SearchSpace) -> str:
         """The trial's artifact id now; its file and meta follow on the background thread."""
-        if trial._trial_id in self.by_trial:
-            return self.by_trial[trial._trial_id]
+        if trial_id(trial) in self.by_trial:
+            return self.by_trial[trial_id(trial)]
         key = trial.user_attrs["arch"]
         artifact_id = self.by_arch.get(key)
         new = artifact_id is None
         if new:
             artifact_id = self.by_arch[key] = str(uuid.uuid4())
-        self.by_trial[trial._trial_id] = artifact_id
+        self.by_trial[trial_id(trial)] = artifact_id
         self._pending = [f for f in self._pending if not f.done()]
         self._pending.append(self._pool.submit(self._draw, study, trial, space, artifact_id, new))
         return artifact_id
@@ -372,8 +186,7 @@ class Drawings:
                         self.store.write(artifact_id, f)
             meta = {"artifact_id": artifact_id, "filename": drawing_name(trial), "mimetype": "image/svg+xml",
                     "encoding": None}
-            study._storage.set_study_system_attr(
-                study._study_id, _dashboard_artifact_prefix(trial._trial_id) + artifact_id, json.dumps(meta))
+            set_study_attr(study, _dashboard_artifact_prefix(trial_id(trial)) + artifact_id, json.dumps(meta))
         except Exception as err:  # a key of another space, a full disk: said once, the search goes on
             if new:
                 self.by_arch.pop(trial.user_attrs["arch"], None)
@@ -441,16 +254,16 @@ class DashboardRecorder:
     def store(self, study: optuna.Study) -> FileSystemArtifactStore | None:
         if not self._store_ready:
             self._store_ready = True
-            folder = artifact_dir_for(study._storage) if self.artifact_dir in (None, True) else self.artifact_dir
+            folder = artifact_dir_for(storage_of(study)) if self.artifact_dir in (None, True) else self.artifact_dir
             if folder is not None and folder is not False:
                 Path(folder).mkdir(parents=True, exist_ok=True)
                 self._store = FileSystemArtifactStore(Path(folder))
         return self._store
 
-    def _read_once(self, study: optuna.Study, study_attrs: dict[str, Any] | None) -> None:
+    def _read_once(self, study: optuna.Study, known: dict[str, Any] | None) -> None:
         if self._notes is not None:
             return
-        attrs = study._storage.get_study_system_attrs(study._study_id) if study_attrs is None else study_attrs
+        attrs = study_attrs(study) if known is None else known
         self._notes = NoteCache(attrs)
         store = self.store(study)
         if store is not None:
@@ -460,9 +273,10 @@ class DashboardRecorder:
             else:
                 self._drawings = Drawings(study, store, attrs)
 
-    def record_trial(self, study: optuna.Study, trial: FrozenTrial, study_attrs: dict[str, Any] | None = None) -> None:
+    def record_trial(self, study: optuna.Study, trial: FrozenTrial, known: dict[str, Any] | None = None) -> None:
+        """The trial's note and drawing (``known``: the study's system attrs, when the caller has read them)."""
         info = self.info(study)
-        self._read_once(study, study_attrs)
+        self._read_once(study, known)
         url = None
         if self._drawings is not None and info.space is not None:
             url = trial_artifact_url(study, trial, self._drawings.artifact_for(study, trial, info.space))
@@ -474,7 +288,7 @@ class DashboardRecorder:
         ranking section)."""
         if final:
             self.close()
-        attrs = study._storage.get_study_system_attrs(study._study_id)  # one read per study note
+        attrs = study_attrs(study)  # one read per study note
         self._read_once(study, attrs)
         if final:  # what others wrote since the recorder started (the drawings are kept)
             self._notes = NoteCache(attrs)
@@ -484,7 +298,7 @@ class DashboardRecorder:
         best = best_full_size(study, info, trials)
         drawing = None
         if best is not None and self._drawings is not None:
-            drawing = self._drawings.by_trial.get(best._trial_id)
+            drawing = self._drawings.by_trial.get(trial_id(best))
         url = trial_artifact_url(study, best, drawing) if best is not None and drawing else None
         body = study_note(study, info, trials, url, self.planned_trials, attrs)
         # Keep a ranking report that `epnas ranking` appended after its marker (a resumed search rewrites the rest).
@@ -515,7 +329,7 @@ class DashboardRecorder:
     def _improves(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         """Whether the trial is a new best full-size architecture (worth a study note at once)."""
         space = self.info(study).space
-        if trial.state != TrialState.COMPLETE or space is None or trial.user_attrs.get("level") != space.max_level:
+        if space is None or not is_full_size(trial, space.max_level):
             return False
         if self._best is None:
             return True
@@ -529,98 +343,9 @@ def record_study(study: optuna.Study, artifact_dir: str | Path | None | bool = N
     Safe to run again: each trial keeps one drawing and one note (replaced).
     """
     recorder = DashboardRecorder(artifact_dir=artifact_dir)
-    study_attrs = study._storage.get_study_system_attrs(study._study_id)  # read once, not per trial
+    known = study_attrs(study)  # read once, not per trial
     for trial in study.get_trials(deepcopy=False):
         if trial.state.is_finished() and "arch" in trial.user_attrs:
-            recorder.record_trial(study, trial, study_attrs)
+            recorder.record_trial(study, trial, known)
     recorder.write_study_note(study, final=True)
     return recorder
-
-
-# -- `epnas dashboard` ---------------------------------------------------------------------------
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True  # the page fires many API calls at once; a stuck one must not block exit
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 -- one line per request is noise
-        pass
-
-
-def make_dashboard_server(storage: str | BaseStorage, host: str = "127.0.0.1", port: int = 8080,
-                          artifact_dir: str | Path | None = None) -> WSGIServer:
-    """optuna-dashboard's app (``optuna_dashboard.wsgi``) on a threaded server, drawings wired in.
-
-    ``port=0`` takes a free port (``server.server_port``). Call ``serve_forever()`` on the result.
-    """
-    folder = Path(artifact_dir) if artifact_dir is not None else artifact_dir_for(storage)
-    store = None
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
-        store = FileSystemArtifactStore(folder)
-    app = optuna_dashboard.wsgi(storage, artifact_store=store)
-    return make_server(host, port, app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler)
-
-
-def dashboard_url(server: WSGIServer) -> str:
-    host, port = server.server_address[:2]
-    return f"http://{host}:{port}/dashboard"
-
-
-def add_dashboard_parser(commands: Any) -> argparse.ArgumentParser:
-    """``epnas dashboard``: the subcommand's parser, added to ``commands`` (an argparse subparsers)."""
-    d = commands.add_parser(
-        "dashboard", help="look at searches in optuna-dashboard (notes and architecture drawings)",
-        description="Serve optuna-dashboard on a study storage, with the architecture drawings that "
-                    "`epnas search` attaches to trials (in <db>.artifacts/ beside a SQLite storage).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    d.add_argument("--storage", default="sqlite:///epnas.db", help="Optuna storage URL")
-    d.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    d.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free port)")
-    d.add_argument("--artifact-dir", default=None,
-                   help="folder of the drawings (default: <db>.artifacts beside a SQLite storage)")
-    d.add_argument("--record", action="store_true",
-                   help="first write notes and drawings for every study (searches run before they were recorded)")
-    return d
-
-
-def dashboard_command(args: argparse.Namespace) -> int:
-    """Serve the dashboard until Ctrl-C."""
-    # the dashboard would create an empty database where there is none
-    storage = open_storage(args.storage, must_exist=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    studies = storage.get_all_studies()
-    if args.record:
-        for s in studies:
-            study = optuna.load_study(study_name=s.study_name, storage=storage)
-            if SearchInfo.of(study).space is None:
-                continue  # not an optuna_epnas search: leave its notes alone
-            record_study(study, args.artifact_dir)
-            print(f"recorded notes and drawings of study {s.study_name!r}", flush=True)
-    try:
-        server = make_dashboard_server(storage, args.host, args.port, args.artifact_dir)
-    except OSError as err:  # e.g. the port is taken: say so, as the other commands' errors
-        raise RuntimeError(f"cannot serve on {args.host}:{args.port}: {err}") from None
-    url = dashboard_url(server)
-    print(f"optuna-dashboard on {url}  (Ctrl-C to stop)", flush=True)
-    for s in studies:
-        print(f"  study {s.study_name!r}: {url}/studies/{s._study_id}", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m optuna_epnas.analysis.dashboard`` (the same as ``epnas dashboard``)."""
-    parser = argparse.ArgumentParser(prog="python -m optuna_epnas.analysis.dashboard")
-    add_dashboard_parser(parser.add_subparsers(dest="command", required=True))
-    return dashboard_command(parser.parse_args(["dashboard", *(sys.argv[1:] if argv is None else argv)]))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,8 +11,8 @@ measures both instead of assuming them:
 - :func:`surrogate_heldout`: rank-correlate the surrogate's prediction of each EPNAS/PNAS trial
   (made before it was measured) with the measured value, on architectures the surrogate was not
   trained on;
-- :func:`ranking_markdown` and ``epnas ranking`` (:func:`add_ranking_parser`, :func:`ranking_command`)
-  report them.
+- :mod:`optuna_epnas.analysis.ranking_report` reports them (Markdown, files, the study note;
+  ``epnas ranking``).
 
 Correlations are Kendall's τ-b (ties, as in accuracies on small test sets, handled) and Spearman's
 ρ from ``scipy.stats``. Undefined ones (fewer than 3 pairs, or one side constant) are NaN, not an
@@ -21,43 +21,30 @@ error: a long stand-alone training run must not be lost to a degenerate correlat
 
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
 import math
-import time
-import warnings
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, Union
 
 import numpy as np
 import optuna
-import optuna_dashboard
-import torch
 from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
-from optuna_epnas.argtypes import add_data_arguments, load_data, positive_int
-from optuna_epnas.checkpoint import safe_name
-from optuna_epnas.analysis.dashboard import RANKING_MARKER
+from optuna_epnas._checks import check_positive_int
+from optuna_epnas._storage import study_attrs
 from optuna_epnas.data import DeviceData
-from optuna_epnas.export import ModelSpec
+from optuna_epnas.export import ModelSpec, build_seeded
 from optuna_epnas.objective import OBJECTIVE_ATTR
-from optuna_epnas.spaces import SearchSpace, space_from_spec
-from optuna_epnas.storages import public_url
-from optuna_epnas.train import load_search_study, train_final
-from optuna_epnas.values import accuracy_of
+from optuna_epnas.settings import RANKING_EPOCHS
+from optuna_epnas.spaces import SearchSpace
+from optuna_epnas.train import train_final
+from optuna_epnas.values import accuracy_of, latest_per_arch
 
 __all__ = [
     "RankCorrelation", "rank_correlation", "spread_trials", "supernet_vs_standalone", "standalone_correlations",
-    "surrogate_heldout", "ranking_markdown", "strength", "add_ranking_parser", "ranking_command",
-    "append_to_study_note", "NOTE_MARKER",
+    "surrogate_heldout", "strength", "count_full_size",
 ]
 
-REPORT_FORMAT = "optuna_epnas.analysis.ranking/1"
-#: Starts the ranking section of a study note; everything after it is replaced when the report is rewritten.
-NOTE_MARKER = RANKING_MARKER
 #: Labels of |τ|: at least 0.5 strong, 0.3 moderate, 0.1 weak, below that none.
 STRENGTHS: tuple[tuple[float, str], ...] = ((0.5, "strong"), (0.3, "moderate"), (0.1, "weak"), (0.0, "no"))
 
@@ -136,23 +123,11 @@ def _labelled(trials: TrialSource) -> list[tuple[str | None, FrozenTrial]]:
     return pairs
 
 
-def _when(trial: FrozenTrial) -> tuple[datetime.datetime, int]:
-    """Order of measurement: completion time first, so trials pooled from several studies compare."""
-    return trial.datetime_complete or trial.datetime_start or datetime.datetime.min, trial.number
-
-
 def _latest_full_size(pairs: Sequence[tuple[str | None, FrozenTrial]], max_level: int
                       ) -> list[tuple[str | None, FrozenTrial]]:
     """One (label, trial) per distinct full-size architecture: its latest COMPLETE measurement."""
-    latest: dict[str, tuple[str | None, FrozenTrial]] = {}
-    for label, t in pairs:
-        if (t.state != TrialState.COMPLETE or accuracy_of(t) is None or t.user_attrs.get("level") != max_level
-                or "arch" not in t.user_attrs):
-            continue
-        key = t.user_attrs["arch"]
-        if key not in latest or _when(t) >= _when(latest[key][1]):
-            latest[key] = (label, t)
-    return list(latest.values())
+    label = {id(t): name for name, t in pairs}
+    return [(label[id(t)], t) for t in latest_per_arch((t for _, t in pairs), max_level).values()]
 
 
 def _even_ranks(m: int, n: int) -> list[int]:
@@ -167,8 +142,7 @@ def _even_ranks(m: int, n: int) -> list[int]:
 
 def _spread(pairs: Sequence[tuple[str | None, FrozenTrial]], max_level: int, n: int
             ) -> list[tuple[str | None, FrozenTrial]]:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_positive_int("n", n)
     full = sorted(_latest_full_size(pairs, max_level), key=lambda p: (accuracy_of(p[1]), p[1].user_attrs["arch"]))
     return [full[i] for i in _even_ranks(len(full), n)]
 
@@ -184,18 +158,17 @@ def spread_trials(trials: TrialSource, max_level: int, n: int = 20) -> list[Froz
     return [t for _, t in _spread(_labelled(trials), max_level, n)]
 
 
-# -- supernet accuracy vs stand-alone accuracy --------------------------------------------------------
-def _seeded_build(spec: ModelSpec, seed: int) -> torch.nn.Module:
-    """The stand-alone network initialised from ``seed``, without touching the global random state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return spec.build()
+def count_full_size(trials: TrialSource, max_level: int) -> int:
+    """Distinct full-size architectures measured (COMPLETE): what :func:`spread_trials` picks from."""
+    return len(_latest_full_size(_labelled(trials), max_level))
 
+
+# -- supernet accuracy vs stand-alone accuracy --------------------------------------------------------
 
 def _search_channels(trials: TrialSource) -> int:
     spec = None
     if isinstance(trials, optuna.Study):
-        spec = trials._storage.get_study_system_attrs(trials._study_id).get(OBJECTIVE_ATTR)
+        spec = study_attrs(trials).get(OBJECTIVE_ATTR)
     if not isinstance(spec, dict) or "channels" not in spec:
         raise ValueError("pass channels=: the width to train the architectures at (the search's supernet width "
                          f"is only known from a single study's {OBJECTIVE_ATTR!r} attribute)")
@@ -203,7 +176,7 @@ def _search_channels(trials: TrialSource) -> int:
 
 
 def supernet_vs_standalone(
-    trials: TrialSource, space: SearchSpace, data: DeviceData, n: int = 20, epochs: int = 10,
+    trials: TrialSource, space: SearchSpace, data: DeviceData, n: int = 20, epochs: int = RANKING_EPOCHS,
     channels: int | None = None, cells: int | None = None, seed: int = 0,
     progress: Callable[[int, int, dict[str, Any]], None] | None = None,
 ) -> tuple[RankCorrelation, list[dict[str, Any]]]:
@@ -227,7 +200,7 @@ def supernet_vs_standalone(
                        in_channels=data.in_channels, channels=channels, cells=cells) for _, t in picked]
     rows: list[dict[str, Any]] = []
     for i, ((label, trial), spec) in enumerate(zip(picked, specs), start=1):
-        result = train_final(_seeded_build(spec, seed), data, epochs=epochs, seed=seed)
+        result = train_final(build_seeded(spec, seed), data, epochs=epochs, seed=seed)
         rows.append({
             "arch": spec.arch, "study": label, "trial": trial.number, "supernet_accuracy": float(accuracy_of(trial)),
             "standalone_val_accuracy": result.val_accuracy, "standalone_test_accuracy": result.test_accuracy,
@@ -305,187 +278,3 @@ def surrogate_heldout(study_or_trials: optuna.Study | Sequence[FrozenTrial]) -> 
         rows.append(_heldout_row(level, None, pooled, sum(heldout[(it, level)][1] for it in its)))
         rows += [_heldout_row(level, it, *heldout[(it, level)]) for it in its]
     return rows
-
-
-# -- the report ---------------------------------------------------------------------------------------
-def _fmt(value: float | None, spec: str) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
-
-
-def _verdict(tau: float, p: float, n: int) -> str:
-    """e.g. "weak agreement (τ = +0.22, n = 16); at this n not distinguishable from chance (p = 0.25)"."""
-    if tau < 0 and strength(tau) != "no":
-        words = f"{strength(tau)} disagreement, the order inverted"
-    else:
-        words = f"{strength(tau)} agreement"
-    chance = "" if p < 0.05 else f"; at this n not distinguishable from chance (p = {p:.2g})"
-    return f"{words} (Kendall τ = {tau:+.2f}, n = {n}){chance}"
-
-
-def _supernet_section(corr: RankCorrelation, rows: Sequence[Mapping[str, Any]],
-                      settings: Mapping[str, Any] | None) -> list[str]:
-    both = standalone_correlations(rows) if rows else {"test": corr, "val": corr}
-    lines = ["### Supernet accuracy vs stand-alone accuracy", ""]
-    if settings:
-        lines += ["Stand-alone training: " + ", ".join(f"{k} {v}" for k, v in settings.items() if v is not None) + ".",
-                  ""]
-    for split, c in (("test", corr), ("val", both["val"])):
-        lines.append(f"- vs stand-alone **{split}** accuracy: n = {c.n}, Kendall τ = {_fmt(c.kendall_tau, '+.3f')} "
-                     f"(p = {_fmt(c.kendall_p, '.2g')}), Spearman ρ = {_fmt(c.spearman_rho, '+.3f')} "
-                     f"(p = {_fmt(c.spearman_p, '.2g')})" + (f" -- undefined ({c.note})" if c.note else ""))
-    lines.append("")
-    if corr.defined:
-        lines.append("The supernet's weight-sharing accuracy ranks these full-size architectures against their "
-                     f"stand-alone test accuracy with {_verdict(corr.kendall_tau, corr.kendall_p, corr.n)}.")
-    else:
-        lines.append(f"No verdict on the supernet's ranking: the correlation is undefined ({corr.note}).")
-    if rows:
-        lines += ["", "| supernet | stand-alone val | stand-alone test | params | trial | architecture |",
-                  "|---:|---:|---:|---:|---:|---|"]
-        for r in sorted(rows, key=lambda r: -r["supernet_accuracy"]):
-            trial = f"{r['study']}#{r['trial']}" if r.get("study") else f"#{r['trial']}"
-            arch = str(r["arch"]).replace("|", "\\|")  # GFM tables: an escaped pipe, also inside code
-            lines.append(f"| {r['supernet_accuracy']:.4f} | {r['standalone_val_accuracy']:.4f} | "
-                         f"{r['standalone_test_accuracy']:.4f} | {r['params']:,} | {trial} | `{arch}` |")
-    return lines
-
-
-def _surrogate_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    lines = ["### Surrogate predictions on held-out architectures", ""]
-    if not rows:
-        return lines + ["No surrogate predictions: not an EPNAS/PNAS search (or no level past the first measured)."]
-    lines += ["Kendall τ of the LSTM's prediction (made before the trial) and the measured supernet accuracy, over "
-              "the architectures of a stage that the surrogate was not trained on.", "",
-              "| level | iteration | n | left out (training rows) | Kendall τ | p |",
-              "|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        it = "all" if r["iteration"] is None else r["iteration"]
-        lines.append(f"| {r['level']} | {it} | {r['n']} | {r.get('excluded', '–')} | "
-                     f"{_fmt(r['kendall_tau'], '+.3f')} | {_fmt(r['kendall_p'], '.2g')} |")
-    lines.append("")
-    for r in rows:
-        if r["iteration"] is not None:
-            continue
-        if r["kendall_tau"] is None:
-            lines.append(f"- Level {r['level']} (all iterations): no verdict, {r['n']} held-out pairs "
-                         "(at least 3 with varying values are needed).")
-        else:
-            lines.append(f"- Level {r['level']} (all iterations): the surrogate ranks unseen candidates with "
-                         f"{_verdict(r['kendall_tau'], r['kendall_p'], r['n'])}.")
-    return lines
-
-
-def ranking_markdown(supernet: tuple[RankCorrelation, list[dict[str, Any]]] | None,
-                     surrogate: list[dict[str, Any]] | None, settings: Mapping[str, Any] | None = None) -> str:
-    """A Markdown section "Ranking quality" with whichever of the two results is given.
-
-    ``settings`` (optional): the stand-alone training settings, shown as one line.
-    """
-    bounds = ", ".join(f"{label} ≥ {bound}" for bound, label in STRENGTHS[:-1])
-    lines = ["## Ranking quality", "",
-             f"Strength of agreement by |Kendall τ|: {bounds}, below {STRENGTHS[-2][0]} none. p: two-sided test "
-             "of τ = 0 (scipy), not adjusted for the number of comparisons.", ""]
-    if supernet is not None:
-        lines += _supernet_section(*supernet, settings) + [""]
-    if surrogate is not None:
-        lines += _surrogate_section(surrogate) + [""]
-    return "\n".join(lines).rstrip() + "\n"
-
-
-# -- `epnas ranking` ----------------------------------------------------------------------------------
-def add_ranking_parser(commands: Any) -> argparse.ArgumentParser:
-    """Add ``ranking`` to the subparsers object of the ``epnas`` parser; returns the subparser."""
-    r = commands.add_parser(
-        "ranking", help="measure how well the supernet and the surrogate rank architectures",
-        description="Train a spread of a search's full-size architectures from scratch and rank-correlate their "
-                    "stand-alone test accuracy with their supernet accuracy; rank-correlate the surrogate's "
-                    "predictions with the measured accuracies on held-out architectures. Writes ranking.md and "
-                    "ranking.json, and adds the report to the study's note in optuna-dashboard.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    r.add_argument("--study", required=True, metavar="NAME", help="a search study")
-    r.add_argument("--storage", default="sqlite:///epnas.db", help="Optuna storage URL of --study")
-    r.add_argument("--n", type=positive_int, default=20, help="full-size architectures to train stand-alone")
-    r.add_argument("--epochs", type=positive_int, default=10, help="stand-alone training epochs each")
-    r.add_argument("--channels", type=positive_int, default=None,
-                   help="stand-alone width (default: the search's supernet width)")
-    r.add_argument("--cells", type=positive_int, default=None,
-                   help="micro: normal cells per stage (default: the search's)")
-    r.add_argument("--seed", type=int, default=None,
-                   help="initialisation, data order and validation split (default: the search's seed)")
-    add_data_arguments(r, None, from_search=True)
-    r.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
-    r.add_argument("--surrogate-only", action="store_true", help="skip the stand-alone training (seconds, not minutes)")
-    r.add_argument("--no-note", action="store_true", help="leave the study's optuna-dashboard note alone")
-    r.add_argument("--out", default=None,
-                   help="folder for ranking.md and ranking.json (default: epnas-ranking/<study>)")
-    r.add_argument("--quiet", action="store_true", help="no per-architecture progress lines")
-    return r
-
-
-def append_to_study_note(study: optuna.Study, markdown: str) -> str:
-    """Put ``markdown`` at the end of the study's optuna-dashboard note, after :data:`NOTE_MARKER`.
-
-    A ranking section written before is replaced, not repeated. ``DashboardRecorder.write_study_note``
-    rebuilds the note from scratch, so a search resumed later drops the section again.
-    """
-    head = optuna_dashboard.get_note(study).split(NOTE_MARKER)[0].rstrip()
-    body = (head + "\n\n" if head else "") + f"{NOTE_MARKER}\n{markdown}"
-    optuna_dashboard.save_note(study, body)
-    return body
-
-
-def _progress_line(i: int, n: int, row: Mapping[str, Any]) -> None:
-    print(f"  [{i}/{n}] trial {row['trial']:>4}  supernet {row['supernet_accuracy']:.4f}  stand-alone val "
-          f"{row['standalone_val_accuracy']:.4f} test {row['standalone_test_accuracy']:.4f}  "
-          f"{row['params']:,} params  {row['seconds']:.1f}s  {row['arch']}", flush=True)
-
-
-def ranking_command(args: argparse.Namespace) -> int:
-    """``epnas ranking``: see :func:`add_ranking_parser` for the options."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    study = load_search_study(args.study, args.storage)
-    spec = study._storage.get_study_system_attrs(study._study_id).get(OBJECTIVE_ATTR)
-    if not isinstance(spec, dict) or "space" not in spec:
-        raise ValueError(f"study {args.study!r} has no {OBJECTIVE_ATTR!r} attribute: it was not made by an "
-                         "optuna_epnas search (SupernetObjective / `epnas search`)")
-    space = space_from_spec(spec["space"])
-    out = Path(args.out) if args.out else Path("epnas-ranking") / safe_name(args.study)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
-
-    surrogate = surrogate_heldout(study)
-    supernet, settings = None, None
-    if not args.surrogate_only:
-        seed = spec.get("seed", 0) if args.seed is None else args.seed
-        channels = args.channels or int(spec["channels"])
-        data = load_data(args, spec["dataset"], seed, search=spec)
-        settings = {"epochs": args.epochs, "channels": channels, "cells": args.cells, "seed": seed,
-                    "dataset": spec["dataset"], "max_train": args.max_train, "image_size": data.image_size,
-                    "device": str(data.device)}
-        available = len(_latest_full_size(_labelled(study), space.max_level))
-        print(f"epnas ranking: study {args.study!r}: {available} distinct full-size architectures, training "
-              f"{min(args.n, available)} from scratch ({args.epochs} epochs, {channels} channels, {spec['dataset']} "
-              f"on {data.device})", flush=True)
-        started = time.perf_counter()
-        supernet = supernet_vs_standalone(study, space, data, n=args.n, epochs=args.epochs, channels=channels,
-                                          cells=args.cells, seed=seed, progress=None if args.quiet else _progress_line)
-        settings["seconds"] = round(time.perf_counter() - started, 1)
-
-    markdown = ranking_markdown(supernet, surrogate, settings)
-    report = {"format": REPORT_FORMAT, "study": study.study_name, "storage": public_url(args.storage),
-              "settings": settings, "surrogate_heldout": surrogate, "supernet_vs_standalone": None}
-    if supernet is not None:
-        both = standalone_correlations(supernet[1])
-        report["supernet_vs_standalone"] = {"test": supernet[0].to_dict(), "val": both["val"].to_dict(),
-                                            "rows": supernet[1]}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "ranking.md").write_text(markdown)
-    (out / "ranking.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    print("\n" + markdown)
-    if not args.no_note:
-        append_to_study_note(study, markdown)
-    print(f"wrote {out / 'ranking.md'} and {out / 'ranking.json'}"
-          + ("" if args.no_note else "; added the report to the study's note (epnas dashboard shows it)"))
-    return 0

@@ -1,21 +1,22 @@
 """What an ``epnas compare`` run measured and how the comparison is shown: best-so-far curves, the
-architectures to train stand-alone and the one chosen, summaries over seeds, conclusions, plots, and
-``results.md``. Pure functions of the studies and the runs' records (the plots write their PNG files)."""
+architectures to train stand-alone and the one chosen, summaries over seeds, conclusions, and
+``results.md``. Pure functions of the studies and the runs' records; the plots are
+:mod:`optuna_epnas.analysis.plots`."""
 
 from __future__ import annotations
 
 import json
 import statistics
-import warnings
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from optuna_epnas.analysis import ranking
-from optuna_epnas.search import PROGRESSIVE, SAMPLER_NAMES
+from optuna_epnas.settings import PROGRESSIVE
+from optuna_epnas.values import is_full_size, latest_per_arch
+from optuna_epnas.analysis.formatting import MISSING, fmt
 
 
 # -- what a run measured -----------------------------------------------------------------------------
@@ -24,7 +25,7 @@ def best_so_far(trials: Sequence[FrozenTrial], max_level: int) -> list[float | N
     best: float | None = None
     curve: list[float | None] = []
     for t in trials:
-        if t.state == TrialState.COMPLETE and t.user_attrs.get("level") == max_level and t.value is not None:
+        if is_full_size(t, max_level):
             best = t.value if best is None else max(best, t.value)
         curve.append(best)
     return curve
@@ -44,10 +45,7 @@ def top_architectures(trials: Sequence[FrozenTrial], max_level: int, n: int) -> 
     An architecture measured more than once counts with its latest measurement, as the surrogate
     reads it: the supernet's weights moved on since the earlier ones.
     """
-    latest: dict[str, FrozenTrial] = {}
-    for t in sorted(trials, key=lambda t: t.number):
-        if t.state == TrialState.COMPLETE and t.user_attrs.get("level") == max_level and "arch" in t.user_attrs:
-            latest[t.user_attrs["arch"]] = t
+    latest = latest_per_arch(sorted(trials, key=lambda t: t.number), max_level)
     ranked = sorted(latest.values(), key=lambda t: (-t.value, t.number))[:n]
     return [{"rank": i, "arch": t.user_attrs["arch"], "trial": t.number, "supernet_accuracy": t.value,
              "params_search": t.user_attrs.get("params")} for i, t in enumerate(ranked, start=1)]
@@ -71,7 +69,7 @@ def choose_by_validation(candidates: Sequence[dict[str, Any]]) -> dict[str, Any]
 
 
 # -- numbers over seeds, and what they say -----------------------------------------------------------
-def _mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
+def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (None where undefined)."""
     if not values:
         return None, None
@@ -96,23 +94,23 @@ def summarise(samplers: Sequence[str], runs: Sequence[dict[str, Any]]) -> dict[s
         summary[sampler] = {
             "runs": len(mine), "seeds": [r["seed"] for r in mine],
             "test_errors": [r["test_error"] for r in mine],
-            **dict(zip(("test_error_mean", "test_error_std"), _mean_std(errors))),
+            **dict(zip(("test_error_mean", "test_error_std"), mean_std(errors))),
             "trials": [r["trials"] for r in mine],
             "total_costs": [r.get("total_cost_macs") for r in mine],
-            "total_cost_mean": _mean_std([r["total_cost_macs"] for r in mine if r.get("total_cost_macs")])[0],
+            "total_cost_mean": mean_std([r["total_cost_macs"] for r in mine if r.get("total_cost_macs")])[0],
             "trials_to_target": [r["trials_to_target"] for r in mine], "reached_target": len(reached),
-            "trials_to_target_mean": _mean_std(reached)[0],
-            **dict(zip(("search_seconds_mean", "search_seconds_std"), _mean_std([r["search_seconds"] for r in mine]))),
-            **dict(zip(("best_supernet_mean", "best_supernet_std"), _mean_std(bests))),
+            "trials_to_target_mean": mean_std(reached)[0],
+            **dict(zip(("search_seconds_mean", "search_seconds_std"), mean_std([r["search_seconds"] for r in mine]))),
+            **dict(zip(("best_supernet_mean", "best_supernet_std"), mean_std(bests))),
         }
         if equal:
             e_errors = [e["test_error"] for e in equal if e["test_error"] is not None]
             e_bests = [e["best_supernet_accuracy"] for e in equal if e["best_supernet_accuracy"] is not None]
             summary[sampler]["equal_trials"] = {
                 "trials": equal[0]["trials"], "test_errors": [e["test_error"] for e in equal],
-                **dict(zip(("test_error_mean", "test_error_std"), _mean_std(e_errors))),
-                **dict(zip(("best_supernet_mean", "best_supernet_std"), _mean_std(e_bests))),
-                "cost_mean": _mean_std([e["cost_macs"] for e in equal])[0],
+                **dict(zip(("test_error_mean", "test_error_std"), mean_std(e_errors))),
+                **dict(zip(("best_supernet_mean", "best_supernet_std"), mean_std(e_bests))),
+                "cost_mean": mean_std([e["cost_macs"] for e in equal])[0],
             }
     return summary
 
@@ -157,15 +155,15 @@ def paired_table(paired: Sequence[dict[str, Any]]) -> list[str]:
     lines = ["| view | difference | seeds | mean (points) | 95% bootstrap interval | Wilcoxon p | EPNAS lower / higher |",
              "|---|---|---:|---:|---|---:|---|"]
     for d in paired:
-        ci = "–" if d["ci95"] is None else f"[{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
-        mean = "–" if d["mean"] is None else f"{100 * d['mean']:+.2f}"
-        lines.append(f"| {'equal trials' if d['view'] == 'equal_trials' else 'budget'} | {_label(d['a'])} − "
-                     f"{_label(d['b'])} | {d['n']} | {mean} | {ci} | {_num(d['wilcoxon_p'], '.3g')} | "
+        ci = MISSING if d["ci95"] is None else f"[{100 * d['ci95'][0]:+.2f}, {100 * d['ci95'][1]:+.2f}]"
+        mean = fmt(None if d["mean"] is None else 100 * d["mean"], "+.2f")
+        lines.append(f"| {'equal trials' if d['view'] == 'equal_trials' else 'budget'} | {sampler_label(d['a'])} − "
+                     f"{sampler_label(d['b'])} | {d['n']} | {mean} | {ci} | {fmt(d['wilcoxon_p'], '.3g')} | "
                      f"{d['a_lower_on']} / {d['a_higher_on']} |")
     return lines
 
 
-def _label(sampler: str) -> str:
+def sampler_label(sampler: str) -> str:
     return {"epnas": "EPNAS", "epnas-paper": "EPNAS (paper)", "pnas": "PNAS", "tpe": "TPE",
             "random": "random"}.get(sampler, sampler)
 
@@ -190,9 +188,9 @@ def _pair_line(a: str, b: str, summary: dict[str, dict[str, Any]], test_images: 
     else:
         verdict = (f"the difference is larger than either spread (with {min(sa['runs'], sb['runs'])} seeds an "
                    "observation, not a significance test)")
-    std = ", ".join(f"{_label(s)} {_pct(summary[s]['test_error_std'])}" for s in (a, b))
-    return (f"{_label(a)}'s mean stand-alone test error is {word} {_label(b)}'s{by}{seeds}. Spread over seeds "
-            f"(std, points): {std}; {verdict}.")
+    std = ", ".join(f"{sampler_label(s)} {_pct(summary[s]['test_error_std'])}" for s in (a, b))
+    return (f"{sampler_label(a)}'s mean stand-alone test error is {word} {sampler_label(b)}'s{by}{seeds}. "
+            f"Spread over seeds (std, points): {std}; {verdict}.")
 
 
 def conclusions(summary: dict[str, dict[str, Any]], target: float | None, target_rule: str, budget: int,
@@ -203,11 +201,11 @@ def conclusions(summary: dict[str, dict[str, Any]], target: float | None, target
                         key=lambda s: summary[s]["test_error_mean"])
     if with_error:
         lines.append("Mean stand-alone test error of the chosen architecture, lowest first: " + ", ".join(
-            f"{_label(s)} {100 * summary[s]['test_error_mean']:.2f}%" for s in with_error)
+            f"{sampler_label(s)} {100 * summary[s]['test_error_mean']:.2f}%" for s in with_error)
             + f" (one test image is {100 / test_images:.2f} points).")
     for s in summary:
         if summary[s]["test_error_mean"] is None:
-            lines.append(f"{_label(s)}: no run found a full-size architecture within {budget} trials.")
+            lines.append(f"{sampler_label(s)}: no run found a full-size architecture within {budget} trials.")
     reference = "random" if "random" in summary else next(iter(summary))
     pairs = [(s, reference) for s in summary if s != reference]
     if "epnas" in summary and "pnas" in summary and reference not in ("epnas", "pnas"):
@@ -215,20 +213,20 @@ def conclusions(summary: dict[str, dict[str, Any]], target: float | None, target
     lines += [line for a, b in pairs if (line := _pair_line(a, b, summary, test_images))]
     if target is not None:
         lines.append(f"Supernet accuracy target {target:.4f} ({target_rule}): " + "; ".join(
-            f"{_label(s)} reached it in {v['reached_target']} of {v['runs']} runs"
+            f"{sampler_label(s)} reached it in {v['reached_target']} of {v['runs']} runs"
             + (f" (after {', '.join(str(t) for t in v['trials_to_target'] if t is not None)} trials)"
                if v["reached_target"] else "") for s, v in summary.items()) + f", of {budget} each.")
     by_supernet = max((s for s in summary if summary[s]["best_supernet_mean"] is not None),
                       key=lambda s: summary[s]["best_supernet_mean"], default=None)
     if by_supernet is not None and with_error and by_supernet != with_error[0]:
-        lines.append(f"The best mean supernet accuracy ({_label(by_supernet)}, "
+        lines.append(f"The best mean supernet accuracy ({sampler_label(by_supernet)}, "
                      f"{summary[by_supernet]['best_supernet_mean']:.4f}) did not give the lowest stand-alone test "
-                     f"error ({_label(with_error[0])}): the higher supernet accuracy did not carry over to stand-alone "
-                     "training here.")
+                     f"error ({sampler_label(with_error[0])}): the higher supernet accuracy did not carry over to "
+                     "stand-alone training here.")
     lines.append("Search time per run (sum of trial durations), mean: " + ", ".join(
-        f"{_label(s)} {v['search_seconds_mean']:.0f} s" for s, v in summary.items()) + "; trials per run, mean: "
-        + ", ".join(f"{_label(s)} {np.mean(v['trials']):.0f}" for s, v in summary.items())
-        + "; compute per run, mean: " + ", ".join(f"{_label(s)} {_macs(v['total_cost_mean'])}"
+        f"{sampler_label(s)} {v['search_seconds_mean']:.0f} s" for s, v in summary.items()) + "; trials per run, mean: "
+        + ", ".join(f"{sampler_label(s)} {np.mean(v['trials']):.0f}" for s, v in summary.items())
+        + "; compute per run, mean: " + ", ".join(f"{sampler_label(s)} {_macs(v['total_cost_mean'])}"
                                                   for s, v in summary.items()) + ".")
     if ranking_result is not None:
         c = ranking_result["supernet"]
@@ -247,145 +245,9 @@ def conclusions(summary: dict[str, dict[str, Any]], target: float | None, target
     return lines
 
 
-# -- plots --------------------------------------------------------------------------------------------
-def _color(sampler: str) -> str:
-    return f"C{SAMPLER_NAMES.index(sampler) if sampler in SAMPLER_NAMES else len(SAMPLER_NAMES)}"
-
-
-def plot_best_so_far(runs: Sequence[dict[str, Any]], samplers: Sequence[str], target: float | None,
-                     path: Path, against: str = "trials") -> Path:
-    """Best-so-far full-size supernet accuracy vs finished trials (``against="trials"``) or vs compute
-    spent (``"compute"``, MACs): mean over seeds, band min to max."""
-    from matplotlib.figure import Figure  # a Figure, not pyplot: no global state, no display needed
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(9, 4.5), layout="constrained")
-    ax = fig.subplots()
-    for sampler in samplers:
-        mine = [r for r in runs if r["sampler"] == sampler and r["curve"]]
-        if not mine:
-            continue
-        if against == "compute":  # step functions of cost, read on one grid
-            grid = np.linspace(0.0, max(r["cost_curve"][-1] for r in mine), 400)
-            values = np.full((len(mine), len(grid)), np.nan)
-            for i, r in enumerate(mine):
-                seen = np.searchsorted(np.asarray(r["cost_curve"]), grid, side="right") - 1
-                curve = np.array([np.nan if v is None else v for v in r["curve"]])
-                ok = (seen >= 0) & (grid <= r["cost_curve"][-1])
-                values[i, ok] = curve[seen[ok]]
-            xs = grid
-        else:
-            width = max(len(r["curve"]) for r in mine)
-            values = np.full((len(mine), width), np.nan)
-            for i, r in enumerate(mine):
-                values[i, :len(r["curve"])] = [np.nan if v is None else v for v in r["curve"]]
-            xs = np.arange(1, width + 1)
-        seen = ~np.isnan(values).all(axis=0)  # before any run measured a full-size architecture: blank
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # columns where some runs have ended
-            mean = np.nanmean(values[:, seen], axis=0)
-        ax.plot(xs[seen], mean, color=_color(sampler), label=f"{_label(sampler)} (mean of {len(mine)})")
-        ax.fill_between(xs[seen], np.nanmin(values[:, seen], axis=0), np.nanmax(values[:, seen], axis=0),
-                        color=_color(sampler), alpha=0.2, linewidth=0)
-    if target is not None:
-        ax.axhline(target, color="0.4", linestyle="--", linewidth=1, label=f"target {target:.4f}")
-    ax.set_xlabel("finished trials" if against == "trials" else "compute spent (multiply-adds)")
-    ax.set_ylabel("best full-size supernet val accuracy so far")
-    ax.set_title("Search progress (band: min to max over seeds)")
-    if against == "trials":
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    fig.savefig(path, dpi=120)
-    return path
-
-
-def plot_test_error(runs: Sequence[dict[str, Any]], samplers: Sequence[str], path: Path) -> Path:
-    """Stand-alone test error of each run's chosen architecture: a point per seed, the mean ± std."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(1.6 * len(samplers) + 2.5, 4.2), layout="constrained")
-    ax = fig.subplots()
-    for i, sampler in enumerate(samplers):
-        errors = [100 * r["test_error"] for r in runs if r["sampler"] == sampler and r["test_error"] is not None]
-        if not errors:
-            continue
-        jitter = np.linspace(-0.12, 0.12, len(errors)) if len(errors) > 1 else np.zeros(1)
-        ax.scatter(i + jitter, errors, color=_color(sampler), alpha=0.7, zorder=3, label="seeds" if i == 0 else None)
-        mean, std = _mean_std(errors)
-        ax.errorbar([i + 0.3], [mean], yerr=[[std or 0.0], [std or 0.0]], fmt="_", markersize=18, capsize=4,
-                    color="black", zorder=4, label="mean ± std" if i == 0 else None)
-    ax.set_xticks(range(len(samplers)), [_label(s) for s in samplers])
-    ax.set_xlim(-0.6, len(samplers) - 0.4)
-    ax.set_ylabel("stand-alone test error of the chosen architecture (%)")
-    ax.set_title("Chosen architecture, trained from scratch")
-    ax.grid(axis="y", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:  # nothing to show when no run found a full-size architecture
-        ax.legend(loc="best")
-    fig.savefig(path, dpi=120)
-    return path
-
-
-def plot_history(study: optuna.Study, max_level: int, path: Path) -> Path:
-    """Optuna's own optimization-history plot of one run's full-size trials.
-
-    A progressive run's shallower trials are left out (copied into an in-memory study): their
-    accuracies are not comparable, and the plot's best-value line would be a shallow one.
-    """
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    full = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs.get("level") == max_level]
-    view = optuna.create_study(direction="maximize", study_name=study.study_name)
-    view.add_trials(full)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        ax = optuna.visualization.matplotlib.plot_optimization_history(view, target_name="supernet val accuracy")
-    ax.set_title(f"{study.study_name}: full-size trials (optuna.visualization)")
-    ax.set_xlabel("full-size trial")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig = ax.figure
-    fig.set_size_inches(7.5, 4.5)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def write_plots(out: Path, runs: Sequence[dict[str, Any]], samplers: Sequence[str], target: float | None,
-                studies: Sequence[optuna.Study], max_level: int) -> list[dict[str, str]]:
-    """The PNG files, with what results.md says under each."""
-    plots = [
-        {"file": plot_best_so_far(runs, samplers, target, out / "best_so_far.png").name,
-         "title": "best-so-far supernet accuracy",
-         "caption": "Best full-size supernet validation accuracy so far against finished trials: the mean over "
-                    "seeds, the band from the lowest to the highest seed. A progressive search measures full-size "
-                    "architectures only at the last level of each iteration, so its line starts late."},
-        {"file": plot_best_so_far(runs, samplers, target, out / "best_so_far_compute.png", against="compute").name,
-         "title": "best-so-far supernet accuracy against compute",
-         "caption": "The same against the compute spent (multiply-adds of training and evaluation, warm-up and "
-                    "re-scoring included; optuna_epnas.cost): a progressive search's shallow trials are cheap."},
-        {"file": plot_test_error(runs, samplers, out / "test_error.png").name,
-         "title": "stand-alone test error",
-         "caption": "Stand-alone test error of each run's chosen architecture: a point per seed, the mean ± std."},
-    ]
-    for sampler in samplers:
-        study = next((s for s in studies if sampler_of(s.study_name) == sampler
-                      and best_so_far(s.get_trials(deepcopy=False), max_level)[-1:] != [None]), None)
-        if study is None:
-            continue
-        shallow = (" A progressive run's shallower trials are left out, and its full-size trials are numbered "
-                   "among themselves." if sampler in PROGRESSIVE else "")
-        plots.append({"file": plot_history(study, max_level, out / f"history-{study.study_name}.png").name,
-                      "title": f"optimization history of {study.study_name}",
-                      "caption": f"Optuna's `plot_optimization_history` of {study.study_name}: the supernet accuracy "
-                                 f"of each full-size trial and the best so far.{shallow}"})
-    return plots
-
-
 # -- results.md ---------------------------------------------------------------------------------------
 def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.2f}"
+    return fmt(None if value is None else 100 * value, ".2f")
 
 
 def _pm(mean: float | None, std: float | None, fmt: Callable[[float | None], str]) -> str:
@@ -393,15 +255,15 @@ def _pm(mean: float | None, std: float | None, fmt: Callable[[float | None], str
 
 
 def fmt_acc(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"
+    return fmt(value, ".4f")
 
 
 def _secs(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0f}"
+    return fmt(value, ".0f")
 
 
 def _macs(value: float | None) -> str:
-    return "–" if value is None else f"{value:.3g}"
+    return fmt(value, ".3g")
 
 
 def sampler_table(summary: dict[str, dict[str, Any]], budget: int) -> list[str]:
@@ -411,8 +273,8 @@ def sampler_table(summary: dict[str, dict[str, Any]], budget: int) -> list[str]:
              "|---|---:|---:|---|---:|---:|---|---:|---:|"]
     for s, v in summary.items():
         per_seed = " ".join(_pct(e) for e in v["test_errors"])
-        reach = " ".join("–" if t is None else str(t) for t in v["trials_to_target"])
-        lines.append(f"| {_label(s)} | {v['runs']} | {_pm(v['test_error_mean'], v['test_error_std'], _pct)} | "
+        reach = " ".join(fmt(t) for t in v["trials_to_target"])
+        lines.append(f"| {sampler_label(s)} | {v['runs']} | {_pm(v['test_error_mean'], v['test_error_std'], _pct)} | "
                      f"{per_seed} | {np.mean(v['trials']):.0f} | {_macs(v['total_cost_mean'])} | "
                      f"{reach} ({v['reached_target']}/{v['runs']}) | "
                      f"{_pm(v['search_seconds_mean'], v['search_seconds_std'], _secs)} | "
@@ -428,7 +290,7 @@ def equal_trials_table(summary: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["| sampler | trials | stand-alone test error (%), mean ± std | per seed | compute (MACs), mean | "
              "best full-size supernet accuracy, mean ± std |", "|---|---:|---:|---|---:|---:|"]
     for s, e in rows:
-        lines.append(f"| {_label(s)} | {e['trials']} | {_pm(e['test_error_mean'], e['test_error_std'], _pct)} | "
+        lines.append(f"| {sampler_label(s)} | {e['trials']} | {_pm(e['test_error_mean'], e['test_error_std'], _pct)} | "
                      f"{' '.join(_pct(x) for x in e['test_errors'])} | {_macs(e['cost_mean'])} | "
                      f"{_pm(e['best_supernet_mean'], e['best_supernet_std'], fmt_acc)} |")
     return lines
@@ -474,11 +336,13 @@ def results_markdown(results: dict[str, Any]) -> str:
     shape = (f"{space.get('num_layers')} layers" if space.get("space") == "macro"
              else f"{space.get('num_blocks')} blocks, {space.get('cells')} cells per stage")
     lines = [
-        f"# {', '.join(_label(x) for x in s['samplers'])} on the {space.get('space')} space ({shape}), {s['dataset']}",
+        f"# {', '.join(sampler_label(x) for x in s['samplers'])} on the {space.get('space')} space ({shape}), "
+        f"{s['dataset']}",
         "",
         (f"Each sampler: {s['seeds']} seeds × {results['budget']} trials" if s.get("budget_kind") != "compute" else
          f"Each sampler: {s['seeds']} seeds at equal compute (EPNAS/PNAS variants run their schedule; TPE and random "
-         f"search run until they have spent what {_label(results['compute_reference'])} spent with the same seed)")
+         f"search run until they have spent what {sampler_label(results['compute_reference'])} spent with the same "
+         "seed)")
         + f" on its own fresh supernet ({defaults['epochs']} epochs per trial, {defaults['channels']} channels); "
         f"random search shares weights too (the hard "
         f"baseline). Per run, the top {s['top']} distinct full-size architectures by supernet accuracy were trained "
@@ -549,13 +413,9 @@ def surrogate_table(surrogate: dict[str, list[dict[str, Any]]]) -> str:
     lines += ["Kendall τ of the LSTM's prediction (made before the trial) and the measured supernet accuracy, over "
               "each level's architectures the surrogate was not trained on, all iterations pooled (per iteration: "
               "results.json).", "", "| run | level | held-out n | Kendall τ | p |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {run} | {r['level']} | {r['n']} | {_num(r['kendall_tau'], '+.3f')} | {_num(r['kendall_p'], '.2g')} |"
+    lines += [f"| {run} | {r['level']} | {r['n']} | {fmt(r['kendall_tau'], '+.3f')} | {fmt(r['kendall_p'], '.2g')} |"
               for run, r in rows]
     return "\n".join(lines + [""])
-
-
-def _num(value: float | None, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
 
 
 def sampler_of(run: str) -> str:
@@ -569,7 +429,7 @@ def mechanism_ranking_table(final: dict[str, dict[str, Any]], rows: Sequence[dic
     ``final``: :func:`~optuna_epnas.analysis.compare.final_weight_rankings`; ``rows``: the ranking report's
     stand-alone rows (each from one run's trial, its ``supernet_accuracy`` as measured then);
     ``surrogate``: run -> :func:`~optuna_epnas.analysis.ranking.surrogate_heldout` rows; ``settings``:
-    sampler -> its :class:`~optuna_epnas.search.SearchSettings`.
+    sampler -> its :class:`~optuna_epnas.settings.SearchSettings`.
     """
     lines = ["", "### Ranking by mechanism", "",
              f"The {len(rows)} architectures above, evaluated on each run's supernet as its search left it (the "
@@ -592,9 +452,9 @@ def mechanism_ranking_table(final: dict[str, dict[str, Any]], rows: Sequence[dic
                     if r["iteration"] is None and r["kendall_tau"] is not None:
                         by_level.setdefault(r["level"], []).append(r)
         levels = " ".join(f"L{lv} {np.mean([r['kendall_tau'] for r in rs]):+.2f} ({sum(r['n'] for r in rs)})"
-                          for lv, rs in sorted(by_level.items())) or "–"
-        final_tau = (f"{np.mean(taus):+.3f} ± {np.std(taus, ddof=1) if len(taus) > 1 else 0:.3f}" if taus else "–")
+                          for lv, rs in sorted(by_level.items())) or MISSING
+        final_tau = (f"{np.mean(taus):+.3f} ± {np.std(taus, ddof=1) if len(taus) > 1 else 0:.3f}" if taus else MISSING)
         rescore = "yes" if s.rescore and sampler in PROGRESSIVE else "no"
         lines.append(f"| {sampler} | {s.warmup_epochs} | {rescore} | {len(taus)} | {final_tau} | "
-                     f"{_num(measured.to_dict()['kendall_tau'], '+.3f')} ({measured.n}) | {levels} |")
+                     f"{fmt(measured.to_dict()['kendall_tau'], '+.3f')} ({measured.n}) | {levels} |")
     return "\n".join(lines + [""])

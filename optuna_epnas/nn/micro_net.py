@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optuna_epnas.nn.ops import ReLUConvBN, batch_norm, check_buildable, make_op, stem
-from optuna_epnas.spaces.base import check_positive_int
+from optuna_epnas._checks import check_positive_int
 from optuna_epnas.spaces.micro import MicroArch, MicroSpace, input_name
 
 

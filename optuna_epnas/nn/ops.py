@@ -113,6 +113,6 @@ def stem(in_channels: int, channels: int, norm: NormFactory) -> nn.Sequential:
 def check_buildable(space, arch) -> None:
     """A stand-alone network needs a non-empty architecture of ``space`` (``None`` = the supernet)."""
     if arch is not None:
-        space._check(arch)
+        space.validate(arch)
         if space.level(arch) == 0:
             raise ValueError("cannot build a network for the empty architecture")

@@ -1,22 +1,14 @@
-"""Search spaces: architecture types, their Optuna parameters, tokens and expansions."""
+"""Search spaces: architecture types, their Optuna parameters, tokens and expansions; the registry of kinds."""
 
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas.spaces.macro import MACRO_OPS, MacroArch, MacroSpace
 from optuna_epnas.spaces.micro import MICRO_OPS, MicroArch, MicroSpace
+from optuna_epnas.spaces.registry import register_space, space_class, space_names
 
 __all__ = [
-    "MACRO_OPS", "MICRO_OPS", "MacroArch", "MacroSpace", "MicroArch", "MicroSpace", "SearchSpace", "space_from_spec",
+    "MACRO_OPS", "MICRO_OPS", "MacroArch", "MacroSpace", "MicroArch", "MicroSpace", "SearchSpace",
+    "register_space", "space_class", "space_from_spec", "space_names",
 ]
 
-
-def space_from_spec(spec: dict) -> SearchSpace:
-    """Rebuild a space from :meth:`SearchSpace.spec` (used when resuming and when loading models)."""
-    kind = spec.get("space") if isinstance(spec, dict) else None
-    try:
-        if kind == "macro":
-            return MacroSpace(num_layers=spec["num_layers"], ops=spec["ops"])
-        if kind == "micro":
-            return MicroSpace(num_blocks=spec["num_blocks"], ops=spec["ops"], cells=spec["cells"])
-    except KeyError as err:
-        raise ValueError(f"search space spec {spec} lacks {err.args[0]!r}") from None
-    raise ValueError(f"unknown search space {kind!r} in spec {spec}; known: 'macro', 'micro'")
+#: Rebuild a space from :meth:`SearchSpace.spec` (kept name of :meth:`SearchSpace.from_spec`).
+space_from_spec = SearchSpace.from_spec

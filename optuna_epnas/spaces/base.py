@@ -4,23 +4,23 @@ An architecture grows one *unit* at a time (a layer in the macro space, a block 
 The sampler only ever needs: the one-unit architectures (children of the empty root), the children of
 an architecture, a token per unit for the LSTM surrogate, and a canonical key for the hash table.
 Children are addressed by index so that scoring ~300k candidates never builds 300k Python objects.
+
+A new space subclasses :class:`SearchSpace` (the abstract methods, ``name``, ``spec_fields``) and is
+registered with :func:`optuna_epnas.spaces.register_space` together with its network.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any, Generic, Hashable, Sequence, TypeVar
+from typing import Any, ClassVar, Generic, Hashable, Sequence, TypeVar
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 
+from optuna_epnas.spaces import registry
+
 Arch = TypeVar("Arch", bound=Hashable)
-
-
-def check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def check_ops(ops: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
@@ -39,10 +39,52 @@ def check_ops(ops: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
 class SearchSpace(abc.ABC, Generic[Arch]):
     """A progressive search space whose architectures are ordinary Optuna categorical parameters."""
 
+    #: Registry key, and ``spec()["space"]``: ``"macro"``, ``"micro"``.
+    name: ClassVar[str]
+    #: Constructor arguments that :meth:`spec` records (in order) and :meth:`from_spec` passes back.
+    spec_fields: ClassVar[tuple[str, ...]] = ()
+    #: Plural noun of one unit, for messages: ``"layers"``, ``"blocks"``.
+    units: ClassVar[str] = "units"
+    #: Extra keyword arguments that the space's network takes in ``build_network`` (micro: ``cells``).
+    network_options: ClassVar[tuple[str, ...]] = ()
+    #: Default width of a found architecture's stand-alone (final) training.
+    final_channels: ClassVar[int] = 36
+    #: The architecture class, if it has its own (``build_model`` and ``arch_graph`` take one alone).
+    arch_type: ClassVar[type | None] = None
+
     #: Number of units of a complete architecture.
     max_level: int
     #: Width of one unit's token vector (the surrogate's input size).
     token_dim: int
+
+    # -- identity --------------------------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        """JSON-able description of the space (checkpoints and studies check it on resume): ``name``
+        and the :attr:`spec_fields` (tuples as lists)."""
+        values = ((f, getattr(self, f)) for f in self.spec_fields)
+        return {"space": self.name, **{f: list(v) if isinstance(v, tuple) else v for f, v in values}}
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any]) -> "SearchSpace":
+        """Rebuild a space from :meth:`spec` (resuming, loading models): the registered space it names."""
+        space_cls = registry.spec_class(spec)
+        if not issubclass(space_cls, cls):
+            raise ValueError(f"search space spec {spec} describes a {space_cls.name} space, not a {cls.__name__}")
+        try:
+            fields = {f: spec[f] for f in space_cls.spec_fields}
+        except KeyError as err:
+            raise ValueError(f"search space spec {spec} lacks {err.args[0]!r}") from None
+        return space_cls(**fields)
+
+    def describe(self) -> str:
+        """Short human text, e.g. ``"macro, 12 layers"``."""
+        return f"{self.name}, {self.max_level} {self.units}"
+
+    @classmethod
+    def smallest_holding(cls, arch: Any) -> "SearchSpace":
+        """The smallest space of this kind holding ``arch`` at full depth, with the default ops (what
+        ``build_model(arch)`` and ``arch_graph(arch)`` use when no space is given)."""
+        raise TypeError(f"{cls.__name__} has no default space for an architecture: pass space=")
 
     # -- architectures -------------------------------------------------------------------------
     @abc.abstractmethod
@@ -60,6 +102,12 @@ class SearchSpace(abc.ABC, Generic[Arch]):
     @abc.abstractmethod
     def parse(self, key: str) -> Arch:
         """Inverse of :meth:`key`; raises ValueError on a malformed key."""
+
+    @abc.abstractmethod
+    def validate(self, arch: Arch) -> None:
+        """Raise ValueError unless ``arch`` is an architecture of this space (at most :attr:`max_level`
+        units, only the space's ops); TypeError if it is not of the space's kind. :meth:`parse`,
+        :meth:`from_params`, the networks, ``ModelSpec`` and the drawings call it."""
 
     @abc.abstractmethod
     def num_children(self, arch: Arch) -> int:
@@ -118,10 +166,6 @@ class SearchSpace(abc.ABC, Generic[Arch]):
     @abc.abstractmethod
     def unit_param(self, unit: int) -> str:
         """Name of a parameter that every architecture with at least ``unit`` units has."""
-
-    @abc.abstractmethod
-    def spec(self) -> dict[str, Any]:
-        """JSON-able description of the space (checkpoints and studies check it on resume)."""
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Arch:
         """Ask ``trial`` for an architecture through this space's parameters.

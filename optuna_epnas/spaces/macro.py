@@ -14,7 +14,9 @@ from typing import Any, Sequence
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from optuna_epnas.spaces.base import SearchSpace, check_ops, check_positive_int
+from optuna_epnas._checks import check_positive_int
+from optuna_epnas.spaces.base import SearchSpace, check_ops
+from optuna_epnas.spaces.registry import register_space
 
 #: The paper's six operations, in a fixed order (the order of the Optuna choices and token slots).
 MACRO_OPS: tuple[str, ...] = ("conv3x3", "conv5x5", "sep3x3", "sep5x5", "max3x3", "avg3x3")
@@ -51,6 +53,7 @@ class MacroArch:
         return self.key
 
 
+@register_space
 class MacroSpace(SearchSpace[MacroArch]):
     """Layers of the macro space; see the module docstring for the skip rule.
 
@@ -58,6 +61,12 @@ class MacroSpace(SearchSpace[MacroArch]):
         num_layers: L, the depth of a complete architecture (paper: 12).
         ops: operation names, a subset of :data:`MACRO_OPS` (default: all six).
     """
+
+    name = "macro"
+    spec_fields = ("num_layers", "ops")
+    units = "layers"
+    final_channels = 64
+    arch_type = MacroArch
 
     def __init__(self, num_layers: int = 12, ops: Sequence[str] = MACRO_OPS) -> None:
         check_positive_int("num_layers", num_layers)
@@ -70,6 +79,10 @@ class MacroSpace(SearchSpace[MacroArch]):
 
     def __repr__(self) -> str:
         return f"MacroSpace(num_layers={self.num_layers}, ops={list(self.ops)})"
+
+    @classmethod
+    def smallest_holding(cls, arch: MacroArch) -> "MacroSpace":
+        return cls(num_layers=max(arch.level, 1))
 
     def reduction_layers(self) -> tuple[int, ...]:
         """Layers after which the resolution halves: about 1/3 and 2/3 of the depth (as in ENAS)."""
@@ -98,10 +111,12 @@ class MacroSpace(SearchSpace[MacroArch]):
             ops.append(m.group(1))
             skips.append(tuple(int(s) for s in m.group(2).split(",")) if m.group(2) else ())
         arch = MacroArch(tuple(ops), tuple(skips))
-        self._check(arch)
+        self.validate(arch)
         return arch
 
-    def _check(self, arch: MacroArch) -> None:
+    def validate(self, arch: MacroArch) -> None:
+        if not isinstance(arch, MacroArch):
+            raise TypeError(f"{type(arch).__name__} is not an architecture of {self!r}")
         if arch.level > self.num_layers:
             raise ValueError(f"architecture has {arch.level} layers but the space has {self.num_layers}")
         unknown = sorted(set(arch.ops) - set(self.ops))
@@ -201,8 +216,5 @@ class MacroSpace(SearchSpace[MacroArch]):
             skips.append(tuple(s for s in range(layer - 1) if params.get(self._skip_param(layer, s), False)))
             layer += 1
         arch = MacroArch(tuple(ops), tuple(skips))
-        self._check(arch)
+        self.validate(arch)
         return arch
-
-    def spec(self) -> dict[str, Any]:
-        return {"space": "macro", "num_layers": self.num_layers, "ops": list(self.ops)}

@@ -18,8 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 
-from optuna_epnas.spaces.base import SearchSpace, check_ops, check_positive_int
+from optuna_epnas._checks import check_positive_int
+from optuna_epnas.spaces.base import SearchSpace, check_ops
 from optuna_epnas.spaces.macro import MACRO_OPS
+from optuna_epnas.spaces.registry import register_space
 
 #: The macro ops plus identity, in a fixed order (the order of the Optuna choices and token slots).
 MICRO_OPS: tuple[str, ...] = MACRO_OPS + ("identity",)
@@ -89,6 +91,7 @@ class MicroArch:
         return self.key
 
 
+@register_space
 class MicroSpace(SearchSpace[MicroArch]):
     """Cells of the micro space; see the module docstring.
 
@@ -98,6 +101,13 @@ class MicroSpace(SearchSpace[MicroArch]):
         cells: N, normal cells between two reduction cells in the network (paper search setting: 2).
             It shapes the network, not the set of cells: the same cell is used for every position.
     """
+
+    name = "micro"
+    spec_fields = ("num_blocks", "ops", "cells")
+    units = "blocks"
+    network_options = ("cells",)
+    final_channels = 32
+    arch_type = MicroArch
 
     def __init__(self, num_blocks: int = 5, ops: Sequence[str] = MICRO_OPS, cells: int = 2) -> None:
         check_positive_int("num_blocks", num_blocks)
@@ -115,6 +125,13 @@ class MicroSpace(SearchSpace[MicroArch]):
 
     def __repr__(self) -> str:
         return f"MicroSpace(num_blocks={self.num_blocks}, ops={list(self.ops)}, cells={self.cells})"
+
+    def describe(self) -> str:
+        return f"{super().describe()}, {self.cells} normal cell{'s' * (self.cells != 1)} per stage"
+
+    @classmethod
+    def smallest_holding(cls, arch: MicroArch) -> "MicroSpace":
+        return cls(num_blocks=max(arch.level, 1))
 
     # -- architectures -------------------------------------------------------------------------
     def root(self) -> MicroArch:
@@ -141,10 +158,12 @@ class MicroSpace(SearchSpace[MicroArch]):
             (op1, in1), (op2, in2) = (m.groups() for m in matches)  # type: ignore[union-attr]
             blocks.append((input_index(in1), op1, input_index(in2), op2))
         arch = MicroArch(tuple(blocks))
-        self._check(arch)
+        self.validate(arch)
         return arch
 
-    def _check(self, arch: MicroArch) -> None:
+    def validate(self, arch: MicroArch) -> None:
+        if not isinstance(arch, MicroArch):
+            raise TypeError(f"{type(arch).__name__} is not an architecture of {self!r}")
         if arch.level > self.num_blocks:
             raise ValueError(f"architecture has {arch.level} blocks but the space has {self.num_blocks}")
         used = {op for _, op1, _, op2 in arch.blocks for op in (op1, op2)}
@@ -246,8 +265,5 @@ class MicroSpace(SearchSpace[MicroArch]):
                 raise ValueError(f"params describe block {block} without {err.args[0]!r}") from None
             block += 1
         arch = MicroArch(tuple(blocks))
-        self._check(arch)
+        self.validate(arch)
         return arch
-
-    def spec(self) -> dict[str, Any]:
-        return {"space": "micro", "num_blocks": self.num_blocks, "ops": list(self.ops), "cells": self.cells}

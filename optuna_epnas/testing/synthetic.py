@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial
 
 from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, forward_macs, total_cost
 from optuna_epnas.spaces.macro import MacroArch, MacroSpace
+from optuna_epnas.values import full_size
 
 KINDS = ("chain", "prefix", "separable")
 #: The nominal network a synthetic trial "trains": a Fashion-MNIST-like 1×14×14 input, 16 channels, 10 classes.
@@ -87,9 +88,10 @@ class SyntheticScore:
         return float(0.9 * prefix / L + 0.1 * sum(skip_agree) / L)
 
     def __call__(self, trial: optuna.trial.Trial) -> float:
-        """Score the trial's architecture; record its ``level`` and its compute cost ``cost_macs``
-        (:func:`synthetic_cost`) as user attrs."""
+        """Score the trial's architecture; record its ``arch`` key, ``level`` and compute cost ``cost_macs``
+        (:func:`synthetic_cost`) as user attrs, as :class:`~optuna_epnas.SupernetObjective` does."""
         arch = self.space.suggest(trial)
+        trial.set_user_attr("arch", self.space.key(arch))
         trial.set_user_attr("level", arch.level)
         trial.set_user_attr(COST_ATTR, synthetic_cost(self.space, arch))
         return self.score(arch)
@@ -135,8 +137,7 @@ class SearchResult:
 
 def best_complete(study: optuna.Study, space: MacroSpace) -> float:
     """The best value of a complete architecture (level == ``space.max_level``) in ``study``."""
-    values = [t.value for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-              if t.user_attrs.get("level") == space.max_level]
+    values = [t.value for t in full_size(study.get_trials(deepcopy=False), space.max_level)]
     return float(max(values)) if values else float("nan")
 
 

@@ -1,14 +1,18 @@
-"""argparse value types, and the data options shared by the ``epnas`` subcommands with the loader that reads them."""
+"""What the ``epnas`` subcommands share: argparse value types, the help formatter, the data options and
+the loader that reads them."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import math
+import warnings
 from typing import Any, Mapping
 
-import torch
+from typing import TYPE_CHECKING
 
-from optuna_epnas.data import DeviceData, default_device, load_dataset
+if TYPE_CHECKING:
+    from optuna_epnas.data import DeviceData
 
 
 def _int_at_least(text: str, minimum: int, what: str) -> int:
@@ -47,6 +51,27 @@ def accuracy(text: str) -> float:
     return value
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except ``None``: those options say in their help what they default to."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def quiet_optuna(log: bool = False) -> None:
+    """Optuna's warnings only, no experimental-feature warnings; ``log``: warnings of every logger, one line each."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if log:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def add_device_argument(group: argparse._ActionsContainer) -> None:
+    group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1, ...")
+
+
 def add_data_arguments(group: argparse._ActionsContainer, datasets: tuple[str, ...] | None,
                        dataset_default: str | None = "digits", dataset_help: str | None = None,
                        from_search: bool = False) -> None:
@@ -67,6 +92,10 @@ def load_data(args: argparse.Namespace, dataset: str, seed: int,
               search: Mapping[str, Any] | None = None) -> DeviceData:
     """The data the options of :func:`add_data_arguments` (and ``--device``) ask for; ``search``: the
     settings a search recorded, whose image size is used unless ``--image-size`` is given."""
+    import torch
+
+    from optuna_epnas.data import default_device, load_dataset
+
     device = default_device() if args.device == "auto" else torch.device(args.device)
     image_size = args.image_size or (search or {}).get("image_size")
     # On a GPU the images stay 8-bit (4x less memory; normalised per batch): at the native size only,

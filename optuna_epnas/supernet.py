@@ -1,0 +1,203 @@
+"""SupernetTrainer: a shared-weight supernet and its SGD -- train a sampled path, evaluate one.
+
+What a search trains, without the study: :class:`~optuna_epnas.SupernetObjective` adds the trials and
+keeps the weights in a checkpoint. Every random draw is seeded (the initialisation by ``seed``, each
+training's data order by ``[seed, step]``), so seeded runs on the CPU are reproducible. Under
+``torchrun`` rank 0 tells the other ranks (:func:`optuna_epnas.distributed.serve`) to train each path
+with it, each on its shard of every batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from optuna_epnas._checks import check_int
+from optuna_epnas import distributed
+from optuna_epnas.cost import TRAIN_FACTOR, NetworkSize
+from optuna_epnas.data import DeviceData, make_generator
+from optuna_epnas.nn import build_network
+from optuna_epnas.spaces.base import SearchSpace
+
+#: The data-order seed word of the warm-up: one that no trial's ``step`` reaches.
+WARMUP_STEP = 2**31 - 1
+
+
+class SupernetTrainer:
+    """The supernet of ``space`` on ``data``, and the SGD (Nesterov) that trains its paths.
+
+    Args:
+        space: the search space (the same object the sampler uses).
+        data: a :class:`~optuna_epnas.data.DeviceData` from :func:`~optuna_epnas.load_dataset`.
+        epochs: epochs of training per sampled architecture (paper: 3).
+        channels: width C of the supernet (paper search setting: 24).
+        batch_size, lr, momentum, weight_decay, grad_clip: SGD (Nesterov) settings, shared by all trials.
+        seed: seeds the supernet's initialisation and every training's data order.
+        amp: bf16 autocast (default: on CUDA only). channels_last likewise.
+        warmup_epochs: epochs of SPOS-style warm-up (:meth:`warm_up`) -- every batch trains a
+            full-depth architecture drawn uniformly at random -- so that the first measurements are
+            not made on random weights.
+    """
+
+    def __init__(
+        self, space: SearchSpace, data: DeviceData, epochs: int = 3, channels: int = 24, batch_size: int = 128,
+        lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 0,
+        amp: bool | None = None, channels_last: bool | None = None, eval_batch_size: int = 1000,
+        warmup_epochs: int = 0,
+    ) -> None:
+        for name, value, low in (("epochs", epochs, 1), ("channels", channels, 1), ("batch_size", batch_size, 1),
+                                 ("warmup_epochs", warmup_epochs, 0)):
+            check_int(name, value, low)
+        for name, value, low in (("lr", lr, None), ("momentum", momentum, 0.0), ("weight_decay", weight_decay, 0.0),
+                                 ("grad_clip", grad_clip, 0.0)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and (value > 0 if low is None else value >= low)):
+                raise ValueError(f"{name} must be a finite number {'> 0' if low is None else '>= 0'}, got {value!r}")
+        self.space, self.data, self.epochs, self.channels = space, data, epochs, channels
+        self.batch_size, self.lr, self.momentum = batch_size, lr, momentum
+        self.weight_decay, self.grad_clip, self.seed, self.eval_batch_size = weight_decay, grad_clip, seed, eval_batch_size
+        self.warmup_epochs = warmup_epochs
+        self.warmed_up = False
+        cuda = data.device.type == "cuda"
+        self.amp = cuda if amp is None else amp
+        self.channels_last = cuda if channels_last is None else channels_last
+        self.net: torch.nn.Module | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    @property
+    def network_size(self) -> NetworkSize:
+        """The network its trials train, as size limits count it (``EPNASSampler(network=...)``)."""
+        return NetworkSize.of(self.data, self.channels)
+
+    def _macs(self, arch: Any) -> int:
+        return self.network_size.count(self.space, arch)[1]
+
+    def training_spec(self) -> dict[str, Any]:
+        """The SGD settings that change what training does (part of the objective's ``spec``)."""
+        return {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr, "momentum": self.momentum,
+                "weight_decay": self.weight_decay, "grad_clip": self.grad_clip,
+                "val_images": len(self.data.val_y)}
+
+    def build(self) -> torch.nn.Module:
+        """A fresh supernet, initialised from ``seed``."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            net = build_network(self.space, self.data.num_classes, self.data.in_channels, self.channels)
+        net = net.to(self.data.device)
+        return net.to(memory_format=torch.channels_last) if self.channels_last else net
+
+    def start(self) -> None:
+        """A fresh supernet (:meth:`build`) and its optimizer."""
+        self.net = self.build()
+        self.optimizer = torch.optim.SGD(
+            self.net.parameters(), lr=self.lr, momentum=self.momentum, nesterov=self.momentum > 0,
+            weight_decay=self.weight_decay,
+        )
+
+    def _ensure_supernet(self, trial: Any = None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        """The supernet and its optimizer, made on first use (the objective resumes its study's there)."""
+        if self.net is None:
+            self.start()
+        assert self.net is not None and self.optimizer is not None
+        return self.net, self.optimizer
+
+    def train(self, arch: Any, step: int, on_epoch: Callable[[int], bool] | None = None,
+              stoppable: bool = False, epochs: int | None = None) -> None:
+        """Train the path of ``arch`` for ``epochs`` epochs (default: :attr:`epochs`); ``step`` seeds
+        this trial's data order. ``on_epoch(epoch)`` after each epoch: True stops the training there (a
+        pruned trial). ``stoppable``: another rank's trainer, told by rank 0 after each epoch whether to stop."""
+        epochs = self.epochs if epochs is None else epochs
+        if distributed.leads():  # every rank trains it with us
+            distributed.command("train", self.space.key(arch), step, on_epoch is not None, epochs)
+        self._fit(lambda images: arch, epochs, [self.seed, step], on_epoch, stoppable or on_epoch is not None)
+
+    def warm_up(self) -> None:
+        """SPOS-style: ``warmup_epochs`` epochs, each batch on a full-depth architecture drawn uniformly."""
+        if distributed.leads():
+            distributed.command("warm_up")
+        rng = np.random.default_rng([self.seed, WARMUP_STEP])
+        cost = 0.0
+
+        def uniform_path(images: int) -> Any:
+            nonlocal cost
+            arch = self.space.root()
+            for _ in range(self.space.max_level):
+                arch = self.space.child(arch, int(rng.integers(self.space.num_children(arch))))
+            cost += TRAIN_FACTOR * self._macs(arch) * images
+            return arch
+
+        started = time.perf_counter()
+        self._fit(uniform_path, self.warmup_epochs, [self.seed, WARMUP_STEP])
+        self.warmed_up = True
+        self.warmup_record = {"epochs": self.warmup_epochs, "cost_macs": float(cost),
+                              "seconds": round(time.perf_counter() - started, 3)}
+
+    def _fit(self, pick_arch: Callable[[int], Any], epochs: int, seed_words: list[int],
+             on_epoch: Callable[[int], bool] | None = None, stoppable: bool = False) -> None:
+        """SGD over ``epochs`` epochs; each batch trains the path ``pick_arch(batch images)`` gives.
+        ``stoppable``: after each epoch, ``on_epoch`` (rank 0) may stop it, on every rank."""
+        net, opt = self._ensure_supernet(None)
+        seed = int(np.random.SeedSequence(seed_words).generate_state(1)[0])
+        gen = make_generator(self.data.device, seed)
+        rank, size = distributed.rank_and_size()
+        params = list(net.parameters())
+        net.train()
+        finite = torch.ones((), dtype=torch.bool, device=self.data.device)
+        for epoch in range(epochs):
+            for x, y in self.data.train_batches(self.batch_size, gen):
+                arch = pick_arch(len(y))
+                n = len(y)
+                if size > 1:  # this rank's shard of the global batch (the same batches on every rank)
+                    x, y = x[rank::size], y[rank::size]  # may be empty: zero gradients, still all-reduced
+                with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
+                    # shards: each rank's sum over the global count, so the all-reduced gradient is the mean
+                    loss = F.cross_entropy(net(self._layout(x), arch), y, reduction="mean" if size == 1 else "sum")
+                    loss = loss if size == 1 else loss / n
+                finite &= torch.isfinite(loss.detach())  # checked once per epoch: no host sync per batch
+                opt.zero_grad(set_to_none=True)  # None, not zero: untouched paths stay untouched
+                loss.backward()
+                if size > 1:
+                    distributed.average_gradients(params)
+                if self.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+                opt.step()
+            if not (bool(finite) if size == 1 else distributed.all_finite(finite)):
+                raise FloatingPointError(
+                    f"the training loss became NaN or infinite in epoch {epoch + 1} (lr={self.lr}): the trial "
+                    "failed and the supernet was restored to its last checkpoint; a lower --lr avoids it")
+            if stoppable:
+                stop = on_epoch(epoch) if on_epoch is not None else None
+                if (distributed.command(stop)[0] if size > 1 else stop):
+                    return
+                net.train()  # the report evaluated in eval mode
+
+    @torch.no_grad()
+    def evaluate(self, arch: Any, split: str = "val", limit: int | None = None) -> float:
+        """Accuracy of the supernet path of ``arch`` on a split (search only ever uses ``val``), or on
+        its first ``limit`` images."""
+        net, _ = self._ensure_supernet(None)
+        net.eval()  # the supernet's BN uses batch statistics in eval too (see nn.ops.batch_norm)
+        correct = torch.zeros((), dtype=torch.int64, device=self.data.device)  # one host sync, at the end
+        seen = 0
+        for x, y in self.data.eval_batches(split, self.eval_batch_size, limit):
+            with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
+                correct += (net(self._layout(x), arch).argmax(1) == y).sum()
+            seen += len(y)
+        return int(correct) / seen
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def get_state(self) -> dict[str, Any]:
+        assert self.net is not None and self.optimizer is not None
+        return {"model": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Take the weights and optimizer state of :meth:`get_state` (or a checkpoint)."""
+        assert self.net is not None and self.optimizer is not None
+        self.net.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
