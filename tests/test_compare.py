@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from optuna_epnas.analysis import compare, ranking, ranking_report, retest
 from optuna_epnas.analysis import report as compare_report
+from optuna_epnas.analysis import tables
 from optuna_epnas.cli import compare as cli_compare
 from optuna_epnas.cli.compare import add_compare_parser, compare_command
 from optuna_epnas.objective import OBJECTIVE_ATTR, SupernetObjective
@@ -176,7 +177,7 @@ def test_the_mechanism_table_averages_runs_and_pools_what_each_sampler_measured(
     surrogate = {"epnas-rescore-seed0": [{"level": 2, "iteration": None, "n": 5, "kendall_tau": 0.5},
                                  {"level": 2, "iteration": 1, "n": 3, "kendall_tau": 0.9}],
                  "epnas-rescore-seed1": [{"level": 2, "iteration": None, "n": 7, "kendall_tau": 0.1}]}
-    markdown = compare_report.mechanism_ranking_table(
+    markdown = tables.mechanism_ranking_table(
         final, rows, surrogate, {x: resolve_settings(x) for x in ("epnas-rescore", "epnas-no-warmup")})
     table = {r[0]: r for r in _table(markdown, "### Ranking by mechanism")}
     # epnas-rescore measured a, b, c: supernet 0.5 0.6 0.7 against stand-alone 0.80 0.81 0.79 -> τ = -1/3

@@ -13,7 +13,7 @@ from optuna_epnas import EPNASSampler, MacroSpace, MicroSpace
 from optuna_epnas.cli import main
 from optuna_epnas.cost import NetworkSize, _count, child_sizes
 from optuna_epnas.sampler import CONFIG_ATTR, plan_attr
-from optuna_epnas.sampler.coordination import _Ledger
+from optuna_epnas.sampler.coordination import _Ledger, training_rows
 
 SIZE = NetworkSize(num_classes=10, in_channels=1, channels=4, image_size=8)
 
@@ -98,7 +98,7 @@ def test_an_infeasible_trial_is_not_grown():
     study.optimize(objective, n_trials=sampler.n_trials)
     grown = [space.parse(t.user_attrs["arch"]) for t in study.trials if t.user_attrs["level"] > 1]
     assert grown and not any(a.ops[0] == "conv5x5" for a in grown)  # parents are feasible trials only
-    keys, values, infeasible = sampler._training_rows(sampler._state(study), 0, 3, _Ledger.from_trials(study.trials))
+    keys, values, infeasible = training_rows(sampler._state(study), 0, 3, _Ledger.from_trials(study.trials))
     assert any(infeasible) and not all(infeasible)
 
 

@@ -28,9 +28,9 @@ from optuna.trial import TrialState
 from optuna_epnas.analysis.plots import write_plots
 from optuna_epnas.analysis.ranking_report import append_to_study_note
 from optuna_epnas.analysis.report import (
-    best_so_far, conclusions, default_target, fmt_acc, mechanism_ranking_table, paired_differences,
-    results_markdown, sampler_table, search_seconds, summarise, trials_to_reach,
+    best_so_far, conclusions, default_target, paired_differences, search_seconds, summarise, trials_to_reach,
 )
+from optuna_epnas.analysis.tables import fmt_acc, mechanism_ranking_table, results_markdown, sampler_table
 from optuna_epnas.analysis.retest import (
     _jsonable, _write_json, choose_and_retest, final_weight_rankings, ranking_report,
 )

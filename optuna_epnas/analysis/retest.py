@@ -18,7 +18,8 @@ from optuna.trial import FrozenTrial
 
 from optuna_epnas.analysis import ranking
 from optuna_epnas.analysis.ranking_report import ranking_markdown
-from optuna_epnas.analysis.report import choose_by_validation, sampler_of, surrogate_table, top_architectures
+from optuna_epnas.analysis.report import choose_by_validation, sampler_of, top_architectures
+from optuna_epnas.analysis.tables import surrogate_table
 from optuna_epnas.data import DeviceData
 from optuna_epnas.export import ModelSpec, build_seeded
 from optuna_epnas.checkpoint import default_path as checkpoint_path_for

@@ -248,3 +248,26 @@ def _fail_dead_trials(study: Study, trials: Sequence[FrozenTrial]) -> bool:
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass
     return failed
+
+
+def training_rows(state: _StudyState, it: int, level: int, ledger: _Ledger
+                  ) -> tuple[list[str], list[float], list[bool]]:
+    """The surrogate's rows for stage (it, level): one per distinct architecture measured in the stages
+    before it, with its latest value and whether that measurement was infeasible (a constraint over 0)."""
+    latest: dict[str, tuple[int, float]] = {}
+    infeasible: set[str] = set()
+    for (s_it, s_level), slots in ledger.stages.items():
+        if (s_it, s_level) >= (it, level):
+            continue
+        plan = state.plans.get((s_it, s_level))
+        if plan is None:
+            continue
+        for slot, s in slots.items():
+            if s.value is None:
+                continue
+            key = plan["keys"][slot]
+            if key not in latest or latest[key][0] < s.number:
+                latest[key] = (s.number, s.value)
+                (infeasible.add if not s.feasible else infeasible.discard)(key)
+    keys = sorted(latest)
+    return keys, [latest[k][1] for k in keys], [k in infeasible for k in keys]

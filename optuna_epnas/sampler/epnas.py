@@ -30,9 +30,10 @@ from optuna_epnas.cost import NetworkSize
 from optuna_epnas.latency import LatencyTable
 from optuna_epnas.owner import process_mark
 from optuna_epnas.sampler.coordination import (OBJECTIVE_FAILED_ATTR, OWNER_ATTR, USES_SPACE_ATTR, Claim, _Ledger,
-                                               _StudyState, adopt_config, plan_attr, take_slot, wait_for_slot)
+                                               _StudyState, adopt_config, plan_attr, take_slot, training_rows,
+                                               wait_for_slot)
 from optuna_epnas._checks import check_int
-from optuna_epnas.sampler.planning import Planner, Rescorer, Rows
+from optuna_epnas.sampler.planning import Planner, Rescorer
 from optuna_epnas.sampler.schedule import TemperatureSpec, planned_trials, temperature_schedule
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas.spaces.macro import MacroSpace
@@ -348,30 +349,8 @@ class EPNASSampler(BaseSampler):
         last_level = [(self.space.parse(key), s.value, s.feasible)
                       for key, s in zip(previous["keys"], ledger.stage(it, level - 1, previous)) if s.value is not None]
         assert state.config is not None
-        return self._planner.next_level(study, it, level, last_level, self._training_rows(state, it, level, ledger),
+        return self._planner.next_level(study, it, level, last_level, training_rows(state, it, level, ledger),
                                         state.maximize, tau, [state.config["seed"], it, level], number)
-
-    @staticmethod
-    def _training_rows(state: _StudyState, it: int, level: int, ledger: _Ledger) -> Rows:
-        """One row per distinct architecture measured in earlier stages: its latest value, and whether
-        that measurement was infeasible (a constraint over 0)."""
-        latest: dict[str, tuple[int, float]] = {}
-        infeasible: set[str] = set()
-        for (s_it, s_level), slots in ledger.stages.items():
-            if (s_it, s_level) >= (it, level):
-                continue
-            plan = state.plans.get((s_it, s_level))
-            if plan is None:
-                continue
-            for slot, s in slots.items():
-                if s.value is None:
-                    continue
-                key = plan["keys"][slot]
-                if key not in latest or latest[key][0] < s.number:
-                    latest[key] = (s.number, s.value)
-                    (infeasible.add if not s.feasible else infeasible.discard)(key)
-        keys = sorted(latest)
-        return keys, [latest[k][1] for k in keys], [k in infeasible for k in keys]
 
     # -- the study's settings and cached state -------------------------------------------------
     def _state(self, study: Study) -> _StudyState:
