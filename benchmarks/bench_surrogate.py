@@ -14,7 +14,7 @@ children (6 ops x 2^(L-1) skip subsets = 12,288 each, 307,200 in all), and every
   proposed  (not package code) the same one-step scores computed with the LSTM cell written out: the
         parent's W_hh h + biases once per parent, and embed + W_ih folded into one token_dim x 4H
         matrix, so each child costs a tiny matmul plus the gate arithmetic (see the README);
-  select  ``optuna_epnas.sampler.select(log_scores, K, "epnas", 1.0, rng)`` on all the (log) scores, as the
+  select  ``optuna_epnas.sampler.selection.select(log_scores, K, "epnas", 1.0, rng)`` on all the (log) scores, as the
         sampler calls it (and "pnas").
 
 Target: (ii) >= 100k candidates/s on 2 CPU cores. Nothing here asserts on timings.

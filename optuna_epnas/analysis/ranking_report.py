@@ -112,8 +112,9 @@ def ranking_markdown(supernet: tuple[RankCorrelation, list[dict[str, Any]]] | No
 def append_to_study_note(study: optuna.Study, markdown: str) -> str:
     """Put ``markdown`` at the end of the study's optuna-dashboard note, after :data:`NOTE_MARKER`.
 
-    A ranking section written before is replaced, not repeated. ``DashboardRecorder.write_study_note``
-    rebuilds the note from scratch, so a search resumed later drops the section again.
+    A ranking section written before is replaced, not repeated. When a resumed search rewrites its study
+    note (``DashboardRecorder.write_study_note``), it rebuilds the part before the marker and keeps this
+    section as it is.
     """
     head = optuna_dashboard.get_note(study).split(NOTE_MARKER)[0].rstrip()
     body = (head + "\n\n" if head else "") + f"{NOTE_MARKER}\n{markdown}"
