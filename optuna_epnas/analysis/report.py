@@ -138,11 +138,21 @@ def paired_difference(summary: dict[str, dict[str, Any]], a: str, b: str, view: 
     if len(diffs) >= 2 and len(set(diffs)) > 1:
         from scipy import stats
 
-        boot = stats.bootstrap((np.asarray(diffs),), np.mean, confidence_level=0.95, n_resamples=10_000,
-                               method="percentile", rng=np.random.default_rng(0))
-        out["ci95"] = [float(boot.confidence_interval.low), float(boot.confidence_interval.high)]
+        out["ci95"] = bootstrap_interval(diffs)
         out["wilcoxon_p"] = float(stats.wilcoxon(diffs).pvalue)
     return out
+
+
+def bootstrap_interval(values: Sequence[float]) -> list[float] | None:
+    """A 95% bootstrap interval of the mean of ``values`` (scipy.stats.bootstrap, percentile, 10,000
+    resamples, seeded); None for fewer than two values or when they are all equal (no spread to resample)."""
+    if len(values) < 2 or len(set(values)) == 1:
+        return None
+    from scipy import stats
+
+    boot = stats.bootstrap((np.asarray(values, dtype=float),), np.mean, confidence_level=0.95, n_resamples=10_000,
+                           method="percentile", rng=np.random.default_rng(0))
+    return [float(boot.confidence_interval.low), float(boot.confidence_interval.high)]
 
 
 def paired_differences(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

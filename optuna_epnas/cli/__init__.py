@@ -2,7 +2,7 @@
 trains a found architecture from scratch and reports its test accuracy; ``draw`` draws an architecture;
 ``dashboard`` shows searches in optuna-dashboard; ``ranking`` measures how well the supernet and the
 surrogate rank architectures; ``compare`` runs EPNAS, PNAS, TPE and random search on the same budget,
-over seeds."""
+over seeds; ``benchmark nb201`` compares samplers at equal queries on NAS-Bench-201's table."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Sequence
 
+from optuna_epnas.cli.benchmark import add_benchmark_parser, benchmark_command
 from optuna_epnas.cli.compare import add_compare_parser, compare_command
 from optuna_epnas.cli.dashboard import add_dashboard_parser, dashboard_command
 from optuna_epnas.cli.draw import add_draw_parser, draw_command
@@ -26,6 +27,7 @@ COMMANDS = {
     "ranking": (add_ranking_parser, ranking_command),
     "compare": (add_compare_parser, compare_command),
     "draw": (add_draw_parser, draw_command),
+    "benchmark": (add_benchmark_parser, benchmark_command),
 }
 
 

@@ -34,7 +34,7 @@ from optuna_epnas.sampler.coordination import (OBJECTIVE_FAILED_ATTR, OWNER_ATTR
                                                wait_for_slot)
 from optuna_epnas._checks import check_int
 from optuna_epnas.sampler.planning import Planner, Rescorer
-from optuna_epnas.sampler.schedule import TemperatureSpec, planned_trials, temperature_schedule
+from optuna_epnas.sampler.schedule import TemperatureSpec, fit_to_budget, planned_trials, temperature_schedule
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas.spaces.macro import MacroSpace
 
@@ -61,8 +61,18 @@ class EPNASSampler(BaseSampler):
 
     Args:
         space: the search space (default: ``MacroSpace()``, 12 layers, the paper's six ops).
-        k: architectures kept per level (paper: 25).
-        iterations: progressions from level 1 to the last level (paper: 3 to 5).
+        k: architectures kept per level (paper: 25; the default without ``n_trials``).
+        iterations: progressions from level 1 to the last level (paper: 3 to 5); with ``n_trials``, the most.
+        n_trials: a budget of trials (queries) that the schedule is fitted to: the largest K with which
+            ``iterations`` progressions fit (fewer iterations if K=1 does not; with ``k`` given, the most
+            iterations that fit), and the last level of the last iteration takes what is left, so the
+            search ends on complete architectures within the budget (:attr:`n_trials` is then the budget).
+            None: the full schedule of ``k`` and ``iterations``.
+        reuse: an architecture the schedule plans again after it was measured (every level-1
+            architecture in each later iteration, a child drawn again) keeps its recorded value instead
+            of a query, and the query goes to one never measured. For a deterministic objective (a
+            tabular benchmark, a cached measurement); off by default, where a supernet's later
+            measurement of the same path (on more trained weights) is a new one.
         selection: ``"epnas"`` samples K candidates with probabilities from their scores under τ;
             ``"pnas"`` keeps the top K.
         temperature: τ per iteration: ``(start, end)`` decays geometrically from start to end over
@@ -130,8 +140,8 @@ class EPNASSampler(BaseSampler):
     """
 
     # The settings that make a level's plan, as the planner checked and keeps them.
-    k, selection, score, acquisition, beta, rescore, parent_weight, diverse = _planner_settings(
-        "k", "selection", "score", "acquisition", "beta", "rescore", "parent_weight", "diverse")
+    k, selection, score, acquisition, beta, rescore, parent_weight, diverse, reuse = _planner_settings(
+        "k", "selection", "score", "acquisition", "beta", "rescore", "parent_weight", "diverse", "reuse")
     surrogate_steps, surrogate_ensemble, surrogate_device, limits, objectives, network, latency, max_latency_ms = (
         _planner_settings("surrogate_steps", "surrogate_ensemble", "surrogate_device", "limits", "objectives",
                           "network", "latency", "max_latency_ms"))
@@ -140,8 +150,10 @@ class EPNASSampler(BaseSampler):
         self,
         space: SearchSpace | None = None,
         *,
-        k: int = 25,
+        k: int | None = None,
         iterations: int = 3,
+        n_trials: int | None = None,
+        reuse: bool = False,
         selection: str = "epnas",
         temperature: TemperatureSpec = (0.5, 0.1),
         seed: int | None = None,
@@ -167,13 +179,18 @@ class EPNASSampler(BaseSampler):
         space = MacroSpace() if space is None else space
         if not isinstance(space, SearchSpace):
             raise TypeError(f"space must be a SearchSpace such as MacroSpace(), got {space!r}")
+        check_int("iterations", iterations, 1)
+        check_int("k", k, 1, optional=True)
+        check_int("n_trials", n_trials, 1, optional=True)
+        self.budget = n_trials
+        if n_trials is not None:
+            k, iterations = fit_to_budget(space, n_trials, k, iterations, reuse)
         self._planner = Planner(
-            space, k=k, selection=selection, score=score, acquisition=acquisition, beta=beta,
+            space, k=25 if k is None else k, reuse=reuse, selection=selection, score=score, acquisition=acquisition, beta=beta,
             parent_weight=parent_weight, diverse=diverse, surrogate_steps=surrogate_steps,
             surrogate_ensemble=surrogate_ensemble, surrogate_device=surrogate_device, rescore=rescore,
             max_params=max_params, max_macs=max_macs, network=network, objectives=objectives,
             max_latency_ms=max_latency_ms, latency=latency)
-        check_int("iterations", iterations, 1)
         check_int("max_retries", max_retries, 0)
         self.space, self.iterations, self.seed = space, iterations, seed
         self._temperature = temperature_schedule(temperature, iterations)
@@ -200,19 +217,21 @@ class EPNASSampler(BaseSampler):
 
     @classmethod
     def paper(cls, space: SearchSpace | None = None, **kwargs: Any) -> "EPNASSampler":
-        """The paper's exact settings (:attr:`PAPER`); keywords override them (e.g. a smaller ``k``)."""
-        return cls(space, **{**cls.PAPER, **kwargs})
+        """The paper's exact settings (:attr:`PAPER`); keywords override them (e.g. a smaller ``k``). With
+        ``n_trials`` and no ``k``, K is fitted to the budget as in the default sampler."""
+        preset = {name: value for name, value in cls.PAPER.items() if name != "k" or "n_trials" not in kwargs}
+        return cls(space, **{**preset, **kwargs})
 
     # -- schedule ------------------------------------------------------------------------------
     @staticmethod
-    def planned_trials(space: SearchSpace | None = None, k: int = 25, iterations: int = 3) -> int:
+    def planned_trials(space: SearchSpace | None = None, k: int = 25, iterations: int = 3, reuse: bool = False) -> int:
         """Trials in a full schedule (failed trials are retried on top of these)."""
-        return planned_trials(MacroSpace() if space is None else space, k, iterations)
+        return planned_trials(MacroSpace() if space is None else space, k, iterations, reuse)
 
     @property
     def n_trials(self) -> int:
-        """Trials in this sampler's full schedule."""
-        return planned_trials(self.space, self.k, self.iterations)
+        """Trials in this sampler's full schedule: the budget ``n_trials`` when one was given."""
+        return self.budget if self.budget is not None else planned_trials(self.space, self.k, self.iterations, self.reuse)
 
     def temperature(self, iteration: int) -> float:
         """τ of a 0-based iteration."""
@@ -343,14 +362,25 @@ class EPNASSampler(BaseSampler):
         """A new plan of stage (it, level) (:class:`~optuna_epnas.sampler.planning.Planner`): at level 1
         every one-unit architecture within the limits; after it, K children of the previous level's."""
         tau = self.temperature(it)
+        rows = training_rows(state, it, level, ledger)
         if level == 1:
-            return self._planner.first_level(tau)
+            return self._planner.first_level(tau, rows)
         previous = state.plans[(it, level - 1)]
         last_level = [(self.space.parse(key), s.value, s.feasible)
                       for key, s in zip(previous["keys"], ledger.stage(it, level - 1, previous)) if s.value is not None]
+        reused = previous.get("reused", {})
+        last_level += [(self.space.parse(key), value, ok)
+                       for key, value, ok in zip(reused.get("keys", []), reused.get("values", []), reused.get("feasible", []))]
         assert state.config is not None
-        return self._planner.next_level(study, it, level, last_level, training_rows(state, it, level, ledger),
-                                        state.maximize, tau, [state.config["seed"], it, level], number)
+        return self._planner.next_level(study, it, level, last_level, rows, state.maximize, tau,
+                                        [state.config["seed"], it, level], number, self._stage_k(state, it, level))
+
+    def _stage_k(self, state: _StudyState, it: int, level: int) -> int:
+        """K of a stage; with a budget, the last stage of the last iteration takes what the others left."""
+        if self.budget is None or (it, level) != (self.iterations - 1, self.space.max_level):
+            return self.k
+        spent = sum(len(plan["keys"]) for stage, plan in state.plans.items() if stage < (it, level))
+        return max(1, self.budget - spent)
 
     # -- the study's settings and cached state -------------------------------------------------
     def _state(self, study: Study) -> _StudyState:
@@ -376,5 +406,6 @@ class EPNASSampler(BaseSampler):
             state.config = adopt_config(study, {
                 "space": self.space.spec(), "k": self.k, "iterations": self.iterations, "selection": self.selection,
                 "temperatures": [round(self.temperature(i), 12) for i in range(self.iterations)],
-                "seed": self.seed, **self._planner.config()})
+                "seed": self.seed, **({"n_trials": self.budget} if self.budget is not None else {}),
+                **self._planner.config()})
         return state

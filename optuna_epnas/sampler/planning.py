@@ -72,7 +72,7 @@ class Planner:
                  parent_weight: float, diverse: bool, surrogate_steps: int, surrogate_ensemble: int,
                  surrogate_device: str | None, rescore: Rescorer | None, max_params: int | None,
                  max_macs: int | None, network: NetworkSize | None, objectives: Sequence[str] | None,
-                 max_latency_ms: float | None, latency: LatencyTable | None) -> None:
+                 max_latency_ms: float | None, latency: LatencyTable | None, reuse: bool = False) -> None:
         check_int("k", k, 1)
         check_int("surrogate_steps", surrogate_steps, 1)
         check_int("surrogate_ensemble", surrogate_ensemble, 1)
@@ -91,6 +91,9 @@ class Planner:
             raise ValueError(f"parent_weight must be a finite number >= 0, got {parent_weight!r}")
         if not isinstance(diverse, bool):
             raise TypeError(f"diverse must be True or False, got {diverse!r}")
+        if not isinstance(reuse, bool):
+            raise TypeError(f"reuse must be True or False, got {reuse!r}")
+        self.reuse = reuse
         self.space, self.k, self.selection = space, k, selection
         self.surrogate_steps, self.surrogate_ensemble = surrogate_steps, surrogate_ensemble
         self.surrogate_device = str(torch.device(surrogate_device or "cpu"))  # a string: the sampler pickles
@@ -142,6 +145,7 @@ class Planner:
             "rescore": self.rescore is not None,
             **({"parent_weight": self.parent_weight} if self.parent_weight else {}),
             **({"diverse": True} if self.diverse else {}),
+            **({"reuse": True} if self.reuse else {}),
             **({"limits": {**self.limits, "network": dataclasses.asdict(self.network)}} if self.limits else {}),
             **({"objectives": list(self.objectives), "network": dataclasses.asdict(self.network)}
                if self.objectives else {}),
@@ -150,23 +154,34 @@ class Planner:
         }
 
     # -- the plans -------------------------------------------------------------------------------
-    def first_level(self, tau: float) -> dict[str, Any]:
-        """Every one-unit architecture within the limits."""
+    def first_level(self, tau: float, rows: Rows | None = None) -> dict[str, Any]:
+        """Every one-unit architecture within the limits (with ``reuse``: those of ``rows``, the ones
+        measured before, keep their values instead of a query)."""
         initial = self.space.initial()
         fits = self._fits(self.space.root())
         keys = [self.space.key(a) for a, ok in zip(initial, fits) if ok]
         if not keys:
             raise ValueError(f"no architecture fits {self._limits_text()}: the smallest has "
                              f"{self._smallest(self.space.root())}; raise the limit")
-        return {"temperature": tau, "predicted": None, "probability": None, "keys": keys, "candidates": len(keys),
+        seen = self._seen(rows)
+        known = [self._known(key, seen) for key in keys]
+        return {"temperature": tau, "predicted": None, "probability": None,
+                "keys": [key for key, old in zip(keys, known) if old is None], "candidates": len(keys),
+                **self._reused([(key, old) for key, old in zip(keys, known) if old is not None]),
                 **self._rejected(len(initial) - len(keys))}
 
     def next_level(self, study: Study, it: int, level: int, last_level: list[tuple[Any, float, bool]], rows: Rows,
-                   maximize: bool, tau: float, seed: Sequence[int], number: int | None) -> dict[str, Any]:
-        """K children of the previous level's measured architectures ``last_level`` (arch, value,
-        feasible) by trial ``number``, scored by surrogates fitted on ``rows``. ``seed`` is split into
-        independent streams: one for the draw, one per surrogate."""
+                   maximize: bool, tau: float, seed: Sequence[int], number: int | None,
+                   k: int | None = None) -> dict[str, Any]:
+        """``k`` (default K) children of the previous level's measured architectures ``last_level`` (arch,
+        value, feasible) by trial ``number``, scored by surrogates fitted on ``rows``. ``seed`` is split
+        into independent streams: one for the draw, one per surrogate.
+
+        With ``reuse``, the draw goes on past the architectures measured before (``rows``): those drawn
+        before the ``k``-th new one join the level with their recorded values, and all ``k`` queries go
+        to architectures never measured."""
         started = time.perf_counter()
+        k = self.k if k is None else k
         measured_parents = _parents(last_level, it, level)
         parents = [p for p, _ in measured_parents]
         keys, measured, infeasible = rows
@@ -174,7 +189,7 @@ class Planner:
         values, rescored = self._fitted_values(study, keys, targets(measured), infeasible)
         rescored_at = time.perf_counter()
         draw_seed, *member_seeds = np.random.SeedSequence(list(seed)).spawn(1 + self.surrogate_ensemble)
-        tokens = [self.space.tokens(self.space.parse(k)) for k in keys]
+        tokens = [self.space.tokens(self.space.parse(key)) for key in keys]
         members = [LSTMSurrogate(self.space.token_dim, steps=self.surrogate_steps,
                                  seed=int(s.generate_state(1)[0] % 2**31), device=self.surrogate_device
                                  ).fit(tokens, values) for s in member_seeds]
@@ -197,12 +212,23 @@ class Planner:
                             if self.objectives else scaled(parent_values, self.score))
             weights = weights + self.parent_weight * np.repeat(parent_score, sizes)
         groups = self._groups(parents, fits) if self.diverse else None
-        chosen, probability = select(weights, self.k, self.selection, tau, np.random.default_rng(draw_seed), groups)
+        seen = self._seen(rows)
+        # with reuse, drawn past the candidates measured before: at most one per seen network of the level
+        chosen, probability = select(weights, k + len(seen), self.selection, tau, np.random.default_rng(draw_seed),
+                                     groups)
+        drawn = self._chosen_keys(parents, fits, chosen)
+        known = [self._known(key, seen) for key in drawn]
+        new = [i for i, old in enumerate(known) if old is None][:k]
+        # drawn in order: the seen ones before the k-th new one (when every candidate was drawn, all of them)
+        last = new[-1] + 1 if new and len(drawn) < len(weights) else len(drawn)
+        reused = [(key, old) for key, old in zip(drawn[:last], known[:last]) if old is not None]
+        chosen, keys = chosen[new], [drawn[i] for i in new]
         return {
             "temperature": tau,
             "predicted": [float(predicted[c]) for c in chosen],
             "probability": [float(probability[c]) for c in chosen],
-            "keys": self._chosen_keys(parents, fits, chosen),
+            "keys": keys,
+            **self._reused(reused),
             "candidates": int(len(weights)),
             **self._rejected(sum(len(f) for f in fits) - int(len(weights))),
             "surrogate_rows": len(keys),
@@ -212,6 +238,25 @@ class Planner:
             "fit_seconds": round(fitted - rescored_at, 3),
             "score_seconds": round(time.perf_counter() - fitted, 3),
         }
+
+    def _seen(self, rows: Rows | None) -> dict[str, tuple[float, bool]]:
+        """With ``reuse``: the networks measured before (``rows``), by network key: (value, feasible)."""
+        if not self.reuse or rows is None:
+            return {}
+        keys, values, infeasible = rows
+        return {self.space.network_key(self.space.parse(key)): (value, not bad)
+                for key, value, bad in zip(keys, values, infeasible)}
+
+    def _known(self, key: str, seen: dict[str, tuple[float, bool]]) -> tuple[float, bool] | None:
+        """(value, feasible) of the network of ``key`` if it was measured before, else None."""
+        return seen.get(self.space.network_key(self.space.parse(key))) if seen else None
+
+    def _reused(self, reused: list[tuple[str, tuple[float, bool]]]) -> dict[str, Any]:
+        """A plan's architectures that keep the recorded values of their networks (only with ``reuse``)."""
+        if not self.reuse:
+            return {}
+        return {"reused": {"keys": [key for key, _ in reused], "values": [value for _, (value, _) in reused],
+                           "feasible": [ok for _, (_, ok) in reused]}}
 
     def _fitted_values(self, study: Study, keys: list[str], values: list[float],
                        infeasible: list[bool]) -> tuple[list[float], dict[str, Any] | None]:
@@ -273,7 +318,7 @@ class Planner:
 
     def _completed_ms(self, parent: Any) -> np.ndarray:
         assert self.latency is not None
-        return self.latency.child_ms(self.space, parent) + self.latency.completion_ms(self.space, parent.level + 1)
+        return self.latency.child_ms(self.space, parent) + self.latency.completion_ms(self.space, self.space.level(parent) + 1)
 
     def _completed_sizes(self, parent: Any) -> tuple[np.ndarray, np.ndarray]:
         params, macs = child_sizes(self.space, parent, self.network)

@@ -51,6 +51,9 @@ class _PerIteration:
 
 
 def _representative_children(space: SearchSpace, level: int) -> int:
+    # The schedule counts a level's candidates before any plan exists, so it takes one architecture's
+    # number of children for its level's: the space contract (optuna_epnas.testing.check_space) holds
+    # every space to "the number of children depends on the level only".
     arch = space.root()
     for _ in range(level - 1):
         arch = space.child(arch, 0)
@@ -65,6 +68,35 @@ def stage_sizes(space: SearchSpace, k: int) -> list[int]:
     return sizes
 
 
-def planned_trials(space: SearchSpace, k: int, iterations: int) -> int:
-    """Trials in a full schedule of ``iterations`` progressions (failed trials are retried on top)."""
-    return iterations * sum(stage_sizes(space, k))
+def planned_trials(space: SearchSpace, k: int, iterations: int, reuse: bool = False) -> int:
+    """Trials in a full schedule of ``iterations`` progressions (failed trials are retried on top).
+
+    ``reuse``: an architecture measured before is not queried again, so only the first iteration
+    queries level 1 (the count is then an upper bound: a later level with fewer than K candidates
+    never measured queries fewer)."""
+    sizes = stage_sizes(space, k)
+    return sizes[0] + iterations * sum(sizes[1:]) if reuse else iterations * sum(sizes)
+
+
+def fit_to_budget(space: SearchSpace, budget: int, k: int | None, iterations: int,
+                  reuse: bool = False) -> tuple[int, int]:
+    """``(k, iterations)`` of a schedule that ends within ``budget`` trials: the largest K with which
+    ``iterations`` progressions fit (fewer iterations if even K=1 does not), or, with ``k`` given, the
+    most iterations up to ``iterations`` that fit. ValueError if not even one progression fits."""
+    for its in range(iterations, 0, -1):
+        if k is not None:
+            if planned_trials(space, k, its, reuse) <= budget:
+                return k, its
+            continue
+        if planned_trials(space, 1, its, reuse) > budget:
+            continue
+        low, high = 1, max(1, budget)  # planned_trials grows with K: the largest K that fits
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if planned_trials(space, mid, its, reuse) <= budget else (low, mid - 1)
+        return low, its
+    need = planned_trials(space, 1 if k is None else k, 1, reuse)
+    raise ValueError(f"n_trials={budget} is too few for one progression of {space.describe()}"
+                     f"{'' if k is None else f' with k={k}'}: it needs at least {need} trials (every level-1 "
+                     f"architecture, then {'one' if k is None else k} per level); raise n_trials"
+                     f"{'' if k is None else ' or lower k'}")

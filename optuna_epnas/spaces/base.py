@@ -12,6 +12,7 @@ registered with :func:`optuna_epnas.spaces.register_space` together with its net
 from __future__ import annotations
 
 import abc
+import numbers
 from typing import Any, ClassVar, Generic, Hashable, Sequence, TypeVar
 
 import numpy as np
@@ -36,7 +37,22 @@ def check_ops(ops: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
     return ops
 
 
-class SearchSpace(abc.ABC, Generic[Arch]):
+class _SpaceMeta(abc.ABCMeta):
+    """Checks, as a space is made, the two sizes its ``__init__`` must set: the sampler sizes its
+    schedule and the surrogate its input from them, far from the space's own code."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        space = super().__call__(*args, **kwargs)
+        for attr in ("max_level", "token_dim"):
+            value = getattr(space, attr, None)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise TypeError(f"{cls.__name__}.__init__ must set self.{attr} to a positive integer (the "
+                                f"{'units of a complete architecture' if attr == 'max_level' else 'width of one unit token'}), "
+                                f"got {value!r}")
+        return space
+
+
+class SearchSpace(Generic[Arch], metaclass=_SpaceMeta):
     """A progressive search space whose architectures are ordinary Optuna categorical parameters."""
 
     #: Registry key, and ``spec()["space"]``: ``"macro"``, ``"micro"``.
@@ -99,6 +115,12 @@ class SearchSpace(abc.ABC, Generic[Arch]):
     def key(self, arch: Arch) -> str:
         """Canonical, human-readable string: equal architectures have equal keys."""
 
+    def network_key(self, arch: Arch) -> str:
+        """Key of the network ``arch`` is measured as: architectures with equal network keys give equal
+        measurements of a deterministic objective (``EPNASSampler(reuse=True)`` queries one of them only).
+        Default: :meth:`key` (every architecture its own network)."""
+        return self.key(arch)
+
     @abc.abstractmethod
     def parse(self, key: str) -> Arch:
         """Inverse of :meth:`key`; raises ValueError on a malformed key."""
@@ -111,7 +133,8 @@ class SearchSpace(abc.ABC, Generic[Arch]):
 
     @abc.abstractmethod
     def num_children(self, arch: Arch) -> int:
-        """How many one-unit-deeper architectures extend ``arch``."""
+        """How many one-unit-deeper architectures extend ``arch``: the same for every architecture of a
+        level (the schedule counts a level's candidates before planning it; ``check_space`` checks it)."""
 
     @abc.abstractmethod
     def child(self, arch: Arch, index: int) -> Arch:
