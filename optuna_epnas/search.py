@@ -52,6 +52,7 @@ def make_sampler(name: str, space: SearchSpace, settings: SearchSettings, seed: 
                             rescore=rescore if settings.rescore else None,
                             parent_weight=settings.parent_weight, diverse=settings.diverse,
                             max_params=settings.max_params, max_macs=settings.max_macs, network=network,
+                            n_trials=settings.n_trials, reuse=settings.reuse,
                             objectives=settings.objectives, max_latency_ms=settings.max_latency_ms, latency=latency,
                             surrogate_device=None if device is None else str(device))
     if name == "tpe":
@@ -226,7 +227,8 @@ def open_search(
     _record_sampler(study, sampler)
     objective.attach(study)  # before the sampler runs: completes a trial a kill left unrecorded
     return Search(study=study, sampler=made, objective=objective, space=space,
-                  budget=budget or planned_trials(space, settings.k, settings.iterations),
+                  budget=budget or settings.n_trials or planned_trials(space, settings.k, settings.iterations,
+                                                                        settings.reuse),
                   budget_is_exact=budget is not None, checkpoint=objective.checkpoint_path,
                   cost_budget=cost_budget)
 

@@ -83,6 +83,8 @@ class SearchSettings:
     max_macs: int | None = None
     objectives: tuple[str, ...] = ("accuracy",)  # ("accuracy", "params"|"macs"|"latency"): two objectives
     max_latency_ms: float | None = None  # estimated on the search's device (optuna_epnas.latency)
+    n_trials: int | None = None  # a trial budget the progressive schedule is fitted to (k, iterations)
+    reuse: bool = False  # a network measured before keeps its value (a deterministic objective)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -93,7 +95,7 @@ class SearchSettings:
 
 
 _ABSENT_WHEN_OFF = {"parent_weight": 0.0, "diverse": False, "max_params": None, "max_macs": None,
-                    "objectives": ("accuracy",), "max_latency_ms": None}
+                    "objectives": ("accuracy",), "max_latency_ms": None, "n_trials": None, "reuse": False}
 
 
 _PAPER = {"temperature": (10.0, 1.0), "ensemble": 1, "score": "raw", "acquisition": "mean", "rescore": False,

@@ -18,7 +18,7 @@ Samplers: ``epnas`` (the defaults, ``EPNASSampler(space, k, iterations, seed)``)
     --variant "temperature=0.5,0.1"  --variant "acquisition=mean score=raw"  --variant "ensemble=3 beta=2"
 
 (keys: temperature (start,end or one value per iteration), score, acquisition, beta, ensemble, selection,
-parent_weight, diverse (true/false)).
+parent_weight, diverse, reuse (true/false)).
 ``--defaults SPEC`` (same syntax) changes what ``epnas`` (the reference), ``pnas`` and the variants
 start from: the settings a default is about to get, measured before the code has them.
 
@@ -43,7 +43,7 @@ from optuna_epnas.testing.synthetic import KINDS, SyntheticScore, run_at_equal_c
 BASE_SAMPLERS = ("epnas", "epnas-paper", "pnas", "tpe", "random")
 VARIANT_KEYS = {"temperature": "temperature", "score": "score", "acquisition": "acquisition", "beta": "beta",
                 "ensemble": "surrogate_ensemble", "selection": "selection",
-                "parent_weight": "parent_weight", "diverse": "diverse"}
+                "parent_weight": "parent_weight", "diverse": "diverse", "reuse": "reuse"}
 
 
 def parse_variant(text: str) -> dict[str, Any]:
@@ -57,8 +57,8 @@ def parse_variant(text: str) -> dict[str, Any]:
             overrides["temperature"] = tuple(float(v) for v in value.split(","))
         elif key in ("beta", "parent_weight"):
             overrides[key] = float(value)
-        elif key == "diverse":
-            overrides["diverse"] = value.lower() in ("1", "true", "yes", "on")
+        elif key in ("diverse", "reuse"):
+            overrides[key] = value.lower() in ("1", "true", "yes", "on")
         elif key == "ensemble":
             overrides["surrogate_ensemble"] = int(value)
         else:
@@ -81,6 +81,8 @@ def variant_name(overrides: dict[str, Any]) -> str:
             parts.append(f"parent weight {value:g}")
         elif key == "diverse":
             parts.append("diverse" if value else "not diverse")
+        elif key == "reuse":
+            parts.append("reuse" if value else "re-measure")
         else:
             parts.append(str(value))
     return "epnas " + ", ".join(parts)

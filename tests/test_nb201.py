@@ -238,3 +238,18 @@ def test_the_benchmark_fits_every_progressive_sampler_to_the_budget():
 def test_the_contract_holds_for_nb201():
     check_space(NB201Space())
     check_space(NB201Space(ops=("none", "nor_conv_3x3"), order=range(6), ungrown="skip_connect"))
+
+
+def test_epnas_search_fits_its_schedule_to_n_trials(tmp_path, capsys):
+    storage = f"sqlite:///{tmp_path / 'b.db'}"
+    args = ["search", "--dataset", "digits", "--layers", "3", "--k", "2", "--iterations", "2", "--epochs", "1",
+            "--channels", "4", "--n-trials", "14", "--device", "cpu", "--quiet", "--storage", storage,
+            "--checkpoint-dir", str(tmp_path), "--max-train", "64"]
+    assert main(args) == 0
+    assert "14 trials planned" in capsys.readouterr().out
+    study = optuna.load_study(study_name="macro-digits-epnas", storage=storage)
+    levels = [t.user_attrs["level"] for t in study.trials]
+    # k=2 given: one iteration fits (6 + 2 + 2 = 10 <= 14), and its last level takes the 4 left over
+    assert len(levels) == 14 and levels.count(1) == 6 and levels.count(3) == 6
+    config = study._storage.get_study_system_attrs(study._study_id)["epnas:config"]
+    assert (config["k"], config["iterations"], config["n_trials"]) == (2, 1, 14) and "reuse" not in config

@@ -49,7 +49,8 @@ class SearchInfo:
     def planned(self) -> int | None:
         if self.space is None or self.config is None:
             return None
-        return planned_trials(self.space, self.config["k"], self.config["iterations"])
+        return self.config.get("n_trials") or planned_trials(self.space, self.config["k"], self.config["iterations"],
+                                                             self.config.get("reuse", False))
 
 
 def trial_note(trial: FrozenTrial, info: SearchInfo, drawing_url: str | None = None) -> str:

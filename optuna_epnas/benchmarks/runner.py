@@ -21,7 +21,7 @@ import optuna
 from optuna_epnas.benchmarks.nb201 import TEST_ATTR, TabularObjective
 
 #: The samplers a benchmark knows, in report order.
-SAMPLERS = ("epnas", "epnas-remeasure", "epnas-paper", "pnas", "random", "tpe", "rea")
+SAMPLERS = ("epnas", "epnas-remeasure", "epnas-surrogate-only", "epnas-paper", "pnas", "random", "tpe", "rea")
 DEFAULT_SAMPLERS = ("epnas", "epnas-paper", "pnas", "random", "tpe", "rea")
 RUNS_FILE = "runs.jsonl"
 
@@ -37,6 +37,9 @@ def make_sampler(name: str, space: Any, budget: int, seed: int) -> optuna.sample
     makers: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
         "epnas": lambda: EPNASSampler(space, n_trials=budget, seed=seed, reuse=deterministic),
         "epnas-remeasure": lambda: EPNASSampler(space, n_trials=budget, seed=seed),
+        # the draw before parent weight and the diverse draw (settings.VARIANTS' ablation of the same name)
+        "epnas-surrogate-only": lambda: EPNASSampler(space, n_trials=budget, seed=seed, reuse=deterministic,
+                                                     parent_weight=0.0, diverse=False),
         "epnas-paper": lambda: EPNASSampler.paper(space, n_trials=budget, seed=seed, reuse=deterministic),
         "pnas": lambda: EPNASSampler.paper(space, selection="pnas", n_trials=budget, seed=seed, reuse=deterministic),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from optuna_epnas.cli.args import (
 )
 from optuna_epnas.data import available_datasets
 from optuna_epnas.sampler.planning import ACQUISITIONS, SCORES
+from optuna_epnas.sampler.schedule import fit_to_budget
 from optuna_epnas.search import PRUNERS
 from optuna_epnas.settings import GPU_TRAINING, PROGRESSIVE, SAMPLER_NAMES, SUPERNET, SearchSettings
 from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace
@@ -76,13 +78,16 @@ def add_search_arguments(group: argparse._ActionsContainer) -> None:
                        help=f"LSTM surrogates per level (default {d.ensemble}; the paper's EPNAS: 1; PNAS: 5)")
     group.add_argument("--parent-weight", type=non_negative_float, default=None,
                        help="adds this × the parent's z-scored measured accuracy to each child's log-weight "
-                            f"(default {d.parent_weight:g}: the surrogate alone)")
+                            f"(default {d.parent_weight:g}; 0: the surrogate alone)")
     group.add_argument("--diverse", action=argparse.BooleanOptionalAction, default=None,
                        help="draw the K children from distinct (parent, new op) groups first "
                             f"(default {'on' if d.diverse else 'off'})")
     group.add_argument("--rescore", action=argparse.BooleanOptionalAction, default=None,
                        help="re-evaluate the measured architectures on the current supernet weights before each "
                             f"level's surrogate fit (default {'on' if d.rescore else 'off'})")
+    group.add_argument("--reuse", action=argparse.BooleanOptionalAction, default=None,
+                       help="a network measured before keeps its recorded value instead of a new query (for a "
+                            f"deterministic objective; default {'on' if d.reuse else 'off'}: a supernet re-measures)")
     group.add_argument("--warmup-epochs", type=non_negative_int, default=None,
                        help=f"epochs of uniformly sampled full-depth paths before level 1 (default {d.warmup_epochs})")
     group.add_argument("--epochs", type=positive_int, default=None,
@@ -121,6 +126,7 @@ def settings_from_args(args: argparse.Namespace, device: Any = None) -> dict[str
             "parent_weight": args.parent_weight, "diverse": args.diverse,
             "max_params": getattr(args, "max_params", None), "max_macs": getattr(args, "max_macs", None),
             "objectives": getattr(args, "objectives", None), "max_latency_ms": getattr(args, "max_latency_ms", None),
+            "reuse": getattr(args, "reuse", None),
             **({name: value for name, value in GPU_TRAINING.items() if getattr(args, name) is None}
                if device is not None and torch.device(device).type == "cuda" else {})}
 
@@ -155,7 +161,9 @@ def add_search_parser(commands: Any) -> argparse.ArgumentParser:
                    help="resume a study whose supernet another machine's process is recorded as training (it is gone)")
     s.add_argument("--study-name", default=None, help="default: <space>-<dataset>-<sampler>")
     s.add_argument("--n-trials", type=positive_int, default=None,
-                   help="trial budget of tpe/random (default: the trials of the EPNAS schedule)")
+                   help="trial budget: tpe/random run this many trials; EPNAS/PNAS fit K (unless --k is given) and "
+                        "iterations (at most --iterations) to it and end on complete architectures within it "
+                        "(default: the trials of the EPNAS schedule)"),
     add_search_arguments(s)
     s.add_argument("--report-epochs", action="store_true",
                    help="evaluate after every supernet epoch and report it (learning curves in the dashboard; "
@@ -197,6 +205,9 @@ def search_command(args: argparse.Namespace) -> int:
     data = load_data(args, args.dataset, args.seed)
     study_name = args.study_name or f"{args.space}-{args.dataset}-{args.sampler}"
     settings = resolve_settings(args.sampler, settings_from_args(args, data.device))
+    if args.sampler in PROGRESSIVE and args.n_trials is not None:  # K and iterations fitted to the budget
+        k, iterations = fit_to_budget(space, args.n_trials, args.k, settings.iterations, settings.reuse)
+        settings = dataclasses.replace(settings, k=k, iterations=iterations, n_trials=args.n_trials)
     if rank > 0:  # a helper rank: trains its shard of what rank 0 says, until rank 0 is done
         distributed.serve(make_objective(space, data, settings, args.seed))
         distributed.shutdown()
