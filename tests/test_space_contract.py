@@ -19,9 +19,10 @@ import torch
 
 from optuna_epnas.nn import build_network, count_parameters
 from optuna_epnas.spaces import (
-    MacroArch, MacroSpace, MicroArch, MicroSpace, SearchSpace, register_space, space_class, space_from_spec,
-    space_names,
+    MacroArch, MacroSpace, MicroArch, MicroSpace, NB201Space, SearchSpace, register_space, space_class,
+    space_from_spec, space_names,
 )
+from optuna_epnas.testing import check_space
 
 torch.set_num_threads(1)
 
@@ -335,3 +336,59 @@ def test_the_macro_space_refuses_cells_as_before():
         build_network(MacroSpace(3), 10, 1, 4, cells=2)
     assert isinstance(MacroArch(("conv3x3",), ((),)), MacroSpace.arch_type)
     assert isinstance(MicroArch(((0, "conv3x3", 1, "conv3x3"),)), MicroSpace.arch_type)
+
+
+# -- the reusable contract (optuna_epnas.testing.check_space), on every registered space ----------------------
+@pytest.mark.parametrize("space", [MacroSpace(12), MacroSpace(3, ops=("conv3x3", "avg3x3")), MicroSpace(5),
+                                   MicroSpace(2, ops=OPS4, cells=1), NB201Space(),
+                                   NB201Space(order=range(6), ungrown="skip_connect")], ids=space_id)
+def test_check_space_passes_on_the_package_spaces(space):
+    check_space(space)
+
+
+class _UnevenSpace(NB201Space):
+    """Breaks the schedule's assumption: the 'none' child of the root has fewer children than its siblings."""
+
+    name = "uneven-nb201"
+
+    def num_children(self, arch):
+        n = super().num_children(arch)
+        return n - 1 if n and arch.edges[self.order[0]] == "none" and self.level(arch) == 1 else n
+
+    def child(self, arch, index):
+        if index >= self.num_children(arch):
+            raise IndexError(index)
+        return super().child(arch, index)
+
+    def child_tokens(self, arch):
+        return super().child_tokens(arch)[: self.num_children(arch)]
+
+
+class _BadTokens(NB201Space):
+    name = "bad-tokens-nb201"
+
+    def child_tokens(self, arch):
+        return super().child_tokens(arch)[::-1].copy()
+
+
+def test_check_space_names_the_promise_a_space_breaks():
+    register_space(_UnevenSpace)
+    register_space(_BadTokens)
+    with pytest.raises(AssertionError, match="architectures of level 1 have .* children"):
+        check_space(_UnevenSpace(), samples=30)
+    with pytest.raises(AssertionError, match="child_tokens"):
+        check_space(_BadTokens())
+    with pytest.raises(AssertionError, match="is not registered"):
+        check_space(type("Unregistered", (NB201Space,), {"name": "unregistered-nb201"})())
+
+
+def test_a_space_must_set_its_sizes():
+    class Sizeless(NB201Space):
+        name = "sizeless-nb201"
+
+        def __init__(self):
+            super().__init__()
+            del self.max_level
+
+    with pytest.raises(TypeError, match=r"Sizeless.__init__ must set self.max_level to a positive integer"):
+        Sizeless()

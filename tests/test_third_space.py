@@ -15,6 +15,7 @@ from torch import nn
 from optuna_epnas import EPNASSampler, SearchSpace, SupernetObjective, build_network, load_dataset
 from optuna_epnas.cost import NetworkSize
 from optuna_epnas.spaces import register_space, space_class, space_names
+from optuna_epnas.testing import check_space
 
 CHAIN_OPS = ("conv3x3", "max3x3")
 
@@ -99,6 +100,11 @@ class ChainNet(nn.Module):
 
 
 register_space(ChainSpace, network=ChainNet)
+
+
+def test_the_third_space_keeps_the_space_contract():
+    check_space(ChainSpace(3))
+    check_space(ChainSpace(1))
 
 
 def test_the_third_space_is_registered_and_builds_its_networks():
