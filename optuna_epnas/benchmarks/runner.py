@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -93,7 +94,9 @@ def run_one(spec: RunSpec, space_spec: dict[str, Any]) -> dict[str, Any]:
             "test_accuracy": curve[-1] if curve else None,
             "best_validation": max((100 * t.value for t in complete), default=None),
             "complete_queries": len(complete), "distinct_cells": len({t.user_attrs["arch"] for t in trials}),
-            "seconds": round(time.perf_counter() - started, 2), "anytime": curve}
+            "seconds": round(time.perf_counter() - started, 2), "anytime": curve,
+            # the surrogate's fits (hence EPNAS's draws) may differ across torch builds and processors
+            "torch": torch.__version__, "python": platform.python_version()}
 
 
 def read_runs(path: Path) -> list[dict[str, Any]]:

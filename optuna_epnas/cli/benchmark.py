@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +87,10 @@ def benchmark_command(args: argparse.Namespace) -> int:
                              progress=lambda line: print(line, flush=True))
     table = load_table()
     ceiling = table.test[table.best_by_validation()]
-    command = "epnas " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[0].endswith("epnas") else \
-        "epnas benchmark nb201"
+    command = " ".join(["epnas benchmark nb201", "--samplers", ",".join(args.samplers), "--budgets",
+                        ",".join(map(str, args.budgets)), "--seeds", str(args.seeds), "--first-seed", str(args.first_seed),
+                        *(["--order", args.order] if args.order else []), *(["--ungrown", args.ungrown] if args.ungrown else []),
+                        "--out", shlex.quote(args.out)])
     protocol = {
         "text": f"{space!r}; CIFAR-10 validation accuracy of the 12-epoch table as the objective, NB201's test "
                 "accuracy of each search's best-by-validation complete cell reported; every budget its own search "
