@@ -9,16 +9,17 @@ not yet grown set to ``ungrown`` (:meth:`NB201Space.cell`).
 Why the defaults (``order`` = the output node's three edges first, then node 2's, then node 1's;
 ``ungrown = "nor_conv_1x1"``): a progressive search keeps the best partial architectures of a level, so
 a partial cell must say what its completions can reach. Measured on the shipped 12-epoch CIFAR-10 table
-(Kendall τ between a partial cell's validation accuracy and the best of its completions, levels 1-5):
+(``python studies/nb201_partial_cells.py``: Kendall τ between a partial cell's validation accuracy and
+the best of its completions at levels 1-5; a greedy beam over exact partial accuracies):
 
-======================================  =================================
-ungrown edges / order                   τ at levels 1, 2, 3, 4, 5
-======================================  =================================
-``none``, canonical                     +0.60 +0.14 +0.02 +0.31 +0.56
-``skip_connect``, canonical             +0.80 +0.45 +0.59 +0.39 +0.59
-``nor_conv_1x1``, output first          +0.60 +0.42 +0.51 +0.68 +0.86
-``nor_conv_3x3``, output first          +0.20 +0.28 +0.49 +0.69 +0.88
-======================================  =================================
+======================================  ================================  ==============================
+ungrown edges / order                   τ at levels 1, 2, 3, 4, 5          beam that finds the best cell
+======================================  ================================  ==============================
+``none``, canonical                     +0.60 +0.14 +0.02 +0.31 +0.56      none up to 25 wide
+``skip_connect``, canonical             +0.80 +0.45 +0.59 +0.39 +0.59      10 wide
+``nor_conv_1x1``, this order            +0.60 +0.42 +0.51 +0.62 +0.72      5 wide
+``nor_conv_3x3``, this order            +0.20 +0.28 +0.49 +0.61 +0.71      3 wide
+======================================  ================================  ==============================
 
 ``none`` leaves levels 1-3 dead networks in the canonical order (nodes 1 and 2 reach the output only
 through e4-e6); ``skip_connect`` makes the partial cell a shallower network whose best partial cells
@@ -26,7 +27,9 @@ are not those of the best cells; a 1×1 convolution keeps every path alive and l
 capacity of a 3×3 one, so the op chosen on an edge is compared against a neutral learned edge. The
 output node's edges lie on every path through the cell, so they are decided first. These choices were
 measured on the very table the benchmark searches (the only NB201 table here), so a search on this space
-is tuned to CIFAR-10's; the canonical-order variants stay one argument away.
+is tuned to CIFAR-10's; the canonical-order variants stay one argument away. (Node 1's edge before node
+2's, order e4 e5 e6 e1 e2 e3, ranks a little better at levels 4-5, +0.68 +0.86, with a 3-wide beam: seen
+after the benchmark had run with this order, and not searched with.)
 """
 
 from __future__ import annotations
