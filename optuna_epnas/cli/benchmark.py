@@ -47,15 +47,17 @@ def add_benchmark_parser(commands: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     b.add_argument("benchmark", choices=("nb201",), help="the tabular benchmark")
-    b.add_argument("--samplers", type=_names, default=list(DEFAULT_SAMPLERS),
+    b.add_argument("--samplers", type=_names, default=",".join(DEFAULT_SAMPLERS),
                    help=f"comma-separated, from {','.join(SAMPLERS)}")
-    b.add_argument("--budgets", type=_budgets, default=[100, 200, 390], help="queries per search, comma-separated")
+    b.add_argument("--budgets", type=_budgets, default="100,200,390", help="queries per search, comma-separated")
     b.add_argument("--seeds", type=positive_int, default=20, help="seeds per sampler and budget")
     b.add_argument("--first-seed", type=int, default=0)
     b.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes running searches")
     b.add_argument("--order", default=None, metavar="I,I,...",
-                   help="NB201Space's growth order (0-based edges), e.g. 0,1,2,3,4,5 for NB201's canonical one")
-    b.add_argument("--ungrown", default=None, choices=NB201_OPS, help="the op of an edge not yet grown")
+                   help="NB201Space's growth order (0-based edges), e.g. 0,1,2,3,4,5 for NB201's canonical one "
+                        "(default: NB201Space's, 3,4,5,1,2,0)")
+    b.add_argument("--ungrown", default=None, choices=NB201_OPS,
+                   help="the op of an edge not yet grown (default: NB201Space's, nor_conv_1x1)")
     b.add_argument("--out", default="studies/results/nb201-cifar10", help="folder for the runs and the report")
     b.add_argument("--report-only", action="store_true", help="write the report from the runs recorded, run nothing")
     return b
