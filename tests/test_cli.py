@@ -60,7 +60,9 @@ MICRO = ["search", "--space", "micro", "--blocks", "2", "--cells", "1", "--ops",
 def test_a_micro_search_runs_with_every_sampler(tmp_path, sampler, capsys):
     url = f"sqlite:///{tmp_path}/m.db"
     planned = 10 + 2  # level 1: the 10 unordered pairs of 4 (input, op) choices; level 2: K
-    assert main(MICRO + ["--storage", url, "--sampler", sampler, "--n-trials", "4"]) == 0
+    # a progressive sampler fits its schedule to --n-trials: 12 is the schedule of K=2 and one iteration
+    budget = "12" if sampler in ("epnas", "pnas") else "4"
+    assert main(MICRO + ["--storage", url, "--sampler", sampler, "--n-trials", budget]) == 0
     out = capsys.readouterr().out
     assert "MicroSpace(num_blocks=2" in out and "epnas train --study micro-digits-" + sampler in out
     trials = completed(url, f"micro-digits-{sampler}")
