@@ -6,11 +6,11 @@ from optuna_epnas.export import ModelSpec, build_model
 from optuna_epnas.nn import build_network
 from optuna_epnas.objective import SupernetObjective
 from optuna_epnas.sampler.epnas import EPNASSampler
-from optuna_epnas.spaces import MacroArch, MacroSpace, MicroArch, MicroSpace, SearchSpace
+from optuna_epnas.spaces import MacroArch, MacroSpace, MicroArch, MicroSpace, NB201Space, SearchSpace
 
 __all__ = [
-    "DeviceData", "EPNASSampler", "MacroArch", "MacroSpace", "MicroArch", "MicroSpace", "ModelSpec", "NetworkSize",
-    "SearchSpace",
+    "DeviceData", "EPNASSampler", "MacroArch", "MacroSpace", "MicroArch", "MicroSpace", "ModelSpec", "NB201Space",
+    "NetworkSize", "SearchSpace",
     "SupernetObjective", "build_model", "build_network", "load_dataset",
 ]
 __version__ = "0.1.0"
