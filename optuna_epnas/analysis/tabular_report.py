@@ -152,7 +152,8 @@ def _plot(anytime, summary, samplers, budgets, ceiling, path: Path) -> None:
             mean = np.array([_nanmean(column) for column in anytime[s].T], dtype=float)  # None -> NaN: no line
             ax.plot(np.arange(1, len(mean) + 1), mean, color=color, label=s)
         xs = [b for b in budgets if summary[s].get(str(b), {}).get("mean") is not None]
-        ax.plot(xs, [summary[s][str(b)]["mean"] for b in xs], "o", color=color)
+        ax.plot(xs, [summary[s][str(b)]["mean"] for b in xs], "o", color=color,
+                label=None if s in anytime else f"{s} (no {max(budgets)}-query runs)")
     ax.axhline(ceiling, color="grey", linestyle=":", label="best-by-validation cell")
     ax.set_xlabel("queries")
     ax.set_ylabel("test accuracy (%) of the best-by-validation cell")
