@@ -114,6 +114,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "epnas-no-warmup": {"warmup_epochs": 0},
     "epnas-paper-selection": {"temperature": (10.0, 1.0), "score": "raw", "acquisition": "mean"},
     "epnas-surrogate-only": {"parent_weight": 0.0, "diverse": False},  # the draw before parent weight + diverse
+    # an option under test: a path measured before keeps its value (on by default on NAS-Bench-201's table only)
+    "epnas-reuse": {"reuse": True},
 }
 SAMPLER_NAMES = tuple(VARIANTS)
 PROGRESSIVE = tuple(n for n in SAMPLER_NAMES if n not in ("tpe", "random", "nsga2"))

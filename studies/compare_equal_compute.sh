@@ -8,7 +8,9 @@
 #   bash studies/compare_equal_compute.sh ablation   # seeds 0-2: + re-scoring on, warm-up off, the paper's
 #                                                    # selection, parent weight + diverse draw off
 #                                                    # (epnas-surrogate-only); ranking of 30 architectures
-#   bash studies/compare_equal_compute.sh all        # both, in that order
+#   bash studies/compare_equal_compute.sh reuse      # seeds 0-2: epnas, epnas-reuse (recorded values kept,
+#                                                    # issue 23's option), random
+#   bash studies/compare_equal_compute.sh all        # main and ablation, in that order
 # Proxy task: 5,000 training images (stratified) shrunk to 14x14; the full validation and test splits
 # (6,000 / 10,000) shrunk alike. Macro space, 5 layers; K=4, 2 iterations (44 trials per schedule).
 # Equal compute: EPNAS/PNAS variants run their schedule; TPE and random run until they have spent (in
@@ -33,9 +35,14 @@ run_ablation() {  # seeds 0-2 (the main samplers' runs are reused from `main`)
   epnas compare "${common[@]}" --seeds 3 --samplers "$ablation" --ranking-n 30
   mkdir -p "$results"/ablation && cp "$out"/results.md "$out"/results.json "$out"/*.png "$results"/ablation/
 }
+run_reuse() {  # seeds 0-2 (epnas and random reused from `main` when it ran)
+  epnas compare "${common[@]}" --seeds 3 --samplers epnas,epnas-reuse,random --ranking-n 0
+  mkdir -p "$results"/reuse && cp "$out"/results.md "$out"/results.json "$out"/*.png "$results"/reuse/
+}
 case "${1:-main}" in
   main) run_main ;;
   ablation) run_ablation ;;
+  reuse) run_reuse ;;
   all) run_main; run_ablation ;;
-  *) echo "usage: $0 main|ablation|all" >&2; exit 2 ;;
+  *) echo "usage: $0 main|ablation|reuse|all" >&2; exit 2 ;;
 esac
