@@ -22,7 +22,7 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 out=${OUT:-studies/runs}/compare-equal-compute-fashion
 common=(--space macro --dataset fashion-mnist --max-train 5000 --image-size 14 --layers 5 --k 4 --iterations 2
         --channels 16 --budget-kind compute --top 2 --final-epochs 8 --final-channels 32
-        --final-seeds 2 --quiet --out "$out")
+        --final-seeds 2 --quiet --out "$out" --workers "${WORKERS:-1}")  # WORKERS=2: runs side by side
 main=epnas,epnas-paper,pnas,tpe,random
 ablation=$main,epnas-rescore,epnas-no-warmup,epnas-paper-selection,epnas-surrogate-only
 results=studies/results/compare-equal-compute-fashion
