@@ -7,7 +7,6 @@ import gzip
 import json
 from importlib import resources
 
-import numpy as np
 import optuna
 import pytest
 
