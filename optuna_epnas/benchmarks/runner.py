@@ -58,10 +58,6 @@ class RunSpec:
     budget: int
     seed: int
 
-    @property
-    def key(self) -> tuple[str, int, int]:
-        return (self.sampler, self.budget, self.seed)
-
 
 def anytime(trials: Sequence[optuna.trial.FrozenTrial], max_level: int) -> list[float | None]:
     """After each query (trial, in number order): the test accuracy (%) of the best-by-validation

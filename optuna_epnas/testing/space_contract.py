@@ -55,6 +55,7 @@ def check_space(space: SearchSpace, samples: int = 12, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for level in range(space.max_level + 1):
         counts = set()
+        dists = space.distributions(level)
         for _ in range(samples):
             arch = _walk(space, level, rng)
             where = f"{name}, level {level}, {space.key(arch)!r}"
@@ -64,10 +65,10 @@ def check_space(space: SearchSpace, samples: int = 12, seed: int = 0) -> None:
             _require(rebuilt.parse(space.key(arch)) == arch, f"{where}: the rebuilt space parses it otherwise")
             _require(isinstance(space.network_key(arch), str), f"{where}: network_key() must be a string")
             params = space.to_params(arch)
-            _require(set(params) == set(space.distributions(level)),
-                     f"{where}: to_params() names {sorted(params)}, distributions(level) {sorted(space.distributions(level))}")
+            _require(set(params) == set(dists),
+                     f"{where}: to_params() names {sorted(params)}, distributions(level) {sorted(dists)}")
             _require(all(v in dist.choices for p, v in params.items()
-                         if isinstance(dist := space.distributions(level)[p], optuna.distributions.CategoricalDistribution)),
+                         if isinstance(dist := dists[p], optuna.distributions.CategoricalDistribution)),
                      f"{where}: a parameter value is not among its distribution's choices")
             _require(space.from_params(params) == arch, f"{where}: from_params(to_params(arch)) != arch")
             _require(all(space.unit_param(u) in params for u in range(1, level + 1)),
