@@ -26,6 +26,8 @@ from optuna_epnas.spaces.base import SearchSpace
 
 #: The data-order seed word of the warm-up: one that no trial's ``step`` reaches.
 WARMUP_STEP = 2**31 - 1
+#: How a warm-up draws its paths (``SupernetTrainer(warmup_paths=...)``).
+WARMUP_PATHS = ("uniform", "fair")
 
 
 class SupernetTrainer:
@@ -42,13 +44,17 @@ class SupernetTrainer:
         warmup_epochs: epochs of SPOS-style warm-up (:meth:`warm_up`) -- every batch trains a
             full-depth architecture drawn uniformly at random -- so that the first measurements are
             not made on random weights.
+        warmup_paths: how the warm-up draws its paths: ``"uniform"`` (SPOS: one uniformly drawn
+            path per batch) or ``"fair"`` (FairNAS' strict fairness: per batch, as many paths as a
+            unit has op groups, each group used once at every depth, gradients summed into one step;
+            an epoch costs that many uniform epochs).
     """
 
     def __init__(
         self, space: SearchSpace, data: DeviceData, epochs: int = 3, channels: int = 24, batch_size: int = 128,
         lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 0,
         amp: bool | None = None, channels_last: bool | None = None, eval_batch_size: int = 1000,
-        warmup_epochs: int = 0,
+        warmup_epochs: int = 0, warmup_paths: str = "uniform",
     ) -> None:
         for name, value, low in (("epochs", epochs, 1), ("channels", channels, 1), ("batch_size", batch_size, 1),
                                  ("warmup_epochs", warmup_epochs, 0)):
@@ -60,7 +66,9 @@ class SupernetTrainer:
         self.space, self.data, self.epochs, self.channels = space, data, epochs, channels
         self.batch_size, self.lr, self.momentum = batch_size, lr, momentum
         self.weight_decay, self.grad_clip, self.seed, self.eval_batch_size = weight_decay, grad_clip, seed, eval_batch_size
-        self.warmup_epochs = warmup_epochs
+        if warmup_paths not in WARMUP_PATHS:
+            raise ValueError(f"warmup_paths must be one of {', '.join(map(repr, WARMUP_PATHS))}, got {warmup_paths!r}")
+        self.warmup_epochs, self.warmup_paths = warmup_epochs, warmup_paths
         self.warmed_up = False
         cuda = data.device.type == "cuda"
         self.amp = cuda if amp is None else amp
@@ -115,26 +123,40 @@ class SupernetTrainer:
             distributed.command("train", self.space.key(arch), step, on_epoch is not None, epochs)
         self._fit(lambda images: arch, epochs, [self.seed, step], on_epoch, stoppable or on_epoch is not None)
 
-    def warm_up(self) -> None:
-        """SPOS-style: ``warmup_epochs`` epochs, each batch on a full-depth architecture drawn uniformly."""
+    def warm_up(self, on_epoch: Callable[[int, float], Any] | None = None, prefix: Any = None) -> None:
+        """``warmup_epochs`` epochs on full-depth paths drawn as ``warmup_paths`` says (SPOS: one
+        uniform path per batch; FairNAS: every op group once per depth per batch).
+
+        ``on_epoch(epoch, cost_macs)`` after each epoch, with what the warm-up has cost so far (one
+        process only: e.g. to measure the supernet as it warms up); what it returns is ignored.
+        ``prefix``: only paths that extend this partial architecture (a few-shot sub-supernet's)."""
         if distributed.leads():
             distributed.command("warm_up")
         rng = np.random.default_rng([self.seed, WARMUP_STEP])
         cost = 0.0
+        start = self.space.root() if prefix is None else prefix
 
-        def uniform_path(images: int) -> Any:
+        def paths(images: int) -> Any:
             nonlocal cost
-            arch = self.space.root()
-            for _ in range(self.space.max_level):
-                arch = self.space.child(arch, int(rng.integers(self.space.num_children(arch))))
-            cost += TRAIN_FACTOR * self._macs(arch) * images
-            return arch
+            if self.warmup_paths == "fair":
+                drawn = fair_draw(self.space, rng, start)
+            else:
+                arch = start
+                for _ in range(self.space.level(start), self.space.max_level):
+                    arch = self.space.child(arch, int(rng.integers(self.space.num_children(arch))))
+                drawn = [arch]
+            cost += sum(TRAIN_FACTOR * self._macs(a) * images for a in drawn)
+            return drawn if self.warmup_paths == "fair" else drawn[0]
 
         started = time.perf_counter()
-        self._fit(uniform_path, self.warmup_epochs, [self.seed, WARMUP_STEP])
+        self._fit(paths, self.warmup_epochs, [self.seed, WARMUP_STEP],
+                  None if on_epoch is None else (lambda epoch: on_epoch(epoch, cost) and False),
+                  stoppable=on_epoch is not None)
         self.warmed_up = True
         self.warmup_record = {"epochs": self.warmup_epochs, "cost_macs": float(cost),
                               "seconds": round(time.perf_counter() - started, 3)}
+        if self.warmup_paths != "uniform":
+            self.warmup_record["paths"] = self.warmup_paths
 
     def _fit(self, pick_arch: Callable[[int], Any], epochs: int, seed_words: list[int],
              on_epoch: Callable[[int], bool] | None = None, stoppable: bool = False) -> None:
@@ -149,17 +171,18 @@ class SupernetTrainer:
         finite = torch.ones((), dtype=torch.bool, device=self.data.device)
         for epoch in range(epochs):
             for x, y in self.data.train_batches(self.batch_size, gen):
-                arch = pick_arch(len(y))
+                picked = pick_arch(len(y))
                 n = len(y)
                 if size > 1:  # this rank's shard of the global batch (the same batches on every rank)
                     x, y = x[rank::size], y[rank::size]  # may be empty: zero gradients, still all-reduced
-                with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
-                    # shards: each rank's sum over the global count, so the all-reduced gradient is the mean
-                    loss = F.cross_entropy(net(self._layout(x), arch), y, reduction="mean" if size == 1 else "sum")
-                    loss = loss if size == 1 else loss / n
-                finite &= torch.isfinite(loss.detach())  # checked once per epoch: no host sync per batch
                 opt.zero_grad(set_to_none=True)  # None, not zero: untouched paths stay untouched
-                loss.backward()
+                for arch in picked if isinstance(picked, list) else (picked,):  # a list: gradients summed
+                    with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
+                        # shards: each rank's sum over the global count, so the all-reduced gradient is the mean
+                        loss = F.cross_entropy(net(self._layout(x), arch), y, reduction="mean" if size == 1 else "sum")
+                        loss = loss if size == 1 else loss / n
+                    finite &= torch.isfinite(loss.detach())  # checked once per epoch: no host sync per batch
+                    loss.backward()
                 if size > 1:
                     distributed.average_gradients(params)
                 if self.grad_clip:
@@ -201,3 +224,21 @@ class SupernetTrainer:
         assert self.net is not None and self.optimizer is not None
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def fair_draw(space: SearchSpace, rng: np.random.Generator, start: Any = None) -> list[Any]:
+    """FairNAS' strictly fair draw of full-depth paths (extending ``start``, default the root): at every
+    depth each group of children (:meth:`~optuna_epnas.SearchSpace.child_groups`: a macro layer's op) is
+    used by exactly one path, in a random order; the child within its group (a macro layer's skips) is
+    uniform. As many paths as the first grown unit has groups (cycled where a depth has fewer)."""
+    start = space.root() if start is None else start
+    m = len(np.unique(space.child_groups(start)))
+    paths = [start] * m
+    for _ in range(space.level(start), space.max_level):
+        order = rng.permutation(m)
+        for j in range(m):
+            groups = space.child_groups(paths[j])
+            ids = np.unique(groups)
+            members = np.flatnonzero(groups == ids[order[j] % len(ids)])
+            paths[j] = space.child(paths[j], int(members[rng.integers(len(members))]))
+    return paths
