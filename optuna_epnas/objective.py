@@ -89,6 +89,10 @@ class SupernetObjective(SupernetTrainer):
             reports as Optuna constraints (``trial.set_constraint``: count - limit, feasible at <= 0),
             for samplers that read them (TPE, NSGA-II); :class:`~optuna_epnas.EPNASSampler` with the
             same limits never samples an architecture over them.
+        estimator: None (the default): each trial trains its supernet path and returns its validation
+            accuracy. An estimator object such as :class:`~optuna_epnas.estimators.ZeroCost` instead
+            scores the architecture without training (``estimator.score(...)``): no supernet, no
+            checkpoint, no warm-up; its value is the estimator's score (higher: better), not an accuracy.
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class SupernetObjective(SupernetTrainer):
         rescore_images: int = 1000, takeover: bool = False, max_params: int | None = None,
         max_macs: int | None = None, report_epochs: bool = False, objectives: Sequence[str] = ("accuracy",),
         latency: Any = None, max_latency_ms: float | None = None, checkpoint_every: float = 60.0,
+        estimator: Any = None,
     ) -> None:
         super().__init__(space, data, epochs=epochs, channels=channels, batch_size=batch_size, lr=lr,
                          momentum=momentum, weight_decay=weight_decay, grad_clip=grad_clip, seed=seed, amp=amp,
@@ -114,6 +119,13 @@ class SupernetObjective(SupernetTrainer):
         self._unsaved: list[tuple[int, str, int]] = []  # (trial, arch, epochs) trained since the checkpoint
         self._behind: list[optuna.trial.FrozenTrial] = []  # trials the study has and the checkpoint lacks
         self.rescore_images = rescore_images
+        if estimator is not None and not (callable(getattr(estimator, "score", None)) and callable(getattr(estimator, "spec", None))):
+            raise TypeError(f"estimator must have score(space, arch, data, channels, seed, macs) and spec() "
+                            f"(e.g. optuna_epnas.estimators.ZeroCost()), got {estimator!r}")
+        if estimator is not None and (report_epochs or warmup_epochs):
+            raise ValueError("an estimator scores without training: report_epochs and warmup_epochs need the "
+                             "supernet (estimator=None)")
+        self.estimator = estimator
         if not isinstance(report_epochs, bool):
             raise TypeError(f"report_epochs must be True or False, got {report_epochs!r}")
         self.report_epochs, self.objectives = report_epochs, check_objectives(objectives)
@@ -128,6 +140,7 @@ class SupernetObjective(SupernetTrainer):
         self.values: dict[int, Any] = {}  # their values, saved with the weights (a kill in between loses neither)
         self._path: Path | None = None
         self._token: str | None = None
+        self._spec_recorded = False  # an estimator's objective: recorded in the study at attach
 
     # -- the objective -------------------------------------------------------------------------
     def __call__(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
@@ -153,6 +166,8 @@ class SupernetObjective(SupernetTrainer):
             trial.set_user_attr("params", counts["params"])
             for name, limit in self.limits.items():
                 trial.set_constraint(name, float(counts[name] - limit))
+        if self.estimator is not None:
+            return self._estimate(trial, arch, counts)
         self._ensure_supernet(trial)
         started = time.perf_counter()
         reports: list[float] = []
@@ -198,6 +213,18 @@ class SupernetObjective(SupernetTrainer):
             raise optuna.TrialPruned(f"pruned after epoch {len(reports)} at validation accuracy {accuracy:.4f}")
         return result
 
+    def _estimate(self, trial: optuna.trial.Trial, arch: Any, counts: dict[str, float]) -> float | tuple[float, ...]:
+        """The estimator's score of ``arch`` (no training), with its cost."""
+        if not self._spec_recorded:
+            self._record_spec(trial.study)
+            self._spec_recorded = True
+        started = time.perf_counter()
+        value, cost = self.estimator.score(self.space, arch, self.data, self.channels, self.seed, int(counts["macs"]))
+        with batched_writes(trial.storage, trial_id(trial)):
+            trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 3))
+            trial.set_user_attr(COST_ATTR, float(cost))
+        return (value, *(float(counts[o]) for o in self.objectives[1:])) if len(self.objectives) > 1 else value
+
     def rescore(self, study: optuna.Study, keys: Sequence[str]) -> tuple[list[float], float]:
         """Accuracy of each architecture's supernet path on the current weights (evaluation only, on
         the first ``rescore_images`` validation images): targets measured at one moment, comparable
@@ -205,6 +232,8 @@ class SupernetObjective(SupernetTrainer):
 
         The sampler calls it while planning a level, before the trial's objective runs: the supernet
         is attached to ``study`` (its checkpoint resumed) here if it is not yet."""
+        if self.estimator is not None:
+            raise ValueError("re-scoring evaluates supernet paths: this objective has an estimator and no supernet")
         if self.net is None:
             self.attach(study)
         archs = [self.space.parse(k) for k in keys]
@@ -222,6 +251,7 @@ class SupernetObjective(SupernetTrainer):
             "warmup_epochs": self.warmup_epochs, **self.training_spec(),
             **({"objectives": list(self.objectives)} if len(self.objectives) > 1 else {}),  # absent: as before
             **({"latency_table": self.latency.digest} if "latency" in self.objectives else {}),
+            **({"estimator": self.estimator.spec()} if self.estimator is not None else {}),  # absent: a supernet
         }
 
     def _mismatch(self, stored: dict[str, Any] | None) -> str | None:
@@ -236,10 +266,13 @@ class SupernetObjective(SupernetTrainer):
         checkpoint without starting a trial, and completes the trial a killed search had trained
         and checkpointed but not yet recorded *before* the sampler can hand its slot out again.
         """
-        if self.net is not None:
+        if self.net is not None or self._spec_recorded:
             return
         if study is not None:
             self._record_spec(study)
+        if self.estimator is not None:  # nothing to build, resume or warm up
+            self._spec_recorded = study is not None
+            return
         self.start()
         self._path = ckpt.resolve_path(study, self.checkpoint)
         if study is not None and self._path is not None:

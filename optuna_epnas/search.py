@@ -159,9 +159,14 @@ def make_objective(space: SearchSpace, data: DeviceData, settings: SearchSetting
                    **kwargs: Any) -> SupernetObjective:
     """The supernet objective a search with ``settings`` and ``seed`` trains (not yet attached to a study);
     ``kwargs``: where its checkpoint goes (``checkpoint``, ``takeover``)."""
+    estimator = None
+    if settings.estimator != "supernet":
+        from optuna_epnas.estimators import ZeroCost
+
+        estimator = ZeroCost(settings.estimator)
     return SupernetObjective(space, data, epochs=settings.epochs, channels=settings.channels,
-                             batch_size=settings.batch_size, lr=settings.lr, seed=seed,
-                             warmup_epochs=settings.warmup_epochs, max_params=settings.max_params,
+                             batch_size=settings.batch_size, lr=settings.lr, seed=seed, estimator=estimator,
+                             warmup_epochs=0 if estimator else settings.warmup_epochs, max_params=settings.max_params,
                              max_macs=settings.max_macs, objectives=settings.objectives,
                              max_latency_ms=settings.max_latency_ms, latency=latency_for(space, data, settings),
                              **kwargs)
@@ -243,6 +248,7 @@ class Progress:
 
     def __init__(self, study, space, budget, sampler, quiet) -> None:
         self.space, self.budget, self.sampler, self.quiet = space, budget, sampler, quiet
+        self.label = "score" if "estimator" in study_attrs(study).get(OBJECTIVE_ATTR, {}) else "acc"
         self.started = time.perf_counter()
         self.best_full: float | None = None
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -250,8 +256,9 @@ class Progress:
         self.finished = _finished(study)  # counted from here on, not re-read per trial
 
     def _update(self, trial) -> None:
-        if is_full_size(trial, self.space.max_level):
-            self.best_full = max(self.best_full or 0.0, accuracy_of(trial))
+        if is_full_size(trial, self.space.max_level):  # any scale: an estimator's scores may be negative
+            value = accuracy_of(trial)
+            self.best_full = value if self.best_full is None else max(self.best_full, value)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self._update(trial)
@@ -261,7 +268,7 @@ class Progress:
         a = trial.user_attrs
         where = (f"iter {a['iteration']}/{self.sampler.iterations} level {a['level']}/{self.space.max_level} "
                  f"τ={a['temperature']:.3g}" if "iteration" in a else f"level {a.get('level', '?')}")
-        value = "failed" if accuracy_of(trial) is None else f"acc {accuracy_of(trial):.4f}" + (
+        value = "failed" if accuracy_of(trial) is None else f"{self.label} {accuracy_of(trial):.4f}" + (
             f" {trial.values[1]:,.0f}" if len(trial.values) > 1 else "") + (
             f" (pruned after epoch {trial.last_step + 1})" if trial.state == TrialState.PRUNED else "")
         best = "-" if self.best_full is None else f"{self.best_full:.4f}"
@@ -304,9 +311,15 @@ def print_summary(study: optuna.Study, space: SearchSpace, storage: str, checkpo
     elif full:
         best = max(full, key=lambda t: t.value)
         print(f"best architecture (trial {best.number}): {best.user_attrs['arch']}")
-        print(f"  validation accuracy (supernet weights, {best.user_attrs.get('level')} {space.units}): {best.value:.4f}")
+        estimator = study_attrs(study).get(OBJECTIVE_ATTR, {}).get("estimator")
+        if estimator:
+            print(f"  {estimator['proxy']} score (untrained network, {best.user_attrs.get('level')} {space.units}): "
+                  f"{best.value:.4f}")
+        else:
+            print(f"  validation accuracy (supernet weights, {best.user_attrs.get('level')} {space.units}): {best.value:.4f}")
         print(f"  parameters (stand-alone): {best.user_attrs.get('params')}")
-        print("  note: a weight-sharing estimate for ranking, not the accuracy of the network trained alone")
+        print("  note: " + ("a zero-cost estimate for ranking" if estimator else "a weight-sharing estimate for ranking")
+              + ", not the accuracy of the network trained alone")
         print(f"train it from scratch with: epnas train --study {study.study_name} --storage {storage}")
     print(f"study stored in {storage} as {study.study_name!r}" + (f"; supernet in {checkpoint}" if checkpoint else ""))
     print(f"look at it with: epnas dashboard --storage {storage}")

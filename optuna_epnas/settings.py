@@ -85,6 +85,7 @@ class SearchSettings:
     max_latency_ms: float | None = None  # estimated on the search's device (optuna_epnas.latency)
     n_trials: int | None = None  # a trial budget the progressive schedule is fitted to (k, iterations)
     reuse: bool = False  # a network measured before keeps its value (a deterministic objective)
+    estimator: str = "supernet"  # how a trial scores its architecture: ESTIMATORS
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -95,7 +96,7 @@ class SearchSettings:
 
 
 _ABSENT_WHEN_OFF = {"parent_weight": 0.0, "diverse": False, "max_params": None, "max_macs": None,
-                    "objectives": ("accuracy",), "max_latency_ms": None, "n_trials": None, "reuse": False}
+                    "objectives": ("accuracy",), "max_latency_ms": None, "n_trials": None, "reuse": False, "estimator": "supernet"}
 
 
 _PAPER = {"temperature": (10.0, 1.0), "ensemble": 1, "score": "raw", "acquisition": "mean", "rescore": False,
@@ -130,8 +131,17 @@ def resolve_settings(sampler: str, given: dict[str, Any] | None = None) -> Searc
     unknown = set(given) - {f.name for f in dataclasses.fields(SearchSettings)}
     if unknown:
         raise ValueError(f"unknown search setting(s) {sorted(unknown)}")
+    if given.get("estimator", "supernet") not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {given['estimator']!r}; choose from {', '.join(ESTIMATORS)}")
     settings = dataclasses.replace(SearchSettings(), **{**given, **VARIANTS[sampler]})
     return dataclasses.replace(settings, temperature=tuple(float(t) for t in settings.temperature))
+
+
+#: How a search's trials score architectures (``--estimator``): "supernet" trains the path on the shared
+#: weights (SupernetObjective's own protocol); the others are zero-cost proxies on the untrained network
+#: (optuna_epnas.estimators.ZeroCost, 4 initialisations averaged), no supernet. Ranking benchmark:
+#: studies/results/ranking-benchmark/.
+ESTIMATORS = ("supernet", "jacob_cov", "snip", "grad_norm", "synflow", "naswot")
 
 
 #: Supernet training on a GPU when the command line leaves it open: a batch twice the CPU default's

@@ -10,6 +10,9 @@
 #                                                    # (epnas-surrogate-only); ranking of 30 architectures
 #   bash studies/compare_equal_compute.sh reuse      # seeds 0-2: epnas, epnas-reuse (recorded values kept,
 #                                                    # issue 23's option), random
+#   bash studies/compare_equal_compute.sh zero-cost  # issue 24: epnas, tpe, random, 5 seeds, every trial scored by
+#                                                    # the ranking benchmark's best estimator (--estimator jacob_cov)
+#                                                    # instead of supernet training; its own folder (...-zero-cost)
 #   bash studies/compare_equal_compute.sh all        # main and ablation, in that order
 # Proxy task: 5,000 training images (stratified) shrunk to 14x14; the full validation and test splits
 # (6,000 / 10,000) shrunk alike. Macro space, 5 layers; K=4, 2 iterations (44 trials per schedule).
@@ -39,10 +42,17 @@ run_reuse() {  # seeds 0-2 (epnas and random reused from `main` when it ran)
   epnas compare "${common[@]}" --seeds 3 --samplers epnas,epnas-reuse,random --ranking-n 0
   mkdir -p "$results"/reuse && cp "$out"/results.md "$out"/results.json "$out"/*.png "$results"/reuse/
 }
+run_zero_cost() {  # issue 24: the same proxy task and budget rule, the zero-cost estimator for every sampler
+  local zc=("${common[@]}")
+  zc[${#zc[@]}-3]="$out-zero-cost"  # --out: its own studies (run settings differ from main's)
+  epnas compare "${zc[@]}" --seeds 5 --samplers epnas,tpe,random --estimator jacob_cov --ranking-n 0
+  mkdir -p "$results"-zero-cost && cp "$out"-zero-cost/results.md "$out"-zero-cost/results.json "$out"-zero-cost/*.png "$results"-zero-cost/
+}
 case "${1:-main}" in
   main) run_main ;;
   ablation) run_ablation ;;
   reuse) run_reuse ;;
+  zero-cost) run_zero_cost ;;
   all) run_main; run_ablation ;;
-  *) echo "usage: $0 main|ablation|reuse|all" >&2; exit 2 ;;
+  *) echo "usage: $0 main|ablation|reuse|zero-cost|all" >&2; exit 2 ;;
 esac

@@ -103,18 +103,23 @@ def _few_shot(epochs: int) -> Callable:
     return run
 
 
-def g_zero_cost(space, data, archs, seed, say):
-    """Zero-cost proxies at initialisation (one batch of 64), and the parameter count."""
-    from optuna_epnas.estimators import zero_cost
+def _zero_cost(channels: int, prefix: str, repeats: int = 1) -> Callable:
+    def run(space, data, archs, seed, say):
+        from optuna_epnas.estimators import zero_cost
 
-    out = {}
-    for name, e in zero_cost(space, data, archs, channels=CHANNELS, seed=seed).items():
-        out.update(_flatten(f"zc-{name}", e))
-    return out
+        out = {}
+        for name, e in zero_cost(space, data, archs, channels=channels, seed=10 * seed, repeats=repeats).items():
+            out.update(_flatten(f"{prefix}-{name}", e))
+        return out
+    run.__doc__ = (f"Zero-cost proxies at initialisation (one batch of 64, mean of {repeats} initialisations and "
+                   f"batches) at width {channels}, and the parameter count.")
+    return run
 
 
 GROUPS: dict[str, Callable] = {
-    "zero-cost": g_zero_cost,
+    "zero-cost": _zero_cost(CHANNELS, "zc"),
+    "zero-cost-32": _zero_cost(32, "zc32"),  # at the stand-alone networks' width
+    "zero-cost-x4": _zero_cost(CHANNELS, "zc4", repeats=4),  # the mean of 4 initialisations and batches
     "spos-curve": _curve("spos"),
     "fairnas-curve": _curve("fairnas"),
     "epnas-protocol": g_epnas_protocol,
@@ -125,6 +130,8 @@ GROUPS: dict[str, Callable] = {
 
 def _run_group(job: tuple[str, int, list[str]]) -> tuple[str, int, dict, float]:
     name, seed, archs = job
+    if _cache_path(name, seed).exists():  # another process computed it meanwhile
+        return name, seed, json.loads(_cache_path(name, seed).read_text())["rows"], -1.0
     space, data = _setup()
     started = time.perf_counter()
     rows = GROUPS[name](space, data, archs, seed, lambda s: print(f"[{name} seed {seed}] {s}", flush=True))
@@ -141,6 +148,8 @@ def compute(groups: list[str], seeds: list[int], archs: list[str], workers: int)
     CACHE.mkdir(parents=True, exist_ok=True)
     with mp.get_context("spawn").Pool(workers) as pool:
         for name, seed, rows, seconds in pool.imap_unordered(_run_group, jobs):
+            if seconds < 0:
+                continue
             path = _cache_path(name, seed)
             tmp = path.with_suffix(".tmp")
             tmp.write_text(json.dumps({"archs": archs, "seconds": round(seconds, 1), "rows": rows}) + "\n")

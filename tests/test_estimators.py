@@ -188,3 +188,49 @@ def test_zero_cost_proxies_score_every_architecture_and_rank_average_combines(da
     with pytest.raises(ValueError, match="unknown zero-cost proxy"):
         zero_cost(SPACE, data, ARCHS, ["nope"])
     assert rank_average([1, 2, 3], [3, 2, 1]) == [2.0, 2.0, 2.0]
+
+
+def test_an_objective_with_a_zero_cost_estimator_scores_without_a_supernet_and_records_it(data, tmp_path):
+    import optuna
+
+    from optuna_epnas.cost import COST_ATTR
+    from optuna_epnas.estimators import ZeroCost
+    from optuna_epnas.objective import OBJECTIVE_ATTR
+    from optuna_epnas._storage import study_attrs
+
+    url = f"sqlite:///{tmp_path}/z.db"
+    obj = SupernetObjective(SPACE, data, channels=6, estimator=ZeroCost("jacob_cov", repeats=2, batch_size=16))
+    study = optuna.create_study(storage=url, study_name="z", direction="maximize")
+    obj.attach(study)
+    for key in ARCHS[:2]:
+        study.enqueue_trial(SPACE.to_params(SPACE.parse(key)))
+    study.optimize(obj, n_trials=2)
+    assert obj.net is None and obj.checkpoint_path is None  # nothing trained, nothing kept
+    direct = zero_cost(SPACE, data, ARCHS[:2], ["jacob_cov"], channels=6, batch_size=16, repeats=2)["jacob_cov"]
+    assert [t.value for t in study.trials] == pytest.approx(direct.scores)
+    assert sum(t.user_attrs[COST_ATTR] for t in study.trials) == pytest.approx(direct.cost_macs)
+    assert study_attrs(study)[OBJECTIVE_ATTR]["estimator"] == {"kind": "zero-cost", "proxy": "jacob_cov",
+                                                              "repeats": 2, "batch_size": 16}
+    supernet = SupernetObjective(SPACE, data, channels=6)
+    with pytest.raises(ValueError, match="estimator: study has"):
+        supernet.attach(optuna.load_study(storage=url, study_name="z"))
+    with pytest.raises(ValueError, match="re-scoring evaluates supernet paths"):
+        obj.rescore(study, ARCHS[:1])
+
+
+def test_an_estimator_is_checked_where_it_is_given(data):
+    from optuna_epnas.estimators import ZeroCost
+    from optuna_epnas.settings import resolve_settings
+
+    with pytest.raises(ValueError, match="warmup_epochs need the supernet"):
+        SupernetObjective(SPACE, data, warmup_epochs=1, estimator=ZeroCost())
+    with pytest.raises(TypeError, match="estimator must have score"):
+        SupernetObjective(SPACE, data, estimator="jacob_cov")
+    with pytest.raises(ValueError, match="unknown zero-cost proxy"):
+        ZeroCost("nope")
+    with pytest.raises(ValueError, match="repeats must be an integer >= 1"):
+        ZeroCost(repeats=0)
+    with pytest.raises(ValueError, match="unknown estimator 'nope'"):
+        resolve_settings("epnas", {"estimator": "nope"})
+    assert "estimator" not in resolve_settings("epnas").to_dict()  # absent when off: old runs still resume
+    assert resolve_settings("random", {"estimator": "jacob_cov"}).estimator == "jacob_cov"

@@ -16,7 +16,7 @@ from optuna_epnas.data import available_datasets
 from optuna_epnas.sampler.planning import ACQUISITIONS, SCORES
 from optuna_epnas.sampler.schedule import fit_to_budget
 from optuna_epnas.search import PRUNERS
-from optuna_epnas.settings import GPU_TRAINING, PROGRESSIVE, SAMPLER_NAMES, SUPERNET, SearchSettings
+from optuna_epnas.settings import ESTIMATORS, GPU_TRAINING, PROGRESSIVE, SAMPLER_NAMES, SUPERNET, SearchSettings
 from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace
 from optuna_epnas.values import check_objectives
 
@@ -88,6 +88,10 @@ def add_search_arguments(group: argparse._ActionsContainer) -> None:
     group.add_argument("--reuse", action=argparse.BooleanOptionalAction, default=None,
                        help="a network measured before keeps its recorded value instead of a new query (for a "
                             f"deterministic objective; default {'on' if d.reuse else 'off'}: a supernet re-measures)")
+    group.add_argument("--estimator", choices=ESTIMATORS, default=None,
+                       help="how a trial scores its architecture: supernet trains its path on the shared weights; "
+                            "a zero-cost proxy (jacob_cov ranks best on studies/results/ranking-benchmark) scores "
+                            f"the untrained network, no supernet (default {d.estimator})")
     group.add_argument("--warmup-epochs", type=non_negative_int, default=None,
                        help=f"epochs of uniformly sampled full-depth paths before level 1 (default {d.warmup_epochs})")
     group.add_argument("--epochs", type=positive_int, default=None,
@@ -126,7 +130,7 @@ def settings_from_args(args: argparse.Namespace, device: Any = None) -> dict[str
             "parent_weight": args.parent_weight, "diverse": args.diverse,
             "max_params": getattr(args, "max_params", None), "max_macs": getattr(args, "max_macs", None),
             "objectives": getattr(args, "objectives", None), "max_latency_ms": getattr(args, "max_latency_ms", None),
-            "reuse": getattr(args, "reuse", None),
+            "reuse": getattr(args, "reuse", None), "estimator": getattr(args, "estimator", None),
             **({name: value for name, value in GPU_TRAINING.items() if getattr(args, name) is None}
                if device is not None and torch.device(device).type == "cuda" else {})}
 

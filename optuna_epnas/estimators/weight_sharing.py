@@ -33,19 +33,26 @@ from optuna_epnas.data import DeviceData
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas.supernet import SupernetTrainer
 
-__all__ = ["measure_path", "warmup_curve", "shared_weights"]
+__all__ = ["measure_path", "measure_orders", "warmup_curve", "shared_weights"]
 
 
-@torch.no_grad()
 def measure_path(trainer: SupernetTrainer, arch: Any, orders: int = 1, seed: int = 0) -> tuple[float, float]:
     """(accuracy, mean cross-entropy) of the supernet path of ``arch`` on the validation split, averaged
     over the split's own batch order and ``orders - 1`` seeded shuffles of it."""
+    per_order = measure_orders(trainer, arch, orders, seed)
+    return float(np.mean([a for a, _ in per_order])), float(np.mean([l for _, l in per_order]))
+
+
+@torch.no_grad()
+def measure_orders(trainer: SupernetTrainer, arch: Any, orders: int = 1, seed: int = 0) -> list[tuple[float, float]]:
+    """(accuracy, mean cross-entropy) per evaluation batch order: the split's own, then seeded shuffles
+    (the supernet's BatchNorm uses batch statistics, so which images share a batch matters)."""
     net = trainer.net
     assert net is not None
     net.eval()
     data = trainer.data
     n = len(data.val_y)
-    accs, losses = [], []
+    out = []
     for order in range(orders):
         perm = None if order == 0 else torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1000 + order))
         correct, loss = 0, 0.0
@@ -56,9 +63,8 @@ def measure_path(trainer: SupernetTrainer, arch: Any, orders: int = 1, seed: int
                 logits = net(trainer._layout(x), arch)
             correct += int((logits.argmax(1) == y).sum())
             loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-        accs.append(correct / n)
-        losses.append(loss / n)
-    return float(np.mean(accs)), float(np.mean(losses))
+        out.append((correct / n, loss / n))
+    return out
 
 
 def _trainer(space: SearchSpace, data: DeviceData, channels: int, seed: int, pretrain: str | None,
@@ -85,12 +91,11 @@ def warmup_curve(space: SearchSpace, data: DeviceData, archs: Sequence[str], at:
     def on_epoch(epoch: int, cost: float) -> None:
         if epoch + 1 not in at:
             return
-        rows = [measure_path(trainer, a, orders, seed) for a in parsed]
-        first = [measure_path(trainer, a, 1, seed)[0] for a in parsed] if orders > 1 else [r[0] for r in rows]
+        rows = [measure_orders(trainer, a, orders, seed) for a in parsed]
         out[epoch + 1] = {
-            "accuracy": Estimate([r[0] for r in rows], cost + orders * eval_macs),
-            "loss": Estimate([-r[1] for r in rows], cost + orders * eval_macs),
-            "accuracy_1order": Estimate(first, cost + eval_macs),
+            "accuracy": Estimate([float(np.mean([acc for acc, _ in r])) for r in rows], cost + orders * eval_macs),
+            "loss": Estimate([-float(np.mean([loss for _, loss in r])) for r in rows], cost + orders * eval_macs),
+            "accuracy_1order": Estimate([r[0][0] for r in rows], cost + eval_macs),
         }
         say(f"  {pretrain} after {epoch + 1} epochs: {len(parsed)} paths measured")
 
