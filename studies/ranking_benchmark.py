@@ -36,6 +36,8 @@ ORDERS = 3  # evaluation batch orders averaged by the frozen-weight rows
 COMBINE = ("epnas-protocol", "spos-5/frozen", "spos-20/frozen", "fairnas-20/frozen", "spos-5/finetune-3")
 #: The estimator the package's default search uses (SupernetObjective / epnas search defaults).
 DEFAULT = "epnas-protocol"
+#: The row of ``--estimator jacob_cov`` (optuna_epnas.estimators.ZeroCost's defaults: 4 initialisations, width 16).
+OPTION = "zc4-jacob_cov"
 
 
 def _setup() -> tuple[Any, Any]:
@@ -96,7 +98,7 @@ def _few_shot(epochs: int) -> Callable:
     def run(space, data, archs, seed, say):
         from optuna_epnas.estimators import shared_weights
 
-        return _flatten(f"fewshot-spos-{epochs}/frozen", shared_weights(
+        return _flatten(f"fewshot-spos-{epochs}", shared_weights(
             space, data, archs, pretrain="spos", pretrain_epochs=epochs, finetune_epochs=0, sequential=False,
             channels=CHANNELS, seed=seed, few_shot=True, say=say))
     run.__doc__ = f"one sub-supernet per first-layer op, each SPOS-warmed {epochs} epochs, measured frozen."
@@ -210,6 +212,7 @@ def report(table_path: Path, seeds: list[int]) -> dict[str, Any]:
 
     ceiling = float(stats.kendalltau(table.test_accuracy[:, 0], table.test_accuracy[:, 1]).statistic)
     result = {"n_architectures": len(table), "default": DEFAULT, "estimators": estimators,
+              "as_an_option": {OPTION: "epnas search --estimator jacob_cov; SupernetObjective(estimator=ZeroCost())"},
               "standalone_seed_agreement_tau": ceiling, "truth": "mean stand-alone test accuracy over 2 training seeds",
               "proxy": table.proxy, "search_channels": CHANNELS, "eval_orders": ORDERS,
               "group_seconds": seconds, "command": "python studies/ranking_benchmark.py"}
@@ -244,7 +247,8 @@ def markdown(result: dict[str, Any]) -> str:
         "multiply-adds of everything the estimator ran (optuna_epnas.cost's unit; one search trial of this "
         "proxy costs about 1e11). Supernet rows: seed 0 of the supernet; τ per seed where more were run.",
         "",
-        f"Default of the package's search: **{result['default']}**.",
+        f"Default of the package's search: **{result['default']}**; `--estimator jacob_cov` "
+        f"(`ZeroCost()`): **{OPTION}**.",
         "",
         "| estimator | τ | τ interval | ρ | ρ interval | top-10 % | interval | cost (MACs) | τ per supernet seed |",
         "|---|---:|---|---:|---|---:|---|---:|---|",

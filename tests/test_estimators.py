@@ -165,7 +165,7 @@ def test_shared_weights_protocols_and_few_shot(data):
                          sequential=False, few_shot=True, channels=6, batch_size=64)
     for e in (seq, ind, few):
         assert len(e.scores) == len(ARCHS) and e.cost_macs > 0 and "loss" in e.variants
-    assert "frozen" in ind.variants and "frozen" not in seq.variants
+    assert "frozen" in ind.variants and "frozen" not in seq.variants and "frozen" not in few.variants
     assert seq.scores != ind.scores
     # five first-layer ops among ARCHS: five sub-supernets, each warmed up once (one warm-up for `one`)
     one = shared_weights(SPACE, data, ARCHS, pretrain="spos", pretrain_epochs=1, finetune_epochs=0,

@@ -137,7 +137,7 @@ def shared_weights(space: SearchSpace, data: DeviceData, archs: Sequence[str], *
             if (step + 1) % 10 == 0:
                 say(f"  {step + 1}/{len(order)} measured")
     variants = {"loss": Estimate(losses, cost)}
-    if not sequential:
+    if not sequential and finetune_epochs:  # with no fine-tune the score is the frozen one
         variants["frozen"] = Estimate(frozen, cost)
     return Estimate(scores, cost, variants)
 
