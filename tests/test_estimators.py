@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import numpy as np
@@ -234,3 +235,21 @@ def test_an_estimator_is_checked_where_it_is_given(data):
         resolve_settings("epnas", {"estimator": "nope"})
     assert "estimator" not in resolve_settings("epnas").to_dict()  # absent when off: old runs still resume
     assert resolve_settings("random", {"estimator": "jacob_cov"}).estimator == "jacob_cov"
+
+
+def test_a_search_with_the_zero_cost_estimator_runs_its_schedule_and_says_score(data, tmp_path, capsys):
+    import optuna
+
+    from optuna_epnas.search import Progress, open_search, print_summary
+    from optuna_epnas.settings import resolve_settings
+
+    settings = resolve_settings("epnas", {"estimator": "jacob_cov", "k": 2, "iterations": 1, "channels": 6})
+    run = open_search(SPACE, data, "epnas", f"sqlite:///{tmp_path}/s.db", "zc", settings=settings, seed=0)
+    assert run.checkpoint is None and run.objective.estimator.proxy == "jacob_cov"
+    run.run(callbacks=[Progress(run.study, SPACE, run.budget, run.sampler, quiet=False)])
+    trials = run.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == run.budget and all(t.value < 0 for t in trials)  # jacob_cov scores, not accuracies
+    print_summary(run.study, SPACE, f"sqlite:///{tmp_path}/s.db", None)
+    out = capsys.readouterr().out
+    assert " score -" in out and "jacob_cov score (untrained network" in out
+    assert re.search(r"best full-depth -\d+\.\d{4}", out) and "best full-depth 0.0000" not in out  # any scale
