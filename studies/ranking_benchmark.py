@@ -68,18 +68,18 @@ def g_epnas_protocol(space, data, archs, seed, say):
                                                      seed=seed, say=say))
 
 
-def _curve(kind: str) -> Callable:
+def _curve(kind: str, at: tuple[int, ...] = (1, 5, 20)) -> Callable:
     def run(space, data, archs, seed, say):
         from optuna_epnas.estimators import warmup_curve
 
         out = {}
-        for epochs, row in warmup_curve(space, data, archs, at=(1, 5, 20), pretrain=kind, channels=CHANNELS,
+        for epochs, row in warmup_curve(space, data, archs, at=at, pretrain=kind, channels=CHANNELS,
                                         seed=seed, orders=ORDERS, say=say).items():
             out.update(_flatten(f"{kind}-{epochs}/frozen", row["accuracy"]))
             out.update(_flatten(f"{kind}-{epochs}/frozen-loss", row["loss"]))
             out.update(_flatten(f"{kind}-{epochs}/frozen-1order", row["accuracy_1order"]))
         return out
-    run.__doc__ = f"{kind} warm-up for 20 epochs; every architecture measured on the frozen weights after 1, 5, 20."
+    run.__doc__ = f"{kind} warm-up for {max(at)} epochs; every architecture measured on the frozen weights after {at}."
     return run
 
 
@@ -124,6 +124,7 @@ GROUPS: dict[str, Callable] = {
     "zero-cost-x4": _zero_cost(CHANNELS, "zc4", repeats=4),  # the mean of 4 initialisations and batches
     "spos-curve": _curve("spos"),
     "fairnas-curve": _curve("fairnas"),
+    "fairnas-long": _curve("fairnas", (40, 60)),  # does the fair warm-up's rising τ keep rising?
     "epnas-protocol": g_epnas_protocol,
     "spos-5-finetune": _finetuned("spos", 5),
     "fewshot-spos-5": _few_shot(5),
