@@ -95,6 +95,7 @@ def candidate_table(runs: Sequence[dict[str, Any]]) -> list[str]:
 def results_markdown(results: dict[str, Any]) -> str:
     s = results["settings"]
     defaults = next(iter(results["search_settings"].values()))
+    estimator = defaults.get("estimator", "supernet")  # absent: a supernet (runs made before the option)
     space = s["space"]
     shape = (f"{space.get('num_layers')} layers" if space.get("space") == "macro"
              else f"{space.get('num_blocks')} blocks, {space.get('cells')} cells per stage")
@@ -106,9 +107,12 @@ def results_markdown(results: dict[str, Any]) -> str:
          f"Each sampler: {s['seeds']} seeds at equal compute (EPNAS/PNAS variants run their schedule; TPE and random "
          f"search run until they have spent what {sampler_label(results['compute_reference'])} spent with the same "
          "seed)")
-        + f" on its own fresh supernet ({defaults['epochs']} epochs per trial, {defaults['channels']} channels); "
-        f"random search shares weights too (the hard "
-        f"baseline). Per run, the top {s['top']} distinct full-size architectures by supernet accuracy were trained "
+        + (f" on its own fresh supernet ({defaults['epochs']} epochs per trial, {defaults['channels']} channels); "
+           "random search shares weights too (the hard baseline)." if estimator == "supernet" else
+           f", every trial scored by the zero-cost estimator `{estimator}` on the untrained network "
+           f"({defaults['channels']} channels; no supernet), every sampler alike. \"Supernet accuracy\" below is "
+           "that estimator's score.")
+        + f" Per run, the top {s['top']} distinct full-size architectures by supernet accuracy were trained "
         f"stand-alone from scratch ({results['final']['epochs']} epochs, {results['final']['channels']} channels); "
         "the **chosen** one has the best stand-alone *validation* accuracy, and its *test* error is reported"
         f" (mean over {s.get('final_seeds', 1)} training seeds). "
