@@ -253,3 +253,16 @@ def test_a_search_with_the_zero_cost_estimator_runs_its_schedule_and_says_score(
     out = capsys.readouterr().out
     assert " score -" in out and "jacob_cov score (untrained network" in out
     assert re.search(r"best full-depth -\d+\.\d{4}", out) and "best full-depth 0.0000" not in out  # any scale
+
+
+def test_a_comparison_report_says_which_estimator_scored_the_trials():
+    from pathlib import Path
+
+    from optuna_epnas.analysis.tables import results_markdown
+
+    root = Path(__file__).resolve().parent.parent / "studies" / "results"
+    zero = results_markdown(json.loads((root / "compare-equal-compute-fashion-zero-cost" / "results.json").read_text()))
+    supernet = results_markdown(json.loads((root / "compare-equal-compute-fashion" / "results.json").read_text()))
+    assert "zero-cost estimator `jacob_cov`" in zero and "fresh supernet" not in zero.split("\n")[2]
+    assert "fresh supernet (3 epochs per trial" in supernet and "zero-cost" not in supernet
+    assert "the top 2 distinct full-size architectures" in zero  # the sentence after it is still formatted
