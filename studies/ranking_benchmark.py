@@ -3,6 +3,7 @@
     python studies/ranking_benchmark.py                     # all estimators, supernet seed 0 (~40 min, 2 cores)
     python studies/ranking_benchmark.py --seeds 0 1 --workers 2
     python studies/ranking_benchmark.py --report-only       # results.json / results.md from what is cached
+    python studies/ranking_benchmark.py --proxy digits      # the second proxy task's table (ranking_table.py --proxy digits)
 
 Table: ``studies/results/ranking-benchmark/table.json`` (``studies/ranking_table.py``): full-depth proxy
 architectures (Fashion-MNIST, 5,000 training images at 14x14, macro space with 5 layers) with their
@@ -27,9 +28,20 @@ from typing import Any, Callable
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ranking-benchmark"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ranking_table import PROXIES, results_dir  # noqa: E402  (the proxy tasks are the table's)
+
+RESULTS = results_dir("fashion")
 CACHE = Path("studies/runs/ranking-benchmark/estimates")
-PROXY = {"dataset": "fashion-mnist", "max_train": 5000, "image_size": 14, "data_seed": 0, "layers": 5}
+PROXY_NAME = "fashion"
+PROXY = PROXIES[PROXY_NAME]
+
+
+def _use(proxy: str) -> None:
+    """Point the module at one proxy task's table, cache and results folder."""
+    global RESULTS, CACHE, PROXY, PROXY_NAME
+    PROXY_NAME, PROXY, RESULTS = proxy, PROXIES[proxy], results_dir(proxy)
+    CACHE = Path("studies/runs") / RESULTS.name / "estimates"
 CHANNELS = 16  # the comparison's search width
 ORDERS = 3  # evaluation batch orders averaged by the frozen-weight rows
 #: Supernet rows combined (rank average) with every zero-cost proxy.
@@ -131,8 +143,9 @@ GROUPS: dict[str, Callable] = {
 }
 
 
-def _run_group(job: tuple[str, int, list[str]]) -> tuple[str, int, dict, float]:
-    name, seed, archs = job
+def _run_group(job: tuple[str, int, list[str], str]) -> tuple[str, int, dict, float]:
+    name, seed, archs, proxy = job
+    _use(proxy)
     if _cache_path(name, seed).exists():  # another process computed it meanwhile
         return name, seed, json.loads(_cache_path(name, seed).read_text())["rows"], -1.0
     space, data = _setup()
@@ -146,8 +159,8 @@ def _cache_path(group: str, seed: int) -> Path:
 
 
 def compute(groups: list[str], seeds: list[int], archs: list[str], workers: int) -> None:
-    jobs = [(g, s, archs) for s in seeds for g in groups if not _cache_path(g, s).exists()]
-    print(f"{len(jobs)} estimator runs to go: {', '.join(f'{g}/seed{s}' for g, s, _ in jobs) or 'none'}", flush=True)
+    jobs = [(g, s, archs, PROXY_NAME) for s in seeds for g in groups if not _cache_path(g, s).exists()]
+    print(f"{len(jobs)} estimator runs to go: {', '.join(f'{g}/seed{s}' for g, s, _, _ in jobs) or 'none'}", flush=True)
     CACHE.mkdir(parents=True, exist_ok=True)
     with mp.get_context("spawn").Pool(workers) as pool:
         for name, seed, rows, seconds in pool.imap_unordered(_run_group, jobs):
@@ -224,6 +237,12 @@ def report(table_path: Path, seeds: list[int]) -> dict[str, Any]:
     return result
 
 
+def _describe(proxy: dict[str, Any]) -> str:
+    size = f"{proxy['image_size']}×{proxy['image_size']}" if proxy.get("image_size") else "native size"
+    images = f"{proxy['max_train']:,} training images" if proxy.get("max_train") else "all training images"
+    return f"{proxy['dataset']}, {images} at {size}"
+
+
 def _fmt(x: float | None, signed: bool = True) -> str:
     return "–" if x is None else (f"{x:+.3f}" if signed else f"{x:.2f}")
 
@@ -238,8 +257,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Ranking benchmark: estimators against stand-alone training",
         "",
-        f"{result['n_architectures']} full-depth architectures of the Fashion-MNIST proxy (5,000 training images at "
-        "14×14, macro space of 5 layers), each trained alone from scratch with 2 training seeds (8 epochs, 32 "
+        f"{result['n_architectures']} full-depth architectures of a proxy task ({_describe(result['proxy'])}, "
+        "macro space of 5 layers), each trained alone from scratch with 2 training seeds (8 epochs, 32 "
         "channels); truth: the mean stand-alone test accuracy. One training seed ranks the architectures against "
         f"the other at Kendall τ = {result['standalone_seed_agreement_tau']:+.3f} (the noise an estimator faces).",
         "",
@@ -277,11 +296,15 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
     p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--table", type=Path, default=RESULTS / "table.json")
+    p.add_argument("--proxy", choices=list(PROXIES), default="fashion",
+                   help="fashion: the comparison's Fashion-MNIST proxy; digits: the second proxy")
+    p.add_argument("--table", type=Path, default=None, help="default: the proxy's results folder's table.json")
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--planned", action="store_true",
                    help="compute on studies/ranking_table.py's architecture list while the table is still training")
     a = p.parse_args()
+    _use(a.proxy)
+    a.table = a.table or RESULTS / "table.json"
     from optuna_epnas.benchmarks.ranking import load_ranking_table
 
     if a.planned:

@@ -11,6 +11,7 @@ so a killed run resumes; ``--workers 2`` trains two at once (one thread each).
 
     python studies/ranking_table.py --workers 2     # ~1.5 h on the 2-core machine
     python studies/ranking_table.py --write         # table.json from what is trained (no training)
+    python studies/ranking_table.py --proxy digits --workers 2   # the second proxy (digits, 8x8): minutes
 """
 
 from __future__ import annotations
@@ -23,10 +24,20 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results" / "ranking-benchmark"
+ROOT = Path(__file__).resolve().parent / "results"
 ABLATION = Path(__file__).resolve().parent / "results" / "compare-equal-compute-fashion" / "ablation" / "results.json"
 SEEDS = (0, 1000)
-PROXY = {"dataset": "fashion-mnist", "max_train": 5000, "image_size": 14, "data_seed": 0, "layers": 5}
+#: The proxy tasks: the comparison's (default) and a second one, scikit-learn's digits at 8x8 (all 1,294
+#: training images), to check that what ranks well on one ranks well on another.
+PROXIES = {
+    "fashion": {"dataset": "fashion-mnist", "max_train": 5000, "image_size": 14, "data_seed": 0, "layers": 5},
+    "digits": {"dataset": "digits", "max_train": None, "image_size": None, "data_seed": 0, "layers": 5},
+}
+PROXY = PROXIES["fashion"]
+
+
+def results_dir(proxy: str) -> Path:
+    return ROOT / ("ranking-benchmark" if proxy == "fashion" else f"ranking-benchmark-{proxy}")
 FINAL = {"epochs": 8, "channels": 32, "cells": None}
 SKIP_DENSITIES = (0.0, 0.2, 0.5, 0.8)
 
@@ -67,21 +78,28 @@ def _known(path: Path) -> dict[tuple[str, int], dict]:
     return done
 
 
-_DATA = None
+_DATA: dict = {}
 
 
-def _train(job: tuple[str, int]) -> dict:
+def load_proxy(proxy: str):
+    from optuna_epnas import load_dataset
+
+    if proxy not in _DATA:
+        p = PROXIES[proxy]
+        _DATA[proxy] = load_dataset(p["dataset"], device="cpu", seed=p["data_seed"], max_train=p["max_train"],
+                                    image_size=p["image_size"])
+    return _DATA[proxy]
+
+
+def _train(job: tuple[str, int, str]) -> dict:
     import torch
-    from optuna_epnas import MacroSpace, load_dataset
+    from optuna_epnas import MacroSpace
     from optuna_epnas.analysis.retest import train_standalone
 
-    global _DATA
     torch.set_num_threads(1)
-    if _DATA is None:
-        _DATA = load_dataset(PROXY["dataset"], device="cpu", seed=PROXY["data_seed"], max_train=PROXY["max_train"],
-                             image_size=PROXY["image_size"])
-    arch, seed = job
-    result = train_standalone(MacroSpace(num_layers=PROXY["layers"]), arch, _DATA, {**FINAL, "seed": seed})
+    arch, seed, proxy = job
+    result = train_standalone(MacroSpace(num_layers=PROXIES[proxy]["layers"]), arch, load_proxy(proxy),
+                              {**FINAL, "seed": seed})
     return {"arch": arch, "seed": seed, **result, "torch": torch.__version__}
 
 
@@ -93,15 +111,15 @@ def seed_zero_from_ablation() -> dict[str, dict]:
                         "seconds": r["seconds"], "from": "compare-equal-compute-fashion/ablation"} for r in rows}
 
 
-def train(workers: int, path: Path) -> None:
+def train(workers: int, path: Path, proxy: str) -> None:
     done = _known(path)
-    reused = seed_zero_from_ablation()
+    reused = seed_zero_from_ablation() if proxy == "fashion" else {}
     jobs = [(a, s) for a, _ in architectures() for s in SEEDS if (a, s) not in done and not (s == 0 and a in reused)]
     # two of the reused seed-0 trainings again, last: does this machine reproduce them bit for bit?
     checks = [(a, 0) for a in list(reused)[:2] if (a, 0) not in done]
     print(f"{len(jobs)} trainings to go, then {len(checks)} reproduction checks; results -> {path}", flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    todo = jobs + checks
+    todo = [(a, s, proxy) for a, s in jobs + checks]
     with mp.get_context("spawn").Pool(workers) as pool, path.open("a") as f:
         for n, entry in enumerate(pool.imap(_train, todo), 1):
             f.write(json.dumps(entry) + "\n")
@@ -111,9 +129,9 @@ def train(workers: int, path: Path) -> None:
                   f"{entry['test_accuracy']:.4f} ({entry['seconds']:.0f}s)  {entry['arch']}", flush=True)
 
 
-def write_table(path: Path) -> dict:
+def write_table(path: Path, proxy: str) -> dict:
     trained = _known(path)
-    reused = seed_zero_from_ablation()
+    reused = seed_zero_from_ablation() if proxy == "fashion" else {}
     rows = []
     for arch, source in architectures():
         runs = [reused[arch] if s == 0 and arch in reused else trained.get((arch, s)) for s in SEEDS]
@@ -127,9 +145,9 @@ def write_table(path: Path) -> dict:
     checks = [{"arch": e["arch"], "recorded_test": reused[e["arch"]]["test_accuracy"], "again_test": e["test_accuracy"],
                "recorded_val": reused[e["arch"]]["val_accuracy"], "again_val": e["val_accuracy"]}
               for (arch, seed), e in trained.items() if seed == 0 and arch in reused]
-    table = {"proxy": PROXY, "final": FINAL, "schedule": "optuna_epnas.settings.FINAL", "seeds": list(SEEDS),
+    table = {"proxy": PROXIES[proxy], "final": FINAL, "schedule": "optuna_epnas.settings.FINAL", "seeds": list(SEEDS),
              "reproduction_checks": checks, "architectures": rows}
-    out = RESULTS / "table.json"
+    out = results_dir(proxy) / "table.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(table, indent=1) + "\n")
     print(f"{len(rows)} architectures with {len(SEEDS)} seeds -> {out}")
@@ -140,11 +158,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--write", action="store_true", help="only write table.json from the trainings so far")
-    p.add_argument("--log", type=Path, default=Path("studies/runs/ranking-benchmark/trainings.jsonl"))
+    p.add_argument("--proxy", choices=list(PROXIES), default="fashion")
+    p.add_argument("--log", type=Path, default=None, help="default: studies/runs/<results folder>/trainings.jsonl")
     a = p.parse_args()
+    log = a.log or Path("studies/runs") / results_dir(a.proxy).name / "trainings.jsonl"
     if not a.write:
-        train(a.workers, a.log)
-    write_table(a.log)
+        train(a.workers, log, a.proxy)
+    write_table(log, a.proxy)
 
 
 if __name__ == "__main__":
