@@ -136,7 +136,7 @@ class SupernetTrainer:
         cost = 0.0
         start = self.space.root() if prefix is None else prefix
 
-        def paths(images: int) -> Any:
+        def paths(images: int) -> list[Any]:  # this batch's paths (_fit sums their gradients)
             nonlocal cost
             if self.warmup_paths == "fair":
                 drawn = fair_draw(self.space, rng, start)
@@ -146,7 +146,7 @@ class SupernetTrainer:
                     arch = self.space.child(arch, int(rng.integers(self.space.num_children(arch))))
                 drawn = [arch]
             cost += sum(TRAIN_FACTOR * self._macs(a) * images for a in drawn)
-            return drawn if self.warmup_paths == "fair" else drawn[0]
+            return drawn
 
         started = time.perf_counter()
         self._fit(paths, self.warmup_epochs, [self.seed, WARMUP_STEP],
