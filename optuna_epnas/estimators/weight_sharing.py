@@ -123,17 +123,19 @@ def shared_weights(space: SearchSpace, data: DeviceData, archs: Sequence[str], *
             cost += trainer.warmup_record["cost_macs"]
         base = copy.deepcopy(trainer.get_state())
         order = np.random.default_rng([seed, 24]).permutation(members) if sequential else members
+        before = not sequential and finetune_epochs > 0  # a frozen score differs from the final one
         for step, i in enumerate(order):
             arch = parsed[i]
             if not sequential:
                 trainer.set_state(base)
-            frozen[i] = measure_path(trainer, arch, 1, seed)[0] if not sequential else 0.0
+            if before:
+                frozen[i] = measure_path(trainer, arch, 1, seed)[0]
             if finetune_epochs:
                 trainer.train(arch, step=step, epochs=finetune_epochs)
                 cost += TRAIN_FACTOR * trainer._macs(arch) * finetune_epochs * len(data.train_y)
             scores[i], loss = measure_path(trainer, arch, orders, seed)
             losses[i] = -loss
-            cost += trainer._macs(arch) * len(data.val_y) * (orders + (0 if sequential else 1))
+            cost += trainer._macs(arch) * len(data.val_y) * (orders + before)
             if (step + 1) % 10 == 0:
                 say(f"  {step + 1}/{len(order)} measured")
     variants = {"loss": Estimate(losses, cost)}
