@@ -45,7 +45,8 @@ def _use(proxy: str) -> None:
 CHANNELS = 16  # the comparison's search width
 ORDERS = 3  # evaluation batch orders averaged by the frozen-weight rows
 #: Supernet rows combined (rank average) with every zero-cost proxy.
-COMBINE = ("epnas-protocol", "spos-5/frozen", "spos-20/frozen", "fairnas-20/frozen", "spos-5/finetune-3")
+COMBINE = ("epnas-protocol", "spos-5/frozen", "spos-20/frozen", "fairnas-20/frozen", "fairnas-40/frozen",
+           "fairnas-60/frozen", "spos-5/finetune-3")
 #: The estimator the package's default search uses (SupernetObjective / epnas search defaults).
 DEFAULT = "epnas-protocol"
 #: The row of ``--estimator jacob_cov`` (optuna_epnas.estimators.ZeroCost's defaults: 4 initialisations, width 16).
