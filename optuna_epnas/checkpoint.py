@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -94,7 +95,7 @@ def hold(study: optuna.Study, path: Path | None, takeover: bool = False) -> str:
     if holder and holder != me and not takeover and not is_gone(holder):
         where = "this machine" if on_this_host(holder) else "another machine"
         raise RuntimeError(
-            f"study {study.study_name!r}'s supernet is being trained by another process ({holder}, on {where}): "
+            f"the supernet of study {study.study_name!r} is being trained by another process ({holder}, on {where}): "
             "a second process would train a second copy of it. Run one search per study (for several devices "
             "or CPU ranks on one search: torchrun --nproc_per_node=N epnas search ...), or use another "
             "--study-name" + ("" if on_this_host(holder) else "; if that process is gone, re-run with --takeover"))
@@ -120,23 +121,31 @@ def write(path: Path, state: dict[str, Any]) -> None:
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:  # torch reports a full disk as RuntimeError
-        tmp.unlink(missing_ok=True)
+    except (OSError, RuntimeError) as err:  # torch reports a full disk or a read-only folder as RuntimeError
+        with contextlib.suppress(OSError):  # a read-only folder refuses this too: the error above is the one to say
+            tmp.unlink(missing_ok=True)
+        reason = str(err).rsplit("strerror: ", 1)[-1]  # torch's "[enforce fail at ...] ... strerror: <the OS's>"
         raise RuntimeError(
-            f"could not write the supernet checkpoint {path} ({err}); free space or fix its permissions and run the "
-            "same command again: the search resumes from the last checkpoint written") from err
+            f"could not write the supernet checkpoint {path} ({reason}); free space or fix its permissions (or give "
+            "a writable --checkpoint-dir) and run the same command again: the search resumes from the last "
+            "checkpoint written") from err
 
 
 def read(path: Path, device: torch.device) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:  # truncated, not a torch file, unreadable
+    except OSError as err:  # permissions, a folder: the system's words say what is wrong
+        raise RuntimeError(f"the supernet checkpoint {path} cannot be read ({err})") from None
+    except Exception:  # truncated, not a torch file: torch's words (use weights_only=False) would mislead
+        state = None
+    if not isinstance(state, dict) or "format" not in state:
         raise RuntimeError(
-            f"the supernet checkpoint {path} cannot be read ({type(err).__name__}: {err}); restore it from a "
-            "backup, or search again under a new study name (the study's trials need these weights)") from err
-    if not isinstance(state, dict) or state.get("format") not in _READABLE:
+            f"{path} is not a supernet checkpoint (it is damaged, or another file is in its place): restore the "
+            "study's checkpoint from a backup, or search again under a new study name (the study's trials were "
+            "trained on the weights it held)")
+    if state["format"] not in _READABLE:
         raise RuntimeError(f"{path} is not a supernet checkpoint of this version of optuna_epnas "
-                           f"(format {state.get('format') if isinstance(state, dict) else '?'}, expected {FORMAT})")
+                           f"(format {state['format']!r}, expected {FORMAT})")
     return state
 
 
@@ -206,16 +215,13 @@ def reconcile(study: optuna.Study, path: Path, state: dict[str, Any], token: str
 
 
 def behind(study: optuna.Study, held: int) -> list[optuna.trial.FrozenTrial]:
-    """The trials whose training came after the ``held`` that a checkpoint holds, in training order:
-    finished ones (and ones that failed only at the checkpoint write, whose training the weights kept),
-    at training positions ``held``, ``held + 1``, ... without a gap (a gap: none are)."""
-    from optuna_epnas.sampler import FAULT_ATTR
-
+    """The finished trials whose training came after the ``held`` that a checkpoint holds, in training
+    order: at training positions ``held``, ``held + 1``, ... without a gap (a gap: none are). A failed
+    trial's training is never kept (the objective undoes it), so a retry may hold its position."""
     later = {}
-    for t in study.get_trials(deepcopy=False):
+    for t in study.get_trials(deepcopy=False, states=_FINISHED):
         position = t.system_attrs.get(TRAINED_ATTR)
-        kept = t.state in _FINISHED or (t.state == TrialState.FAIL and FAULT_ATTR in t.system_attrs)
-        if position is not None and position >= held and kept and "arch" in t.user_attrs:
+        if position is not None and position >= held and "arch" in t.user_attrs:
             later[int(position)] = t
     out = []
     while held + len(out) in later:

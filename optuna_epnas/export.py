@@ -45,7 +45,13 @@ class ModelSpec:
             check_positive_int(name, getattr(self, name))
         if self.cells is not None and (isinstance(self.cells, bool) or not isinstance(self.cells, int) or self.cells < 1):
             raise ValueError(f"cells must be a positive integer or None, got {self.cells!r}")
-        kind = self.space.get("space") if isinstance(self.space, dict) else None
+        if not isinstance(self.space, dict):
+            raise ValueError("space must be a search space spec, a dict such as {\"space\": \"macro\", "
+                             f"\"num_layers\": 12, \"ops\": [...]}}, got {type(self.space).__name__} {self.space!r}")
+        if not isinstance(self.arch, str):  # a number or a list would fail deep in parsing
+            raise ValueError(f"arch must be an architecture key, a string such as \"conv3x3 | sep5x5[0]\", got "
+                             f"{type(self.arch).__name__} {self.arch!r}")
+        kind = self.space.get("space")
         if self.cells is not None and kind in space_names() and "cells" not in space_class(kind).network_options:
             raise ValueError(f"cells is a setting of the micro space; leave it out for a {kind} architecture")
         self.resolve()  # fail now, not when the model is built
@@ -93,6 +99,8 @@ class ModelSpec:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not JSON: {err}") from None
+        except ValueError as err:  # which file the bad field is in
+            raise ValueError(f"{path}: {err}") from None
 
     def build(self) -> nn.Module:
         space, arch = self.resolve()

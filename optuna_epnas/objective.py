@@ -6,7 +6,10 @@ It is checkpointed together with the values of the trials it trained (:mod:`optu
 once a minute and when a search ends; the trials trained after the last checkpoint are replayed from
 the study on resume (their architectures and data orders are recorded). So a search killed at any
 moment and restarted on the same storage resumes with exactly the weights and trials it had (on the
-CPU bit for bit; a GPU's kernels are not all deterministic).
+CPU bit for bit; a GPU's kernels are not all deterministic). A trial is one unit: stopped before it
+returns (Ctrl-C, SIGTERM, an exception at any step), it is undone -- weights and bookkeeping as before
+it began, from an in-memory copy -- and fails; only a failure of its own training or evaluation counts
+against its architecture.
 """
 
 from __future__ import annotations
@@ -116,7 +119,9 @@ class SupernetObjective(SupernetTrainer):
             raise ValueError(f"checkpoint_every must be a number of seconds >= 0, got {checkpoint_every!r}")
         self.checkpoint_every = float(checkpoint_every)
         self._saved_at = -math.inf
-        self._unsaved: list[tuple[int, str, int]] = []  # (trial, arch, epochs) trained since the checkpoint
+        self._unsaved: list[int] = []  # trials trained since the checkpoint
+        self._checkpoint_ahead = False  # the file holds a trial that was undone: write it again
+        self._step = "sample"  # where the running trial is (a fault there is not its architecture's)
         self._behind: list[optuna.trial.FrozenTrial] = []  # trials the study has and the checkpoint lacks
         self.rescore_images = rescore_images
         if estimator is not None and not (callable(getattr(estimator, "score", None)) and callable(getattr(estimator, "spec", None))):
@@ -155,6 +160,30 @@ class SupernetObjective(SupernetTrainer):
             self._busy.release()
 
     def _run(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
+        # A trial is one unit: whatever stops it before it returns (Ctrl-C, SIGTERM, an exception in any
+        # step), the supernet and the bookkeeping are as before it began (_trial undoes them), and the
+        # study has it FAIL -- counted against its slot only when its own training or evaluation failed.
+        self._step = "sample"
+        try:
+            return self._trial(trial)
+        except optuna.TrialPruned:
+            raise
+        except BaseException as err:
+            if not isinstance(err, Exception) or self._step not in ("train", "evaluate"):
+                self._mark_fault(trial, err)
+            raise
+
+    def _mark_fault(self, trial: optuna.trial.Trial, err: BaseException) -> None:
+        """Record that the trial failed for a reason that is not its architecture's: its slot runs again."""
+        from optuna_epnas.sampler import FAULT_ATTR
+
+        what = "interrupted" if not isinstance(err, Exception) else self._step
+        try:
+            set_trial_attr(trial.study, trial, FAULT_ATTR, f"{what} ({type(err).__name__})")
+        except Exception as failed:  # the storage itself may be what failed; the original error matters more
+            _logger.warning("could not mark trial %d as failed by a fault (%s): %s", trial.number, what, failed)
+
+    def _trial(self, trial: optuna.trial.Trial) -> float | tuple[float, ...]:
         with batched_writes(trial.storage, trial_id(trial)):  # ~80 parameters at full depth: one commit
             arch = self.space.suggest(trial)
             trial.set_user_attr("arch", self.space.key(arch))
@@ -167,8 +196,24 @@ class SupernetObjective(SupernetTrainer):
             for name, limit in self.limits.items():
                 trial.set_constraint(name, float(counts[name] - limit))
         if self.estimator is not None:
+            self._step = "evaluate"
             return self._estimate(trial, arch, counts)
+        self._step = "attach"
         self._ensure_supernet(trial)
+        before, saved_at = self._snapshot(), self._saved_at
+        try:
+            result, pruned_at = self._train_and_record(trial, arch, counts)
+        except BaseException:
+            self._undo(trial.number, before, checkpoint_ahead=self._saved_at != saved_at)
+            raise
+        if pruned_at:  # committed and checkpointed: a resume completes it as PRUNED, from there
+            raise optuna.TrialPruned(f"pruned after epoch {pruned_at} at validation accuracy {self.values[trial.number]:.4f}")
+        return result
+
+    def _train_and_record(self, trial: optuna.trial.Trial, arch: Any, counts: dict[str, float]
+                          ) -> tuple[float | tuple[float, ...], int]:
+        """Train, measure, record and (when due) checkpoint one trial; returns its result and, for a
+        pruned one, the epoch it stopped after (0: not pruned)."""
         started = time.perf_counter()
         reports: list[float] = []
 
@@ -177,41 +222,39 @@ class SupernetObjective(SupernetTrainer):
             trial.report(reports[-1], epoch)
             return epoch + 1 < self.epochs and trial.should_prune()
 
+        self._step = "train"
         try:
             self.train(arch, step=len(self.trained), on_epoch=report if self.report_epochs else None)
-        except BaseException:
-            self._roll_back()  # the next trial must not train on a half-trained (or NaN) supernet
-            raise
+        except FloatingPointError as err:
+            raise FloatingPointError(f"trial {trial.number} diverged: {err}; the supernet is back to its state "
+                                     "before the trial. A lower --lr avoids it") from None
+        self._step = "evaluate"
         accuracy = reports[-1] if reports else self.evaluate(arch)
         pruned = len(reports) < self.epochs and bool(reports)
-        macs = counts["macs"]
         epochs = len(reports) or self.epochs
+        self._step = "record"
         with batched_writes(trial.storage, trial_id(trial)):
             trial.set_user_attr("train_seconds", round(time.perf_counter() - started, 3))
-            trial.set_user_attr(COST_ATTR, float(TRAIN_FACTOR * macs * epochs * len(self.data.train_y)
-                                                 + macs * len(self.data.val_y) * max(len(reports), 1)))
+            trial.set_user_attr(COST_ATTR, float(TRAIN_FACTOR * counts["macs"] * epochs * len(self.data.train_y)
+                                                 + counts["macs"] * len(self.data.val_y) * max(len(reports), 1)))
             set_trial_attr(trial.study, trial, ckpt.TRAINED_ATTR, len(self.trained))
-        self._unsaved.append((trial.number, self.space.key(arch), epochs))
-        self.trained.append(trial.number)
         result = (accuracy, *(float(counts[o]) for o in self.objectives[1:])) if len(self.objectives) > 1 else accuracy
+        # the commit: from here the weights' training and this bookkeeping agree (_undo reverts both)
         self.values[trial.number] = result
         if pruned:
             self.pruned.add(trial.number)
-        try:
-            if time.monotonic() - self._saved_at >= self.checkpoint_every:
-                self.save()
-        except RuntimeError:
-            from optuna_epnas.sampler import FAULT_ATTR  # not the architecture's failure: its slot is run again
-
-            set_trial_attr(trial.study, trial, FAULT_ATTR, "checkpoint write")
-            raise
+        self._unsaved.append(trial.number)
+        self.trained.append(trial.number)
+        self._step = "checkpoint"
+        if self._checkpoint_ahead or time.monotonic() - self._saved_at >= self.checkpoint_every:
+            self.save()
         if distributed.leads():  # every rank's copy must be the same after every trial
+            self._step = "ranks"
             distributed.command("check")
             distributed.check_identical(self.net, self.optimizer)
             set_trial_attr(trial.study, trial, RANKS_ATTR, distributed.rank_and_size()[1])
-        if pruned:  # after the checkpoint: a resume completes it as PRUNED, from there
-            raise optuna.TrialPruned(f"pruned after epoch {len(reports)} at validation accuracy {accuracy:.4f}")
-        return result
+        self._step = "done"
+        return result, len(reports) if pruned else 0
 
     def _estimate(self, trial: optuna.trial.Trial, arch: Any, counts: dict[str, float]) -> float | tuple[float, ...]:
         """The estimator's score of ``arch`` (no training), with its cost."""
@@ -274,6 +317,13 @@ class SupernetObjective(SupernetTrainer):
             self._spec_recorded = study is not None
             return
         self.start()
+        try:
+            self._resume(study)
+        except BaseException:  # half resumed or half warmed up: the next attach starts again from the file
+            self.net = self.optimizer = None
+            raise
+
+    def _resume(self, study: optuna.Study | None) -> None:
         self._path = ckpt.resolve_path(study, self.checkpoint)
         if study is not None and self._path is not None:
             self._token = ckpt.hold(study, self._path, takeover=self.takeover)
@@ -286,7 +336,11 @@ class SupernetObjective(SupernetTrainer):
         if self._behind:
             self._replay(self._behind)
         if self.warmup_epochs and not self.warmed_up:
-            self.warm_up()
+            try:
+                self.warm_up()
+            except FloatingPointError as err:
+                raise FloatingPointError(f"the supernet's warm-up diverged before any trial ran: {err}. A lower "
+                                         "--lr avoids it") from None
             if study is not None:
                 set_study_attr(study, WARMUP_ATTR, self.warmup_record)
             self.save()
@@ -300,7 +354,7 @@ class SupernetObjective(SupernetTrainer):
         """Write what the last checkpoint lacks and stop holding the study's supernet, so that another
         process may resume it (a search that ends)."""
         if self._path is not None:
-            if self._unsaved:
+            if self._unsaved or self._checkpoint_ahead:
                 self.save()
             ckpt.release(study)
 
@@ -329,7 +383,7 @@ class SupernetObjective(SupernetTrainer):
             "values": dict(self.values), "pruned": sorted(self.pruned), "warmed_up": self.warmed_up, "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
         })
-        self._saved_at, self._unsaved = started, []
+        self._saved_at, self._unsaved, self._checkpoint_ahead = started, [], False
 
     def load(self, path: str | os.PathLike, study: optuna.Study | None = None) -> None:
         """Resume the weights of ``path``; with ``study``: check that they are the study's and complete
@@ -380,16 +434,23 @@ class SupernetObjective(SupernetTrainer):
         self._behind = []
         self.save()
 
-    def _roll_back(self) -> None:
-        """Back to the weights before a trial whose training failed part-way: the last checkpoint, and
-        the trials trained since replayed."""
-        if self._path is not None and self._path.exists():
-            self.set_state(ckpt.read(self._path, self.data.device))
-            if distributed.leads():
-                distributed.command("state", self.get_state())
-            start = len(self.trained) - len(self._unsaved)
-            for i, (_, key, epochs) in enumerate(self._unsaved):
-                self.train(self.space.parse(key), step=start + i, epochs=epochs)
-        elif self.net is not None:
-            _logger.warning("a trial failed part-way through training and there is no checkpoint to restore: "
-                            "the supernet keeps that trial's partial training")
+    def _snapshot(self) -> dict[str, Any]:
+        """A copy of the weights and optimizer state, to undo a trial that does not finish. (The whole
+        supernet: cheap beside a trial's training -- a device-side copy on a GPU.)"""
+        import copy
+
+        return copy.deepcopy(self.get_state())
+
+    def _undo(self, number: int, before: dict[str, Any], checkpoint_ahead: bool) -> None:
+        """Back to the state before trial ``number`` began: its weights, and none of its bookkeeping.
+        ``checkpoint_ahead``: the trial was checkpointed before it failed, so the file holds it and must
+        be written again before anything trusts it (the next trial or the search's end does)."""
+        self.set_state(before)
+        if distributed.leads():
+            distributed.command("state", self.get_state())
+        self.values.pop(number, None)
+        self.pruned.discard(number)
+        self._unsaved = [n for n in self._unsaved if n != number]
+        if number in self.trained:
+            self.trained.remove(number)
+        self._checkpoint_ahead = self._checkpoint_ahead or checkpoint_ahead

@@ -120,6 +120,7 @@ def resolve_source(study: str | None = None, storage: str = "sqlite:///epnas.db"
         found, key, best = best_architecture(searched, trial)
         spec = study_attrs(searched)[OBJECTIVE_ATTR]
         source = {"study": searched.study_name, "storage": public_url(storage), "trial": best.number,
+                  "picked": "best" if trial is None else "--trial",
                   "supernet_val_accuracy": accuracy_of(best), "search_channels": spec.get("channels"),
                   "search_dataset": spec.get("dataset")}
         return found, key, source, spec
@@ -201,9 +202,10 @@ def retrain(space: SearchSpace, arch: Any, source: dict[str, Any], data: DeviceD
     fit = dict(epochs=final.epochs, lr=final.lr, batch_size=final.batch_size, momentum=final.momentum,
                weight_decay=final.weight_decay, seed=seed)
 
-    if "study" in source:
-        print(f"epnas train: best full-size architecture of study {source['study']!r} "
-              f"({source['storage']}), trial {source['trial']}:")
+    if "study" in source:  # "best full-size" only when it is: --trial may pick any trial
+        where = f"study {source['study']!r} ({source['storage']}), trial {source['trial']}"
+        print(f"epnas train: best full-size architecture of {where}:" if source.get("picked") == "best" else
+              f"epnas train: architecture of {where} ({space.level(arch)} of {space.max_level} {space.units}):")
     else:
         print(f"epnas train: architecture given with --arch ({space.name} space):")
     print(f"  {spec.arch}")

@@ -4,6 +4,8 @@ before and after a search."""
 
 from __future__ import annotations
 
+import logging
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_epnas._storage import set_study_attr, study_attrs
+from optuna_epnas.analysis import EXTRA_MODULES, INSTALL_EXTRA
 from optuna_epnas.cost import NetworkSize, total_cost
 from optuna_epnas.data import DeviceData
 from optuna_epnas.latency import LatencyTable, latency_table
@@ -26,6 +29,7 @@ from optuna_epnas.spaces import SearchSpace
 from optuna_epnas.storages import open_storage
 from optuna_epnas.values import COST_NAMES, accuracy_of, full_size, is_full_size
 
+_logger = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 #: ``epnas search --pruner``: over the per-epoch reports of ``--report-epochs`` (none: Optuna's
 #: default MedianPruner would prune as soon as trials report).
@@ -116,12 +120,44 @@ class Search:
                 # a diverging architecture fails its trial (retried, then given up); the search goes on
                 self.study.optimize(self.objective, callbacks=[*callbacks, *notes, self._stop_rule()],
                                     catch=(FloatingPointError,))
+        except BaseException as err:
+            self._settle_running_trials()
+            original = _unmasked(err)
+            if original is not err:
+                raise original from None
+            raise
         finally:
             self.objective.detach(self.study)  # another process may resume it now
             if recorder is not None:
                 recorder.close()  # the drawings still being made
         if recorder is not None:
             recorder.write_study_note(self.study, final=True)  # final numbers, also when nothing was left to run
+
+    def _settle_running_trials(self) -> None:
+        """After an interrupt or error outside the objective (while a level is planned, or as Optuna
+        records a result), this process's trial may be left RUNNING: complete it if the objective had
+        finished it (its training is in the weights), otherwise fail it as a fault, so that its slot runs
+        again -- now, rather than when a resume finds its process gone."""
+        from optuna_epnas._storage import set_trial_attr
+        from optuna_epnas.owner import process_mark
+        from optuna_epnas.sampler import FAULT_ATTR, OWNER_ATTR
+
+        objective = self.objective
+        try:
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.system_attrs.get(OWNER_ATTR) != process_mark():
+                    continue
+                if t.number in objective.trained:
+                    value = objective.values[t.number]
+                    if t.number in objective.pruned:
+                        self.study.tell(t.number, state=TrialState.PRUNED)
+                    else:
+                        self.study.tell(t.number, list(value) if isinstance(value, (list, tuple)) else value)
+                else:
+                    set_trial_attr(self.study, t, FAULT_ATTR, "interrupted")
+                    self.study.tell(t.number, state=TrialState.FAIL)
+        except Exception as err:  # the storage may be what failed: a resume settles them instead
+            _logger.warning("could not settle this process's running trials: %s", err)
 
     def _stop_rule(self) -> Callable[[optuna.Study, FrozenTrial], None]:
         if (self.progressive and not self.budget_is_exact) or self.cost_budget is not None:
@@ -133,9 +169,20 @@ class Search:
         return optuna.study.MaxTrialsCallback(self.budget, states=FINISHED)
 
 
+def _unmasked(err: BaseException) -> BaseException:
+    """What really happened when Optuna's ``_run_trial`` masks an interrupt or error raised while it
+    records a result (an UnboundLocalError or its "Should not reach" assertion, from its own ``finally``)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if (err.__context__ is not None and tb is not None and tb.tb_frame.f_code.co_name == "_run_trial"
+            and "optuna" in tb.tb_frame.f_code.co_filename):
+        return err.__context__
+    return err
+
+
 #: Said once per process when the dashboard notes cannot be written.
-NOTES_OFF = ("optuna-dashboard notes are off ({missing} is not installed): "
-             "pip install -e \".[analysis]\" (or optuna-dashboard and graphviz) to record them")
+NOTES_OFF = "optuna-dashboard notes are off ({missing} is not installed): " + INSTALL_EXTRA + " to record them"
 _notes_off_said = False
 
 
@@ -146,7 +193,7 @@ def _recorder(planned: int) -> Any:
     try:
         from optuna_epnas.analysis.dashboard import DashboardRecorder
     except ImportError as err:
-        if err.name not in ("optuna_dashboard", "graphviz"):
+        if err.name not in EXTRA_MODULES:
             raise
         if not _notes_off_said:
             print(NOTES_OFF.format(missing=err.name), flush=True)
@@ -283,6 +330,8 @@ class Progress:
 def start_line(run: Search, sampler: str, data: DeviceData, dataset: str, study_name: str, storage_url: str,
                settings: SearchSettings, ranks: int = 1) -> str:
     """What is searched, on what, with which limits, and how far the study already is."""
+    # First: a progressive sampler refuses a study searched with other settings here, before "resuming" is said.
+    left = not run.is_done()
     space, done = run.space, run.finished
     limits = {k: v for k, v in (("parameters", settings.max_params), ("multiply-adds", settings.max_macs),
                                 ("ms of estimated latency", settings.max_latency_ms)) if v}
@@ -293,19 +342,34 @@ def start_line(run: Search, sampler: str, data: DeviceData, dataset: str, study_
         + "".join(f"\nat most {v:,} {name} (a network of --channels {settings.channels})" for name, v in limits.items())
         + f"\nstudy {study_name!r} in {storage_url}: {'at most ' if limits and run.progressive else ''}"
         f"{run.budget} trials planned, {done} already done"
-        + (", resuming" if 0 < done < run.budget else "")
+        + ((", resuming" if left else ", nothing left to run") if done else "")
     )
 
 
-def print_summary(study: optuna.Study, space: SearchSpace, storage: str, checkpoint: Path | None) -> None:
-    """The finished search: its best full-depth architecture (or Pareto front) and what to run next."""
+def _train_command(study: optuna.Study, storage: str) -> str:
+    """``epnas train`` of ``study``, quoted for a shell (a URL's ``?timeout=60``, a name with spaces)."""
+    return shlex.join(["epnas", "train", "--study", study.study_name, "--storage", storage])
+
+
+def print_summary(study: optuna.Study, space: SearchSpace, storage: str, checkpoint: Path | None,
+                  trials_before: int = 0) -> None:
+    """The finished search: its best full-depth architecture (or Pareto front) and what to run next.
+    ``trials_before``: the trials the study had before this run (the failures of this run are numbered
+    from it: only their errors were printed above)."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     full = full_size(complete, space.max_level)
     print(f"\n{len(complete)} trials complete, {len(full)} of them at full depth ({space.max_level} {space.units}).")
-    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-    if failed:
-        print(f"{len(failed)} trial(s) failed: their errors are above (a trial whose process died is run again; "
-              "an architecture whose training failed is retried once, then given up)")
+    failed = [t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))]
+    earlier = [n for n in failed if n < trials_before]  # their errors went to the output of the runs that had them
+    now = len(failed) - len(earlier)
+    said = [f"{now} trial(s) failed in this run: their errors are above"] if now else []
+    if earlier:
+        listed = ", ".join(map(str, earlier[:10])) + (", ..." if len(earlier) > 10 else "")
+        said.append(f"{len(earlier)} trial(s) failed in earlier runs (trial numbers {listed}): their errors are in "
+                    "those runs' output")
+    if said:
+        print("; ".join(said) + " (a trial whose process died is run again; an architecture whose training "
+              "failed is retried once, then given up)")
     if full and study._is_multi_objective():
         _print_front(study, space, storage)
     elif full:
@@ -320,9 +384,9 @@ def print_summary(study: optuna.Study, space: SearchSpace, storage: str, checkpo
         print(f"  parameters (stand-alone): {best.user_attrs.get('params')}")
         print("  note: " + ("a zero-cost estimate for ranking" if estimator else "a weight-sharing estimate for ranking")
               + ", not the accuracy of the network trained alone")
-        print(f"train it from scratch with: epnas train --study {study.study_name} --storage {storage}")
+        print(f"train it from scratch with: {_train_command(study, storage)}")
     print(f"study stored in {storage} as {study.study_name!r}" + (f"; supernet in {checkpoint}" if checkpoint else ""))
-    print(f"look at it with: epnas dashboard --storage {storage}")
+    print(f"look at it with: {shlex.join(['epnas', 'dashboard', '--storage', storage])}")
 
 
 def _print_front(study: optuna.Study, space: SearchSpace, storage: str) -> None:
@@ -334,4 +398,4 @@ def _print_front(study: optuna.Study, space: SearchSpace, storage: str) -> None:
     for t in front:
         print(f"  trial {t.number:>4}  accuracy {t.values[0]:.4f}  {t.values[1]:>14,.0f} {cost}  {t.user_attrs['arch']}")
     print("  note: weight-sharing estimates for ranking, not the accuracies of the networks trained alone")
-    print(f"train one from scratch with: epnas train --study {study.study_name} --storage {storage} --trial N")
+    print(f"train one from scratch with: {_train_command(study, storage)} --trial N")

@@ -5,7 +5,9 @@ Besides Optuna's RDB URLs, ``journal:PATH`` is Optuna's JournalStorage in a file
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +71,7 @@ def open_storage(url: str, heartbeat: float | None = None, must_exist: bool = Fa
         # A stale trial (no heartbeat for 2 intervals + grace) is failed by Optuna, and its slot run again.
         beat = {} if heartbeat is None else {"heartbeat_interval": max(1, round(heartbeat)),
                                              "grace_period": max(2, round(2 * heartbeat))}
-        rdb = optuna.storages.RDBStorage(url, **beat)
+        rdb = _rdb_storage(url, **beat)
         if rdb.engine.name == "sqlite":
             _write_ahead_log(rdb)
         return rdb if heartbeat is not None else optuna.storages.get_storage(rdb)
@@ -81,6 +83,27 @@ def open_storage(url: str, heartbeat: float | None = None, must_exist: bool = Fa
             f"cannot open the storage {public_url(url)} ({type(err).__name__}: {reason}); give an Optuna storage "
             "URL such as sqlite:///epnas.db (its directory must exist and be writable), journal:epnas.log or "
             "postgresql://user@host/db (its server reachable, its driver installed)") from None
+
+
+#: What a process that creates an RDB schema at the same moment as another one meets (Optuna creates it
+#: without a lock): a table or version row the other made first, SQLite's lock, or (Optuna asserts it)
+#: no schema version yet because the other has not stamped it.
+_COLLISION = re.compile(r"already exists|unique constraint|duplicate key|database is locked", re.IGNORECASE)
+
+
+def _rdb_storage(url: str, tries: int = 6, **kwargs: Any) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url)``, tried again when its schema creation collides with another process's (two
+    searches started together on a new database): once the other is done, the schema is found."""
+    import sqlalchemy
+
+    for attempt in range(1, tries):
+        try:
+            return optuna.storages.RDBStorage(url, **kwargs)
+        except (sqlalchemy.exc.DBAPIError, AssertionError) as err:
+            if not (isinstance(err, AssertionError) or _COLLISION.search(str(err))):
+                raise
+        time.sleep(random.uniform(0.05, 0.2) * attempt)  # jittered: the two do not collide again
+    return optuna.storages.RDBStorage(url, **kwargs)  # the last try: its error is the one to say
 
 
 def _write_ahead_log(rdb: optuna.storages.RDBStorage) -> None:

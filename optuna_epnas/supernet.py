@@ -189,9 +189,7 @@ class SupernetTrainer:
                     torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
                 opt.step()
             if not (bool(finite) if size == 1 else distributed.all_finite(finite)):
-                raise FloatingPointError(
-                    f"the training loss became NaN or infinite in epoch {epoch + 1} (lr={self.lr}): the trial "
-                    "failed and the supernet was restored to its last checkpoint; a lower --lr avoids it")
+                raise FloatingPointError(f"the training loss became NaN or infinite in epoch {epoch + 1} (lr={self.lr})")
             if stoppable:
                 stop = on_epoch(epoch) if on_epoch is not None else None
                 if (distributed.command(stop)[0] if size > 1 else stop):

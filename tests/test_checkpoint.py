@@ -83,7 +83,7 @@ def test_a_missing_or_foreign_checkpoint_is_refused_and_nothing_is_lost(data, tm
         objective(data).attach(optuna.load_study(storage=url, study_name="a"))
     assert len(optuna.load_study(storage=url, study_name="a").get_trials(states=(TrialState.COMPLETE,))) == 2
     path_a.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="cannot be read"):
+    with pytest.raises(RuntimeError, match="is not a supernet checkpoint"):
         objective(data).attach(optuna.load_study(storage=url, study_name="a"))
     assert path_a.read_bytes() == b"not a checkpoint"
 

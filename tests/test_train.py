@@ -158,7 +158,7 @@ def test_train_command_macro_from_a_study_with_baseline(search, data, tmp_path, 
     assert "test accuracy of the stand-alone network trained from scratch" in text and "plain CNN baseline" in text
     assert "build_model(" in text and "weights_only=True" in text
     result = _reload_and_check(out, data)
-    assert result["source"] == {"study": "s", "storage": url, "trial": trial.number,
+    assert result["source"] == {"study": "s", "storage": url, "trial": trial.number, "picked": "best",
                                 "supernet_val_accuracy": trial.value, "search_channels": 4,
                                 "search_dataset": "digits"}
     assert result["arch"] == space.key(arch) and result["epochs"] == 1 and len(result["history"]) == 1

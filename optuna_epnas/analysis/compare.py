@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,8 +219,9 @@ def compare(plan: Plan, samplers: Sequence[str], seeds: int, *, command: str, op
     (out / "results.md").write_text(results_markdown(results))
     say("\n" + "\n".join(sampler_table(results["samplers"], plan.budget)) + "\n\n"
         + "\n".join(f"- {line}" for line in results["conclusions"]))
+    look = shlex.join(["epnas", "dashboard", "--storage", f"sqlite:///{out / 'studies.db'}"])  # a path with spaces
     say(f"\nwrote {out / 'results.md'}, {out / 'results.json'} and {len(results['plots'])} plots; "
-        f"studies in {out / 'studies.db'} (epnas dashboard --storage sqlite:///{out / 'studies.db'})")
+        f"studies in {out / 'studies.db'} ({look})")
     return results
 
 

@@ -7,8 +7,10 @@ over seeds; ``benchmark nb201`` compares samplers at equal queries on NAS-Bench-
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Any, Sequence
 
 from optuna_epnas.cli.benchmark import add_benchmark_parser, benchmark_command
 from optuna_epnas.cli.compare import add_compare_parser, compare_command
@@ -46,10 +48,29 @@ def _version() -> str:
     return __version__
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it stops as Ctrl-C does: the running trial undone,
+    what is finished stored, the checkpoint written (a scheduler's SIGTERM, then a resume, loses nothing)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # only there can it take signals
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return COMMANDS[args.command][1](args)
-    except (ValueError, FileNotFoundError, RuntimeError, OSError) as err:
+    except (ValueError, FileNotFoundError, RuntimeError, OSError, ArithmeticError) as err:
         print(f"epnas: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:
+        term = isinstance(err, Terminated)
+        print(f"\nepnas: {'terminated (SIGTERM)' if term else 'interrupted'}; what had finished is stored: "
+              "re-run the same command to resume", file=sys.stderr)
+        return 143 if term else 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -58,12 +58,32 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return action.help if action.default is None else super()._get_help_string(action)
 
 
+class _TrialFailuresInOneLine(logging.Filter):
+    """Optuna logs a failed trial with its parameters (~80 at full depth) and traceback, then its value:
+    one line instead -- ``trial N failed: <error>`` -- and none for an interrupt (the command says it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if " failed with value " in message:
+            return False
+        if " failed with parameters: " not in message:
+            return True
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            return False
+        reason = message.split("because of the following error: ", 1)[-1].rstrip(".")
+        record.msg, record.args, record.exc_info, record.exc_text = f"{message.split()[0]} {message.split()[1]} failed: {reason}", (), None, None
+        return True
+
+
 def quiet_optuna(log: bool = False) -> None:
     """Optuna's warnings only, no experimental-feature warnings; ``log``: warnings of every logger, one line each."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    runner = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _TrialFailuresInOneLine) for f in runner.filters):
+        runner.addFilter(_TrialFailuresInOneLine())
     if log:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 

@@ -27,8 +27,14 @@ def add_dashboard_parser(commands: Any) -> argparse.ArgumentParser:
 
 def dashboard_command(args: argparse.Namespace) -> int:
     """Serve the dashboard until Ctrl-C."""
-    from optuna_epnas.analysis.dashboard_server import serve_dashboard
+    from optuna_epnas.analysis import EXTRA_MODULES, INSTALL_EXTRA
 
+    try:
+        from optuna_epnas.analysis.dashboard_server import serve_dashboard
+    except ImportError as err:  # the analysis extra is not installed: say what to install, not a traceback
+        if err.name not in EXTRA_MODULES:
+            raise
+        raise RuntimeError(f"epnas dashboard needs {err.name}, which is not installed: {INSTALL_EXTRA}") from None
     return serve_dashboard(args.storage, args.host, args.port, args.artifact_dir, args.record)
 
 

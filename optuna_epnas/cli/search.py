@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -238,8 +239,9 @@ def _search(args: argparse.Namespace, space: SearchSpace, data: Any, study_name:
     )
     url = public_url(args.storage)
     print(start_line(run, args.sampler, data, args.dataset, study_name, url, settings, ranks), flush=True)
+    before = len(run.study.get_trials(deepcopy=False))  # this run's trials are numbered from here
     run.run([Progress(run.study, space, run.budget, run.sampler if run.progressive else None, quiet=args.quiet)])
-    print_summary(run.study, space, url, run.checkpoint)
+    print_summary(run.study, space, url, run.checkpoint, trials_before=before)
     return 0
 
 
@@ -251,4 +253,7 @@ def _checkpoint_dir(path: str | None) -> Path | None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ValueError(f"cannot use --checkpoint-dir {path}: {err}") from None
+    if not os.access(folder, os.W_OK):  # said now, not after the data is loaded and the study made
+        raise ValueError(f"cannot use --checkpoint-dir {path}: it is not writable (its permissions, or a read-only "
+                         "file system)")
     return folder

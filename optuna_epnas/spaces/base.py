@@ -26,6 +26,8 @@ Arch = TypeVar("Arch", bound=Hashable)
 
 def check_ops(ops: Sequence[str], allowed: Sequence[str]) -> tuple[str, ...]:
     """``ops`` as a tuple, after checking it is a non-empty, duplicate-free subset of ``allowed``."""
+    if isinstance(ops, str):  # tuple() would split it into letters
+        raise ValueError(f"ops must be a list of operation names, not the string {ops!r} (e.g. [{ops!r}])")
     ops = tuple(ops)
     if not ops:
         raise ValueError("ops must name at least one operation")
@@ -90,6 +92,10 @@ class SearchSpace(Generic[Arch], metaclass=_SpaceMeta):
             fields = {f: spec[f] for f in space_cls.spec_fields}
         except KeyError as err:
             raise ValueError(f"search space spec {spec} lacks {err.args[0]!r}") from None
+        unknown = sorted(set(spec) - {"space", *space_cls.spec_fields})
+        if unknown:  # a misspelt setting would otherwise be ignored, its default silently used
+            raise ValueError(f"search space spec {spec} has unknown key(s) {unknown}; a {space_cls.name} space's spec "
+                             f"has the keys space, {', '.join(space_cls.spec_fields)}")
         return space_cls(**fields)
 
     def describe(self) -> str:
