@@ -102,7 +102,7 @@ def _rdb_storage(url: str, tries: int = 6, **kwargs: Any) -> optuna.storages.RDB
         except (sqlalchemy.exc.DBAPIError, AssertionError) as err:
             if not (isinstance(err, AssertionError) or _COLLISION.search(str(err))):
                 raise
-        time.sleep(random.uniform(0.05, 0.2) * attempt)  # jittered: the two do not collide again
+        time.sleep(random.Random().uniform(0.05, 0.2) * attempt)  # jittered: the two do not collide again
     return optuna.storages.RDBStorage(url, **kwargs)  # the last try: its error is the one to say
 
 

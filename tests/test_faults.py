@@ -22,7 +22,7 @@ _spec.loader.exec_module(kill_resume)
 
 # 2 layers, K=2, 1 iteration: 6 + 2 trials, two plans
 SEARCH = ["search", "--layers", "2", "--k", "2", "--iterations", "1", "--channels", "4", "--epochs", "1",
-          "--max-train", "200", "--quiet", "--study-name", "f"]
+          "--max-train", "200", "--ensemble", "2", "--quiet", "--study-name", "f"]  # 2 surrogates: quicker plans
 EXIT = {"int": 130, "term": 143, "raise": 2}
 #: (point, call it strikes at): mid-level-1, and the second plan (level 2)
 POINTS = [(p, 2 if p == "plan" else 4) for p in kill_resume.POINTS]
@@ -79,9 +79,9 @@ def test_the_interrupted_trial_is_not_counted_against_its_architecture(tmp_path,
     from optuna_epnas.sampler import FAULT_ATTR
 
     for _ in range(2):
-        replaced = kill_resume.inject("evaluate", {1}, "int")
+        restore_patches += kill_resume.inject("evaluate", {1}, "int")
         assert main(_search(tmp_path, "60")) == 130
-        for owner, name, original in replaced:
+        for owner, name, original in restore_patches:
             setattr(owner, name, original)
     study = optuna.load_study(storage=f"sqlite:///{tmp_path}/f.db", study_name="f")
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
