@@ -202,7 +202,7 @@ def reconcile(study: optuna.Study, path: Path, state: dict[str, Any], token: str
                                    f"{study.study_name!r} does not have: it is another study's checkpoint")
             continue  # format 2: no values to complete from (the old warning's case)
         if t.state == TrialState.RUNNING:
-            study.tell(number, state=TrialState.PRUNED) if number in pruned else study.tell(number, values[number])
+            tell_trained(study, number, values[number], number in pruned)
         else:  # already failed as a dead process's trial: a complete (or pruned) copy takes its place
             copy = optuna.trial.create_trial(
                 params=t.params, distributions=t.distributions, value=values[number], user_attrs=t.user_attrs,
@@ -212,6 +212,15 @@ def reconcile(study: optuna.Study, path: Path, state: dict[str, Any], token: str
             study.add_trial(copy)
             trained[i] = max(tr.number for tr in study.get_trials(deepcopy=False))
     return trained
+
+
+def tell_trained(study: optuna.Study, number: int, value: Any, pruned: bool) -> None:
+    """Record a RUNNING trial whose training the supernet holds as the objective finished it: its value
+    (a float or, with several objectives, a sequence), or PRUNED at its last report."""
+    if pruned:
+        study.tell(number, state=TrialState.PRUNED)
+    else:
+        study.tell(number, value)
 
 
 def behind(study: optuna.Study, held: int) -> list[optuna.trial.FrozenTrial]:

@@ -139,6 +139,7 @@ class Search:
         finished it (its training is in the weights), otherwise fail it as a fault, so that its slot runs
         again -- now, rather than when a resume finds its process gone."""
         from optuna_epnas._storage import set_trial_attr
+        from optuna_epnas.checkpoint import tell_trained
         from optuna_epnas.owner import process_mark
         from optuna_epnas.sampler import FAULT_ATTR, OWNER_ATTR
 
@@ -148,11 +149,7 @@ class Search:
                 if t.system_attrs.get(OWNER_ATTR) != process_mark():
                     continue
                 if t.number in objective.trained:
-                    value = objective.values[t.number]
-                    if t.number in objective.pruned:
-                        self.study.tell(t.number, state=TrialState.PRUNED)
-                    else:
-                        self.study.tell(t.number, list(value) if isinstance(value, (list, tuple)) else value)
+                    tell_trained(self.study, t.number, objective.values[t.number], t.number in objective.pruned)
                 else:
                     set_trial_attr(self.study, t, FAULT_ATTR, "interrupted")
                     self.study.tell(t.number, state=TrialState.FAIL)

@@ -70,8 +70,9 @@ class _TrialFailuresInOneLine(logging.Filter):
             return True
         if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
             return False
+        trial, number = message.split()[:2]  # "Trial 7 failed with parameters: ..."
         reason = message.split("because of the following error: ", 1)[-1].rstrip(".")
-        record.msg, record.args, record.exc_info, record.exc_text = f"{message.split()[0]} {message.split()[1]} failed: {reason}", (), None, None
+        record.msg, record.args, record.exc_info, record.exc_text = f"{trial} {number} failed: {reason}", (), None, None
         return True
 
 
