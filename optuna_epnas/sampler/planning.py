@@ -19,7 +19,7 @@ from optuna_epnas._checks import check_int, check_positive_int
 from optuna_epnas.cost import NetworkSize, child_sizes, completion_sizes, per_cost_class
 from optuna_epnas.latency import LatencyTable
 from optuna_epnas.sampler.selection import log_weights, pareto_log_weights, scaled, select
-from optuna_epnas.sampler.surrogate import LSTMSurrogate
+from optuna_epnas.sampler.surrogate import LSTMEnsemble
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas.values import COSTS, check_objectives
 
@@ -190,9 +190,8 @@ class Planner:
         rescored_at = time.perf_counter()
         draw_seed, *member_seeds = np.random.SeedSequence(list(seed)).spawn(1 + self.surrogate_ensemble)
         tokens = [self.space.tokens(self.space.parse(key)) for key in keys]
-        members = [LSTMSurrogate(self.space.token_dim, steps=self.surrogate_steps,
-                                 seed=int(s.generate_state(1)[0] % 2**31), device=self.surrogate_device
-                                 ).fit(tokens, values) for s in member_seeds]
+        members = LSTMEnsemble(self.space.token_dim, [int(s.generate_state(1)[0] % 2**31) for s in member_seeds],
+                               steps=self.surrogate_steps, device=self.surrogate_device).fit(tokens, values)
         fitted = time.perf_counter()
         fits = [self._fits(p) for p in parents]  # the children under the limits: all others are never scored
         sizes = [int(f.sum()) for f in fits]  # children per parent, in candidate order
@@ -284,14 +283,14 @@ class Planner:
         return [self.space.key(self.space.child(parents[o], int(child_index[o][c - offsets[o]])))
                 for o, c in zip(owner, chosen)]
 
-    def _score(self, members: Sequence[LSTMSurrogate], prefixes: list[np.ndarray], children: list[np.ndarray],
+    def _score(self, members: LSTMEnsemble, prefixes: list[np.ndarray], children: list[np.ndarray],
                best: float) -> tuple[np.ndarray, np.ndarray]:
         """Each candidate's predicted accuracy (the ensemble mean) and its selection log-weight."""
         if len(members) == 1 and self.acquisition == "mean" and self.score == "raw":
             # log-sigmoid: no underflow to ties at 0 when the net is saturated
-            log_scores = members[0].predict_children(prefixes, children, log=True).astype(np.float64)
+            log_scores = members.predict_children(prefixes, children, log=True)[0].astype(np.float64)
             return np.exp(log_scores), log_scores
-        each = np.stack([m.predict_children(prefixes, children).astype(np.float64) for m in members])
+        each = members.predict_children(prefixes, children).astype(np.float64)
         return each.mean(axis=0), log_weights(each, self.acquisition, self.score, self.beta, best)
 
     def _rescored(self, study: Study, keys: list[str]) -> tuple[list[float], float]:

@@ -3,9 +3,19 @@
 token (one-hot/multi-hot symbol vector) -> linear 100 -> LSTM 100 -> last hidden -> linear -> sigmoid.
 Linear weights U[-1,1] (paper); Adam on an L1 loss.
 
+An ensemble of such LSTMs (PNAS fits 5 per level) is one :class:`LSTMEnsemble`: every member's weights
+stacked along a leading member axis, so that one batched matrix product per time step fits or scores all
+of them. Fitted one after another, five small LSTMs cost five times the per-step dispatch of one; the
+stacked model costs it once (issue 26). Each member keeps what made it a member before: its own seed's
+initial weights and its own seed's order of minibatches; stacked, Adam updates each member's slice
+exactly as a separate Adam would. What differs from separate ``nn.LSTM`` members is float rounding (the
+embedding and the LSTM's input weights are applied as one product), and an L1 fit amplifies rounding
+over hundreds of steps: the same seeds give close, not bitwise equal, surrogates.
+
 Scoring is the hot path (a full L=12 expansion of K=25 architectures is ~300k candidates). The LSTM
 is causal and every candidate is its parent plus one unit, so the parent's prefix is run once and
-each candidate costs one LSTM step from the parent's state: exact, and ~L times cheaper.
+each candidate costs one LSTM step from the parent's state: exact, and ~L times cheaper. The parent's
+recurrent term is computed once per parent, so a child costs its token's input product and the gates.
 """
 
 from __future__ import annotations
@@ -20,157 +30,329 @@ from torch import nn
 
 
 @contextlib.contextmanager
-def _single_thread():
-    # Batches of 32 through a 100-unit LSTM gain nothing from threads, and with other processes or
-    # workers on the same cores OpenMP's spinning threads made fits 10-100x slower (seen here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _exact_cuda_matmuls(device: torch.device):
+    # TF32 products (10-bit mantissas) made a CUDA fit drift 0.2 from the CPU's after 100 L1 steps
+    # (issue 26): the surrogate is tiny, full float32 costs nothing measurable.
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32 = before
 
 
-class _Net(nn.Module):
-    def __init__(self, token_dim: int, embed: int, hidden: int) -> None:
-        super().__init__()
-        self.embed = nn.Linear(token_dim, embed)
-        self.lstm = nn.LSTM(embed, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, 1)
-        for linear in (self.embed, self.head):
+def _initial_weights(token_dim: int, hidden: int, seed: int) -> dict[str, torch.Tensor]:
+    """One member's initial weights: PyTorch's ``nn.LSTM`` init, the paper's U[-1,1] for the linears."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        embed, lstm, head = nn.Linear(token_dim, hidden), nn.LSTM(hidden, hidden, batch_first=True), nn.Linear(hidden, 1)
+        for linear in (embed, head):
             nn.init.uniform_(linear.weight, -1.0, 1.0)
             nn.init.uniform_(linear.bias, -1.0, 1.0)
-
-    def run(self, tokens: torch.Tensor, state=None):
-        out, state = self.lstm(self.embed(tokens), state)
-        return out[:, -1], state
-
-    def score(self, last_hidden: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.head(last_hidden)).squeeze(-1)
-
-    def log_score(self, last_hidden: torch.Tensor) -> torch.Tensor:
-        # log σ(z) stays finite and ordered where σ(z) underflows to 0 (a confident, saturated net)
-        return torch.nn.functional.logsigmoid(self.head(last_hidden)).squeeze(-1)
+    # nn.LSTM's gate rows i, f, g, o reordered to o, i, f, g: the sigmoid gates are one slice, and so
+    # are the three whose gradients go through the cell state (see _Recurrence.backward)
+    order = torch.cat([torch.arange(3 * hidden, 4 * hidden), torch.arange(3 * hidden)])
+    return {"embed_w": embed.weight, "embed_b": embed.bias, "w_ih": lstm.weight_ih_l0[order],
+            "w_hh": lstm.weight_hh_l0[order], "b_ih": lstm.bias_ih_l0[order], "b_hh": lstm.bias_hh_l0[order],
+            "head_w": head.weight[0], "head_b": head.bias}
 
 
-class LSTMSurrogate:
-    """Fit on (token sequence, accuracy) rows; predict accuracy for sequences or one-unit expansions.
+class _Recurrence(torch.autograd.Function):
+    """The LSTM recurrence of M members at once, with a hand-written backward through time.
+
+    ``inputs`` (M, T, B, 4H) are the input products with the biases (gates in the order o, i, f, g),
+    ``w_hh`` (M, H, 4H) the transposed recurrent weights, member m runs ``lengths[m]`` steps. Returns each
+    member's (h, c) after its own last step. Autograd through the per-step ops spent more on bookkeeping
+    than on arithmetic (~30 small ops a step); here a step is 7 ops forward and 5 back, every factor of
+    the backward is computed once over all steps, and the recurrent weights' gradient is one product."""
+
+    @staticmethod
+    def forward(ctx, inputs, w_hh, h0, c0, lengths):
+        members, steps, batch, four_h = inputs.shape
+        hidden = four_h // 4
+        order = sorted(range(members), key=lambda m: -lengths[m])  # longest first: the running ones are a prefix
+        index = torch.tensor(order, device=inputs.device)
+        # time-major histories: step t reads h[t], c[t] and writes h[t + 1], c[t + 1] in place
+        gates_in = inputs[index].transpose(0, 1)
+        w = w_hh[index]
+        h = inputs.new_zeros(steps + 1, members, batch, hidden)
+        # h stays zero where a member no longer runs (the weights' gradient sums over all steps); the
+        # rest of a stopped member's history is never read
+        c, tanh_c = torch.empty_like(h), torch.empty_like(h[1:])
+        h[0], c[0] = h0[index], c0[index]
+        squashed = inputs.new_empty(steps, members, batch, four_h)
+        sig, tanh = squashed.split([3 * hidden, hidden], dim=-1)
+        o, i, f, g = squashed.chunk(4, dim=-1)
+        for first, end, a in _runs([sum(n > t for n in lengths) for t in range(steps)]):
+            # the views of each step, made once per run of steps with the same members running
+            hs, cs, tcs = h[first:end + 1, :a].unbind(0), c[first:end + 1, :a].unbind(0), tanh_c[first:end, :a].unbind(0)
+            views = (gates_in[first:end, :a], sig[first:end, :a], tanh[first:end, :a], o[first:end, :a],
+                     i[first:end, :a], f[first:end, :a], g[first:end, :a])
+            w_a = w[:a]
+            for k, (x_t, sig_t, tanh_t, o_t, i_t, f_t, g_t) in enumerate(zip(*(v.unbind(0) for v in views))):
+                pre_sig, pre_tanh = torch.baddbmm(x_t, hs[k], w_a).split([3 * hidden, hidden], dim=-1)
+                torch.sigmoid(pre_sig, out=sig_t)
+                torch.tanh(pre_tanh, out=tanh_t)
+                torch.mul(f_t, cs[k], out=cs[k + 1]).addcmul_(i_t, g_t)
+                torch.tanh(cs[k + 1], out=tcs[k])
+                torch.mul(o_t, tcs[k], out=hs[k + 1])
+        last = torch.tensor([lengths[m] for m in order], device=inputs.device)
+        back = torch.argsort(index)
+        rows = torch.arange(members, device=inputs.device)
+        h_last, c_last = h[last, rows][back], c[last, rows][back]
+        if any(ctx.needs_input_grad):
+            # d(pre-activation) = factor x (dh for o; dc for i, f, g), dc_t = dc_{t+1} f + dh o (1 - tanh² c)
+            factor = torch.cat([tanh_c * o * (1 - o), g * i * (1 - i), c[:-1] * f * (1 - f), i * (1 - g * g)], -1)
+            ctx.save_for_backward(w, h, factor, f.contiguous(), o * (1 - tanh_c * tanh_c), index, back)
+            ctx.lengths = lengths
+        return h_last, c_last
+
+    @staticmethod
+    def backward(ctx, grad_h, grad_c):
+        w, h, factor, forget, through_tanh, index, back = ctx.saved_tensors
+        steps, members, batch, hidden = forget.shape
+        dh = torch.zeros_like(h[0]) if grad_h is None else grad_h[index].contiguous()  # a member's own
+        dc = torch.zeros_like(h[0]) if grad_c is None else grad_c[index].contiguous()  # last step seeds it
+        d_gates = torch.zeros_like(factor)
+        w_t = w.transpose(1, 2)
+        split = [hidden, 3 * hidden]
+        for first, end, a in reversed(_runs([sum(n > t for n in ctx.lengths) for t in range(steps)])):
+            dh_a, dc_a, w_a = dh[:a], dc[:a], w_t[:a]
+            views = (d_gates[first:end, :a], factor[first:end, :a], through_tanh[first:end, :a], forget[first:end, :a])
+            for dg, fac, tt, fg in reversed(list(zip(*(v.unbind(0) for v in views)))):
+                d_c = torch.addcmul(dc_a, dh_a, tt)
+                (fac_o, fac_cell), (dg_o, dg_cell) = fac.split(split, dim=-1), dg.split(split, dim=-1)
+                torch.mul(fac_o, dh_a, out=dg_o)
+                torch.mul(fac_cell.view(a, batch, 3, hidden), d_c[:, :, None], out=dg_cell.view(a, batch, 3, hidden))
+                torch.mul(d_c, fg, out=dc_a)
+                torch.bmm(dg, w_a, out=dh_a)
+        d_gates = d_gates.transpose(0, 1)  # member-major, as the inputs
+        d_w = torch.bmm(h[:-1].transpose(0, 1).reshape(members, steps * batch, hidden).transpose(1, 2),
+                        d_gates.reshape(members, steps * batch, 4 * hidden))
+        return d_gates[back], d_w[back], dh[back], dc[back], None
+
+
+def _runs(active: list[int]) -> list[tuple[int, int, int]]:
+    """(first step, end step, members running) for each run of steps with the same members running."""
+    runs: list[tuple[int, int, int]] = []
+    for t, a in enumerate(active):
+        if runs and runs[-1][2] == a:
+            runs[-1] = (runs[-1][0], t + 1, a)
+        elif a:
+            runs.append((t, t + 1, a))
+    return runs
+
+
+class LSTMEnsemble:
+    """``len(seeds)`` LSTM surrogates fitted and scored as one batched model.
 
     Args:
         token_dim: width of one token (``space.token_dim``).
+        seeds: one per member: its initial weights and its order of minibatches (the weights are drawn
+            on the CPU, so they are the same whatever ``device``).
         hidden: LSTM hidden units and token embedding width (paper: 100).
         steps: Adam steps per :meth:`fit`. Rows are few (tens to hundreds), so a fixed number of
             steps, not of epochs, is what makes the fit converge at every level.
         lr: Adam learning rate.
-        batch_size: rows per Adam step.
-        seed: makes initialisation and row order reproducible (the weights are drawn on the CPU, so
-            they are the same whatever ``device``).
-        device: where it is fitted and scores (a GPU's LSTM kernels give slightly different numbers).
+        batch_size: rows per Adam step (of each member).
+        chunk: candidates scored at once by :meth:`predict_children` (bounds its memory).
+        device: where it is fitted and scores.
     """
 
     def __init__(
-        self, token_dim: int, hidden: int = 100, steps: int = 500, lr: float = 0.002,
-        batch_size: int = 32, seed: int = 0, chunk: int = 65536, device: str | torch.device = "cpu",
+        self, token_dim: int, seeds: Sequence[int], hidden: int = 100, steps: int = 500, lr: float = 0.002,
+        batch_size: int = 32, chunk: int = 1024, device: str | torch.device = "cpu",
     ) -> None:
-        self.token_dim, self.hidden, self.steps = token_dim, hidden, steps
-        self.lr, self.batch_size, self.seed, self.chunk = lr, batch_size, seed, chunk
+        if not len(seeds):
+            raise ValueError("an ensemble needs at least one seed")
+        self.token_dim, self.hidden, self.steps, self.seeds = token_dim, hidden, steps, [int(s) for s in seeds]
+        self.lr, self.batch_size, self.chunk = lr, batch_size, chunk
         self.device = torch.device(device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.net = _Net(token_dim, hidden, hidden).to(self.device)
+        members = [_initial_weights(token_dim, hidden, s) for s in self.seeds]
+        self.params = {name: torch.stack([m[name].detach() for m in members]).to(self.device).requires_grad_()
+                       for name in members[0]}
         self.fitted = False
 
-    def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(array).float().to(self.device)
+    def __len__(self) -> int:
+        return len(self.seeds)
 
-    def fit(self, sequences: Sequence[np.ndarray], targets: Sequence[float]) -> "LSTMSurrogate":
+    # -- the model -------------------------------------------------------------------------------------
+    def _input_map(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding and LSTM input weights as one (M, 4H, D) map and (M, 4H) bias: the same function."""
+        p = self.params
+        weight = torch.bmm(p["w_ih"], p["embed_w"])
+        bias = torch.bmm(p["w_ih"], p["embed_b"].unsqueeze(-1)).squeeze(-1) + p["b_ih"] + p["b_hh"]
+        return weight, bias
+
+    def _last_hidden(self, x: torch.Tensor, lengths: Sequence[int] | None = None,
+                     state: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, c) after each member's sequences: ``x`` is (M, B, T, D); member m's rows end at ``lengths[m]``
+        (default T) and are zero-padded after it. Members stop at their own length, so padding costs nothing."""
+        m_all, batch, steps, _ = x.shape
+        weight, bias = self._input_map()
+        inputs = torch.baddbmm(bias[:, None, :], x.transpose(1, 2).reshape(m_all, steps * batch, -1),
+                               weight.transpose(1, 2)).view(m_all, steps, batch, -1)  # every step's at once
+        if state is None:
+            state = (torch.zeros(m_all, batch, self.hidden, device=self.device),) * 2
+        lengths = (steps,) * m_all if lengths is None else tuple(lengths)
+        return _Recurrence.apply(inputs, self.params["w_hh"].transpose(1, 2), *state, lengths)
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        """(M, N, H) last hidden states -> (M, N) logits."""
+        return torch.baddbmm(self.params["head_b"][:, :, None], h, self.params["head_w"][:, :, None]).squeeze(-1)
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(array, dtype=np.float32)).to(self.device)
+
+    # -- fitting ---------------------------------------------------------------------------------------
+    def fit(self, sequences: Sequence[np.ndarray], targets: Sequence[float]) -> "LSTMEnsemble":
         if len(sequences) != len(targets):
             raise ValueError(f"got {len(sequences)} sequences but {len(targets)} targets")
         if len(sequences) == 0:
             return self
-        # Rows of equal length go in the same batch (the macro and micro spaces grow one unit a level).
         by_length: dict[int, list[int]] = defaultdict(list)
         for i, seq in enumerate(sequences):
             by_length[len(seq)].append(i)
-        groups = {n: (self._tensor(np.stack([sequences[i] for i in idx])),
-                      torch.tensor([float(targets[i]) for i in idx], device=self.device))
-                  for n, idx in by_length.items()}
-        if not self.fitted:
-            # U[-1,1] weights give logits of several units: the sigmoid starts saturated and Adam spends
-            # hundreds of steps escaping (seen: train τ < 0 after 400 steps). Shifting the head's bias so
-            # the mean initial prediction is the mean target removes that, the weights stay U[-1,1].
-            with torch.no_grad():
-                mean = float(np.clip(np.mean(targets), 1e-3, 1 - 1e-3))
-                logits = torch.cat([self.net.head(self.net.run(x)[0]).squeeze(-1) for x, _ in groups.values()])
-                self.net.head.bias += float(np.log(mean / (1 - mean))) - logits.mean()
-        with _single_thread() if self.device.type == "cpu" else contextlib.nullcontext():
-            self._train(groups)
+        longest = max(by_length)
+        table = np.zeros((len(sequences), longest, self.token_dim), dtype=np.float32)  # zero-padded rows
+        for i, seq in enumerate(sequences):
+            table[i, :len(seq)] = seq
+        x, y = self._tensor(table), torch.tensor([float(t) for t in targets], device=self.device)
+        with torch.no_grad(), _exact_cuda_matmuls(self.device):
+            if not self.fitted:
+                self._centre_head(x, by_length, float(np.mean(targets)))
+        with _exact_cuda_matmuls(self.device):
+            self._train(x, y, by_length)
         self.fitted = True
         return self
 
-    def _train(self, groups: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
-        rng = np.random.default_rng(self.seed)
-        # Single-tensor Adam: same numbers as the default multi-tensor one, 2x faster on these ~10 small
-        # tensors (the per-step cost is dispatch, not arithmetic).
-        opt = torch.optim.Adam(self.net.parameters(), lr=self.lr, foreach=False)
-        self.net.train()
-        step = 0
-        while step < self.steps:  # epochs of shuffled same-length minibatches until `steps` is reached
-            batches = [(n, perm[i:i + self.batch_size])
-                       for n, (x, _) in groups.items()
-                       for perm in [rng.permutation(len(x))]
-                       for i in range(0, len(x), self.batch_size)]
+    def _centre_head(self, x: torch.Tensor, by_length: dict[int, list[int]], mean: float) -> None:
+        # U[-1,1] weights give logits of several units: the sigmoid starts saturated and Adam spends
+        # hundreds of steps escaping (seen: train τ < 0 after 400 steps). Shifting the head's bias so
+        # the mean initial prediction is the mean target removes that, the weights stay U[-1,1].
+        members = len(self)
+        logits = [self._logits(self._last_hidden(x[idx, :n].expand(members, -1, -1, -1))[0])
+                  for n, idx in by_length.items()]
+        mean = float(np.clip(mean, 1e-3, 1 - 1e-3))
+        self.params["head_b"] += float(np.log(mean / (1 - mean))) - torch.cat(logits, dim=1).mean(dim=1, keepdim=True)
+
+    def _schedule(self, seed: int, by_length: dict[int, list[int]]):
+        """Member ``seed``'s minibatches, one per step: (length, row indices), shuffled epochs of
+        same-length rows (the macro and micro spaces grow one unit a level)."""
+        rng, step = np.random.default_rng(seed), 0
+        groups = [(n, np.asarray(idx)) for n, idx in by_length.items()]
+        while step < self.steps:
+            batches = [(n, idx[perm[i:i + self.batch_size]])
+                       for n, idx in groups for perm in [rng.permutation(len(idx))]
+                       for i in range(0, len(idx), self.batch_size)]
             for b in rng.permutation(len(batches))[: self.steps - step]:
-                n, idx = batches[b]
-                x, y = groups[n]
-                rows = torch.from_numpy(idx).to(self.device)
-                last, _ = self.net.run(x[rows])
-                loss = (self.net.score(last) - y[rows]).abs().mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                yield batches[b]
                 step += 1
 
+    def _train(self, x: torch.Tensor, y: torch.Tensor, by_length: dict[int, list[int]]) -> None:
+        rows, weights, lengths = self._batches(by_length)
+        rows, weights = torch.from_numpy(rows).to(self.device), self._tensor(weights)
+        # One Adam over the stacked weights: elementwise, so each member's slice moves as its own Adam's would
+        opt = torch.optim.Adam(self.params.values(), lr=self.lr, fused=True)
+        for step, steps in enumerate(lengths.max(axis=1)):
+            index = rows[step]
+            h, _ = self._last_hidden(x[index][:, :, :steps], lengths[step])
+            error = (torch.sigmoid(self._logits(h)) - y[index]).abs()
+            loss = (error * weights[step]).sum()  # members' weights are disjoint: each gets its own gradient
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    def _batches(self, by_length: dict[int, list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every step's minibatch of every member: row indices (steps, M, batch_size), their loss weights
+        (1/rows of the member's batch; 0 pads a short batch) and the member's sequence length (steps, M)."""
+        members = len(self)
+        rows = np.zeros((self.steps, members, self.batch_size), dtype=np.int64)
+        weights = np.zeros((self.steps, members, self.batch_size), dtype=np.float32)
+        lengths = np.zeros((self.steps, members), dtype=np.int64)
+        for m, seed in enumerate(self.seeds):
+            for step, (n, batch) in enumerate(self._schedule(seed, by_length)):
+                rows[step, m, :len(batch)], weights[step, m, :len(batch)], lengths[step, m] = batch, 1 / len(batch), n
+        return rows, weights, lengths
+
+    # -- scoring ---------------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
-        """Predicted accuracy of each token sequence (any lengths)."""
-        self.net.eval()
-        out = np.empty(len(sequences), dtype=np.float32)
+        """Each member's predicted accuracy of each token sequence (any lengths): (members, sequences)."""
+        out = np.empty((len(self), len(sequences)), dtype=np.float32)
         by_length: dict[int, list[int]] = defaultdict(list)
         for i, seq in enumerate(sequences):
             by_length[len(seq)].append(i)
-        for idx in by_length.values():
-            for start in range(0, len(idx), self.chunk):
-                part = idx[start:start + self.chunk]
-                x = self._tensor(np.stack([sequences[i] for i in part]))
-                out[part] = self.net.score(self.net.run(x)[0]).cpu().numpy()
+        with _exact_cuda_matmuls(self.device):
+            for n, idx in by_length.items():
+                for start in range(0, len(idx), self.chunk):
+                    part = idx[start:start + self.chunk]
+                    x = self._tensor(np.stack([sequences[i] for i in part]))[None].expand(len(self), -1, -1, -1)
+                    out[:, part] = torch.sigmoid(self._logits(self._last_hidden(x)[0])).cpu().numpy()
         return out
 
     @torch.no_grad()
     def predict_children(
         self, prefixes: Sequence[np.ndarray], child_tokens: Sequence[np.ndarray], log: bool = False
     ) -> np.ndarray:
-        """Scores of every child of every parent, concatenated in parent order (``log``: log-scores).
+        """Each member's scores of every child of every parent, concatenated in parent order: (members,
+        children); ``log``: log-scores, finite and ordered where the sigmoid underflows to 0.
 
         ``prefixes[p]`` is parent p's token sequence (all the same length), ``child_tokens[p]``
         the (n_p, token_dim) tokens of the unit each child adds. Equals ``predict`` on the
         children's full sequences, at the cost of one LSTM step per child.
         """
-        self.net.eval()
-        counts = np.array([len(t) for t in child_tokens])
-        if counts.sum() == 0:
-            return np.empty(0, dtype=np.float32)
-        n_parents = len(prefixes)
-        if len(prefixes[0]):
-            _, (h, c) = self.net.run(self._tensor(np.stack(prefixes)))
-        else:  # children of the empty root: the LSTM starts from zeros
-            h = c = torch.zeros(1, n_parents, self.hidden, device=self.device)
-        owner = torch.from_numpy(np.repeat(np.arange(n_parents), counts)).to(self.device)
-        tokens = self._tensor(np.concatenate(child_tokens))
-        out = torch.empty(len(tokens), device=self.device)
-        for start in range(0, len(tokens), self.chunk):
-            sl = slice(start, start + self.chunk)
-            who = owner[sl]
-            last, _ = self.net.run(tokens[sl, None, :], (h[:, who].contiguous(), c[:, who].contiguous()))
-            out[sl] = self.net.log_score(last) if log else self.net.score(last)
-        return out.cpu().numpy()
+        counts = [len(t) for t in child_tokens]
+        out = np.empty((len(self), sum(counts)), dtype=np.float32)
+        if not sum(counts):
+            return out
+        members, n_parents = len(self), len(prefixes)
+        with _exact_cuda_matmuls(self.device):
+            if len(prefixes[0]):
+                h, c = self._last_hidden(self._tensor(np.stack(prefixes))[None].expand(members, -1, -1, -1))
+            else:  # children of the empty root: the LSTM starts from zeros
+                h = c = torch.zeros(members, n_parents, self.hidden, device=self.device)
+            weight, bias = self._input_map()
+            recurrent = torch.baddbmm(bias[:, None, :], h, self.params["w_hh"].transpose(1, 2))  # (M, P, 4H)
+            # a parent's recurrent term is a constant input: one more weight column against a column of ones
+            ones = np.ones((sum(counts), 1), dtype=np.float32)
+            tokens = self._tensor(np.concatenate([np.concatenate(child_tokens), ones], axis=1))
+            starts = np.cumsum([0] + counts)
+            for p in range(n_parents):
+                # one product per gate: contiguous outputs, squashed in place
+                gate_weights = torch.cat([weight, recurrent[:, p, :, None]], dim=2).transpose(1, 2).chunk(4, dim=2)
+                for lo in range(starts[p], starts[p + 1], self.chunk):
+                    hi = min(lo + self.chunk, starts[p + 1])
+                    o, i, f, g = (torch.matmul(tokens[lo:hi], w) for w in gate_weights)
+                    cell = f.sigmoid_().mul_(c[:, p, None, :]).add_(i.sigmoid_().mul_(g.tanh_()))
+                    logits = self._logits(o.sigmoid_().mul_(cell.tanh_()))
+                    out[:, lo:hi] = (torch.nn.functional.logsigmoid(logits) if log else logits.sigmoid_()).cpu().numpy()
+        return out
+
+
+class LSTMSurrogate:
+    """One LSTM surrogate (the paper's EPNAS): an :class:`LSTMEnsemble` of one member, whose ``predict``
+    and ``predict_children`` return that member's scores as one vector."""
+
+    def __init__(self, token_dim: int, hidden: int = 100, steps: int = 500, lr: float = 0.002,
+                 batch_size: int = 32, seed: int = 0, chunk: int = 4096, device: str | torch.device = "cpu") -> None:
+        self.ensemble = LSTMEnsemble(token_dim, [seed], hidden=hidden, steps=steps, lr=lr, batch_size=batch_size,
+                                     chunk=chunk, device=device)
+
+    @property
+    def fitted(self) -> bool:
+        return self.ensemble.fitted
+
+    def fit(self, sequences: Sequence[np.ndarray], targets: Sequence[float]) -> "LSTMSurrogate":
+        self.ensemble.fit(sequences, targets)
+        return self
+
+    def predict(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
+        return self.ensemble.predict(sequences)[0]
+
+    def predict_children(self, prefixes: Sequence[np.ndarray], child_tokens: Sequence[np.ndarray],
+                         log: bool = False) -> np.ndarray:
+        return self.ensemble.predict_children(prefixes, child_tokens, log=log)[0]
