@@ -31,6 +31,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import optuna
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report_load  # noqa: E402
@@ -92,7 +93,9 @@ def patch(clock: Clock, owner, name: str, category: str) -> None:
 STORAGE_METHODS = [n for n in dir(optuna.storages.BaseStorage) if not n.startswith("_")]
 
 
-def instrument(clock: Clock, search: Search) -> None:
+def instrument(clock: Clock, search: Search, train: bool = False) -> None:
+    """Time every call of the search loop by category. ``train``: keep the real training and evaluation
+    (each ends with a device synchronisation, so their time is the device's), else make them no-ops."""
     storage = search.study._storage
     for name in STORAGE_METHODS:
         if callable(getattr(storage, name, None)):
@@ -120,8 +123,23 @@ def instrument(clock: Clock, search: Search) -> None:
         digest = hashlib.sha1(obj.space.key(arch).encode()).digest()
         return 0.5 + 0.4 * digest[0] / 255
 
-    obj.train = clock.wrap("training", no_training)
-    obj.evaluate = clock.wrap("evaluation", fixed_accuracy)
+    if train:
+        def synced(fn):
+            @functools.wraps(fn)
+            def call(*args, **kwargs):
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    if obj.data.device.type == "cuda":
+                        torch.cuda.synchronize(obj.data.device)
+            return call
+
+        obj.train = clock.wrap("training", synced(obj.train))
+        obj.evaluate = clock.wrap("evaluation", synced(obj.evaluate))
+        obj.warm_up = clock.wrap("warm-up", synced(obj.warm_up))
+    else:
+        obj.train = clock.wrap("training", no_training)
+        obj.evaluate = clock.wrap("evaluation", fixed_accuracy)
     obj._run = clock.wrap("loop", obj._run)  # the objective's own bookkeeping (user attrs, counts)
     patch(clock, Progress, "__call__", "loop")
 

@@ -102,8 +102,8 @@ class EPNASSampler(BaseSampler):
         surrogate_ensemble: LSTMs fitted per level (different seeds); their mean (and spread) is the
             prediction. 1 is the paper's EPNAS; PNAS used 5.
         surrogate_device: where the surrogates are fitted and score the candidates (default the CPU;
-            ``epnas search`` passes the search's device: a level-12 plan of K=25 scores ~300k
-            candidates with 5 LSTMs after 5 x 500 Adam steps, a minute on 2 CPU cores).
+            ``epnas search`` passes the search's device: a level-12 plan of K=25 fits 5 LSTMs with 500 Adam
+            steps as one batched model and scores ~300k candidates, ~4 s on 2 idle CPU cores).
         rescore: before each level's surrogate fit, re-evaluate every distinct architecture measured
             so far on the *current* shared weights and fit on those values, which come from one
             moment of training and so compare with each other (the measurements themselves stay on

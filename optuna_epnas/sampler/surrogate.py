@@ -21,6 +21,7 @@ recurrent term is computed once per parent, so a child costs its token's input p
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import defaultdict
 from typing import Sequence
 
@@ -30,18 +31,26 @@ from torch import nn
 
 
 @contextlib.contextmanager
-def _exact_cuda_matmuls(device: torch.device):
-    # TF32 products (10-bit mantissas) made a CUDA fit drift 0.2 from the CPU's after 100 L1 steps
-    # (issue 26): the surrogate is tiny, full float32 costs nothing measurable.
-    if device.type != "cuda":
-        yield
-        return
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
+def _compute_settings(device: torch.device):
+    """How the surrogate computes: exact float32 products on CUDA; on the CPU, torch's threads while the
+    cores are otherwise idle and one thread when other processes load them.
+
+    TF32 products (10-bit mantissas) made a CUDA fit drift 0.2 from the CPU's after 100 L1 steps
+    (issue 26); the surrogate is tiny, full float32 costs nothing measurable. Threads, measured here
+    (benchmarks/bench_planning.py, 2 cores): idle, 2 threads fit the ensemble 1.5x faster than 1; beside
+    3 other busy processes 2 threads were 3.7x *slower* than 1 (OpenMP's threads spin waiting for a
+    core). The results do not depend on the thread count (tests/test_surrogate.py)."""
+    threads, before = torch.get_num_threads(), None
+    if device.type == "cuda":
+        before, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False
+    elif threads > 1 and (not hasattr(os, "getloadavg") or os.getloadavg()[0] + 1 > (os.cpu_count() or 1)):
+        torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
+        torch.set_num_threads(threads)
+        if before is not None:
+            torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def _initial_weights(token_dim: int, hidden: int, seed: int) -> dict[str, torch.Tensor]:
@@ -64,84 +73,90 @@ class _Recurrence(torch.autograd.Function):
     """The LSTM recurrence of M members at once, with a hand-written backward through time.
 
     ``inputs`` (M, T, B, 4H) are the input products with the biases (gates in the order o, i, f, g),
-    ``w_hh`` (M, H, 4H) the transposed recurrent weights, member m runs ``lengths[m]`` steps. Returns each
-    member's (h, c) after its own last step. Autograd through the per-step ops spent more on bookkeeping
-    than on arithmetic (~30 small ops a step); here a step is 7 ops forward and 5 back, every factor of
-    the backward is computed once over all steps, and the recurrent weights' gradient is one product."""
+    ``w_hh`` (M, H, 4H) the transposed recurrent weights, member m runs ``lengths[m]`` steps, longest
+    first (so the members still running are a prefix). Returns each member's (h, c) after its own last
+    step. Autograd through the per-step ops spent more on bookkeeping than on arithmetic (~30 small ops a
+    step); here a step is 7 ops forward and 5 back, every factor of the backward is computed once over
+    all steps, and the recurrent weights' gradient is one product."""
 
     @staticmethod
-    def forward(ctx, inputs, w_hh, h0, c0, lengths):
+    def forward(ctx, inputs, w_hh, h0, c0, lengths, backward):
         members, steps, batch, four_h = inputs.shape
         hidden = four_h // 4
-        order = sorted(range(members), key=lambda m: -lengths[m])  # longest first: the running ones are a prefix
-        index = torch.tensor(order, device=inputs.device)
-        # time-major histories: step t reads h[t], c[t] and writes h[t + 1], c[t + 1] in place
-        gates_in = inputs[index].transpose(0, 1)
-        w = w_hh[index]
-        h = inputs.new_zeros(steps + 1, members, batch, hidden)
-        # h stays zero where a member no longer runs (the weights' gradient sums over all steps); the
-        # rest of a stopped member's history is never read
-        c, tanh_c = torch.empty_like(h), torch.empty_like(h[1:])
-        h[0], c[0] = h0[index], c0[index]
-        squashed = inputs.new_empty(steps, members, batch, four_h)
+        # histories: step t reads h[:, t], c[:, t] and writes h[:, t + 1], c[:, t + 1] in place; h stays
+        # zero where a member no longer runs (the weights' gradient sums over all steps), the rest of a
+        # stopped member's history is never read
+        h = inputs.new_zeros(members, steps + 1, batch, hidden)
+        c, tanh_c = torch.empty_like(h), inputs.new_empty(members, steps, batch, hidden)
+        h[:, 0], c[:, 0] = h0, c0
+        squashed = torch.empty_like(inputs)
         sig, tanh = squashed.split([3 * hidden, hidden], dim=-1)
         o, i, f, g = squashed.chunk(4, dim=-1)
-        for first, end, a in _runs([sum(n > t for n in lengths) for t in range(steps)]):
+        for first, end, a in _runs(lengths):
             # the views of each step, made once per run of steps with the same members running
-            hs, cs, tcs = h[first:end + 1, :a].unbind(0), c[first:end + 1, :a].unbind(0), tanh_c[first:end, :a].unbind(0)
-            views = (gates_in[first:end, :a], sig[first:end, :a], tanh[first:end, :a], o[first:end, :a],
-                     i[first:end, :a], f[first:end, :a], g[first:end, :a])
-            w_a = w[:a]
-            for k, (x_t, sig_t, tanh_t, o_t, i_t, f_t, g_t) in enumerate(zip(*(v.unbind(0) for v in views))):
+            hs, cs = h[:a, first:end + 1].unbind(1), c[:a, first:end + 1].unbind(1)
+            views = (inputs[:a, first:end], sig[:a, first:end], tanh[:a, first:end], tanh_c[:a, first:end],
+                     o[:a, first:end], i[:a, first:end], f[:a, first:end], g[:a, first:end])
+            w_a = w_hh[:a]
+            for k, (x_t, sig_t, tanh_t, tc_t, o_t, i_t, f_t, g_t) in enumerate(zip(*(v.unbind(1) for v in views))):
                 pre_sig, pre_tanh = torch.baddbmm(x_t, hs[k], w_a).split([3 * hidden, hidden], dim=-1)
                 torch.sigmoid(pre_sig, out=sig_t)
                 torch.tanh(pre_tanh, out=tanh_t)
                 torch.mul(f_t, cs[k], out=cs[k + 1]).addcmul_(i_t, g_t)
-                torch.tanh(cs[k + 1], out=tcs[k])
-                torch.mul(o_t, tcs[k], out=hs[k + 1])
-        last = torch.tensor([lengths[m] for m in order], device=inputs.device)
-        back = torch.argsort(index)
+                torch.tanh(cs[k + 1], out=tc_t)
+                torch.mul(o_t, tc_t, out=hs[k + 1])
         rows = torch.arange(members, device=inputs.device)
-        h_last, c_last = h[last, rows][back], c[last, rows][back]
-        if any(ctx.needs_input_grad):
-            # d(pre-activation) = factor x (dh for o; dc for i, f, g), dc_t = dc_{t+1} f + dh o (1 - tanh² c)
-            factor = torch.cat([tanh_c * o * (1 - o), g * i * (1 - i), c[:-1] * f * (1 - f), i * (1 - g * g)], -1)
-            ctx.save_for_backward(w, h, factor, f.contiguous(), o * (1 - tanh_c * tanh_c), index, back)
+        last = torch.tensor(lengths, device=inputs.device)
+        if backward:
+            # d(pre-activation) = factor x (dh for o; dc for i, f, g), dc_t = dc_{t+1} f + dh through_tanh
+            factor = torch.empty_like(inputs)
+            slope = torch.addcmul(sig, sig, sig, value=-1)  # σ' = σ - σ²
+            f_o, f_i, f_f, f_g = factor.chunk(4, dim=-1)
+            torch.mul(tanh_c, slope[..., :hidden], out=f_o)
+            torch.mul(g, slope[..., hidden:2 * hidden], out=f_i)
+            torch.mul(c[:, :-1], slope[..., 2 * hidden:], out=f_f)
+            torch.addcmul(i, i, g * g, value=-1, out=f_g)  # i tanh' = i - i g²
+            through_tanh = torch.addcmul(o, o, tanh_c * tanh_c, value=-1)
+            ctx.save_for_backward(w_hh, h, factor, squashed, through_tanh)
             ctx.lengths = lengths
-        return h_last, c_last
+        return h[rows, last], c[rows, last]
 
     @staticmethod
     def backward(ctx, grad_h, grad_c):
-        w, h, factor, forget, through_tanh, index, back = ctx.saved_tensors
-        steps, members, batch, hidden = forget.shape
-        dh = torch.zeros_like(h[0]) if grad_h is None else grad_h[index].contiguous()  # a member's own
-        dc = torch.zeros_like(h[0]) if grad_c is None else grad_c[index].contiguous()  # last step seeds it
+        w_hh, h, factor, squashed, through_tanh = ctx.saved_tensors
+        members, steps, batch, hidden = through_tanh.shape
+        dh = torch.zeros_like(h[:, 0]) if grad_h is None else grad_h.contiguous()  # a member's own last
+        dc = torch.zeros_like(h[:, 0]) if grad_c is None else grad_c.contiguous()  # step seeds it
         d_gates = torch.zeros_like(factor)
-        w_t = w.transpose(1, 2)
+        w_t = w_hh.transpose(1, 2)
+        forget = squashed[..., 2 * hidden:3 * hidden]
         split = [hidden, 3 * hidden]
-        for first, end, a in reversed(_runs([sum(n > t for n in ctx.lengths) for t in range(steps)])):
+        for first, end, a in reversed(_runs(ctx.lengths)):
             dh_a, dc_a, w_a = dh[:a], dc[:a], w_t[:a]
-            views = (d_gates[first:end, :a], factor[first:end, :a], through_tanh[first:end, :a], forget[first:end, :a])
-            for dg, fac, tt, fg in reversed(list(zip(*(v.unbind(0) for v in views)))):
+            views = (d_gates[:a, first:end], factor[:a, first:end], through_tanh[:a, first:end], forget[:a, first:end])
+            for dg, fac, tt, fg in reversed(list(zip(*(v.unbind(1) for v in views)))):
                 d_c = torch.addcmul(dc_a, dh_a, tt)
                 (fac_o, fac_cell), (dg_o, dg_cell) = fac.split(split, dim=-1), dg.split(split, dim=-1)
                 torch.mul(fac_o, dh_a, out=dg_o)
-                torch.mul(fac_cell.view(a, batch, 3, hidden), d_c[:, :, None], out=dg_cell.view(a, batch, 3, hidden))
+                torch.mul(fac_cell.unflatten(-1, (3, hidden)), d_c[:, :, None], out=dg_cell.unflatten(-1, (3, hidden)))
                 torch.mul(d_c, fg, out=dc_a)
                 torch.bmm(dg, w_a, out=dh_a)
-        d_gates = d_gates.transpose(0, 1)  # member-major, as the inputs
-        d_w = torch.bmm(h[:-1].transpose(0, 1).reshape(members, steps * batch, hidden).transpose(1, 2),
-                        d_gates.reshape(members, steps * batch, 4 * hidden))
-        return d_gates[back], d_w[back], dh[back], dc[back], None
+        d_w = torch.bmm(h[:, :-1].reshape(members, steps * batch, hidden).transpose(1, 2),
+                        d_gates.view(members, steps * batch, 4 * hidden))
+        return d_gates, d_w, dh, dc, None, None
 
 
-def _runs(active: list[int]) -> list[tuple[int, int, int]]:
-    """(first step, end step, members running) for each run of steps with the same members running."""
+def _runs(lengths: Sequence[int]) -> list[tuple[int, int, int]]:
+    """(first step, end step, members running) for each run of steps with the same members running,
+    members ordered longest first."""
+    if list(lengths) != sorted(lengths, reverse=True):
+        raise ValueError(f"members must come longest first, got lengths {list(lengths)}")
     runs: list[tuple[int, int, int]] = []
-    for t, a in enumerate(active):
+    for t in range(max(lengths, default=0)):
+        a = sum(n > t for n in lengths)
         if runs and runs[-1][2] == a:
             runs[-1] = (runs[-1][0], t + 1, a)
-        elif a:
+        else:
             runs.append((t, t + 1, a))
     return runs
 
@@ -192,13 +207,22 @@ class LSTMEnsemble:
         """(h, c) after each member's sequences: ``x`` is (M, B, T, D); member m's rows end at ``lengths[m]``
         (default T) and are zero-padded after it. Members stop at their own length, so padding costs nothing."""
         m_all, batch, steps, _ = x.shape
+        lengths = [steps] * m_all if lengths is None else [int(n) for n in lengths]
         weight, bias = self._input_map()
-        inputs = torch.baddbmm(bias[:, None, :], x.transpose(1, 2).reshape(m_all, steps * batch, -1),
-                               weight.transpose(1, 2)).view(m_all, steps, batch, -1)  # every step's at once
+        w_hh = self.params["w_hh"].transpose(1, 2)
         if state is None:
             state = (torch.zeros(m_all, batch, self.hidden, device=self.device),) * 2
-        lengths = (steps,) * m_all if lengths is None else tuple(lengths)
-        return _Recurrence.apply(inputs, self.params["w_hh"].transpose(1, 2), *state, lengths)
+        order = sorted(range(m_all), key=lambda m: -lengths[m])  # longest first: the running ones are a prefix
+        if order != list(range(m_all)):  # sorted before the input product: the small tensors are moved
+            index = torch.tensor(order, device=self.device)
+            x, weight, bias, w_hh, state = x[index], weight[index], bias[index], w_hh[index], (state[0][index], state[1][index])
+        inputs = torch.baddbmm(bias[:, None, :], x.transpose(1, 2).reshape(m_all, steps * batch, -1),
+                               weight.transpose(1, 2)).view(m_all, steps, batch, -1)  # every step's at once
+        h, c = _Recurrence.apply(inputs, w_hh, *state, [lengths[m] for m in order], torch.is_grad_enabled())
+        if order != list(range(m_all)):
+            back = torch.argsort(index)
+            h, c = h[back], c[back]
+        return h, c
 
     def _logits(self, h: torch.Tensor) -> torch.Tensor:
         """(M, N, H) last hidden states -> (M, N) logits."""
@@ -221,10 +245,10 @@ class LSTMEnsemble:
         for i, seq in enumerate(sequences):
             table[i, :len(seq)] = seq
         x, y = self._tensor(table), torch.tensor([float(t) for t in targets], device=self.device)
-        with torch.no_grad(), _exact_cuda_matmuls(self.device):
+        with torch.no_grad(), _compute_settings(self.device):
             if not self.fitted:
                 self._centre_head(x, by_length, float(np.mean(targets)))
-        with _exact_cuda_matmuls(self.device):
+        with _compute_settings(self.device):
             self._train(x, y, by_length)
         self.fitted = True
         return self
@@ -286,7 +310,7 @@ class LSTMEnsemble:
         by_length: dict[int, list[int]] = defaultdict(list)
         for i, seq in enumerate(sequences):
             by_length[len(seq)].append(i)
-        with _exact_cuda_matmuls(self.device):
+        with _compute_settings(self.device):
             for n, idx in by_length.items():
                 for start in range(0, len(idx), self.chunk):
                     part = idx[start:start + self.chunk]
@@ -310,7 +334,7 @@ class LSTMEnsemble:
         if not sum(counts):
             return out
         members, n_parents = len(self), len(prefixes)
-        with _exact_cuda_matmuls(self.device):
+        with _compute_settings(self.device):
             if len(prefixes[0]):
                 h, c = self._last_hidden(self._tensor(np.stack(prefixes))[None].expand(members, -1, -1, -1))
             else:  # children of the empty root: the LSTM starts from zeros
