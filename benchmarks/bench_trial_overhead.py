@@ -136,7 +136,6 @@ def instrument(clock: Clock, search: Search, train: bool = False) -> None:
 
         obj.train = clock.wrap("training", synced(obj.train))
         obj.evaluate = clock.wrap("evaluation", synced(obj.evaluate))
-        obj.warm_up = clock.wrap("warm-up", synced(obj.warm_up))
     else:
         obj.train = clock.wrap("training", no_training)
         obj.evaluate = clock.wrap("evaluation", fixed_accuracy)
