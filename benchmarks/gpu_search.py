@@ -231,94 +231,6 @@ def nominal_bandwidth(device: torch.device) -> float | None:
 # --------------------------------------------------------------------------------------------------
 # --cuda-graphs: one captured training step per architecture
 # --------------------------------------------------------------------------------------------------
-class CapturedTrainer:
-    """Trains a path as ``SupernetObjective.train`` does (one process, no pruning: the same seeds,
-    batches, loss, clipping and SGD), but captures the step -- forward, backward, clip_grad_norm_,
-    optimizer step -- in one CUDA graph per trial after ``warmup`` eager steps, and replays it for
-    every full batch; a last partial batch runs eagerly. Inputs are copied into the graph's static
-    batch; nothing in the loop waits for the device except the objective's once-per-epoch finite check."""
-
-    def __init__(self, obj: SupernetObjective, warmup: int = 3) -> None:
-        self.obj, self.warmup = obj, warmup  # off CUDA every step runs eagerly (what the tests compare)
-
-    def _eager(self, net, opt, params, arch, x, y) -> torch.Tensor:
-        obj = self.obj
-        with torch.autocast(obj.data.device.type, torch.bfloat16, enabled=obj.amp):
-            loss = F.cross_entropy(net(obj._layout(x), arch), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if obj.grad_clip:
-            torch.nn.utils.clip_grad_norm_(params, obj.grad_clip)
-        opt.step()
-        return loss.detach()
-
-    def run(self, arch, batches, held: dict | None = None) -> torch.Tensor:
-        """Train on an iterable of (x, y); returns the device flag 'every loss was finite'. ``held``
-        keeps the capture from one call to the next (the epochs of one trial); without it the
-        capture is dropped at the end."""
-        obj = self.obj
-        net, opt = obj._ensure_supernet(None)
-        params = list(net.parameters())
-        net.train()
-        finite = torch.ones((), dtype=torch.bool, device=obj.data.device)
-        keep = held is not None
-        held = {} if held is None else held
-        graph, static_x, static_y, static_loss = (held.get(k) for k in ("graph", "x", "y", "loss"))
-        eager_steps = held.get("eager_steps", 0)
-        cuda = obj.data.device.type == "cuda"
-        side = torch.cuda.Stream() if cuda else None
-        for x, y in batches:
-            full = len(y) == obj.batch_size
-            if not cuda:
-                loss = self._eager(net, opt, params, arch, x, y)
-            elif graph is None and full and eager_steps >= self.warmup:
-                opt.zero_grad(set_to_none=True)  # gradients are allocated inside the capture, then rewritten
-                static_x, static_y = x.clone(), y.clone()
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    with torch.autocast("cuda", torch.bfloat16, enabled=obj.amp, cache_enabled=False):
-                        static_loss = F.cross_entropy(net(obj._layout(static_x), arch), static_y)
-                    static_loss.backward()
-                    if obj.grad_clip:
-                        torch.nn.utils.clip_grad_norm_(params, obj.grad_clip)
-                    opt.step()
-                graph.replay()  # the capture only recorded: this trains on the batch
-                loss = static_loss.detach()
-            elif graph is not None and full:
-                static_x.copy_(x)
-                static_y.copy_(y)
-                graph.replay()
-                loss = static_loss.detach()
-            else:  # warm-up (on a side stream, as capture needs) or the last partial batch
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    loss = self._eager(net, opt, params, arch, x, y)
-                torch.cuda.current_stream().wait_stream(side)
-                eager_steps += 1
-            finite &= torch.isfinite(loss)
-        held.update(graph=graph, x=static_x, y=static_y, loss=static_loss, eager_steps=eager_steps)
-        if not keep:
-            self.release(held)
-        return finite
-
-    def release(self, held: dict) -> None:
-        held.clear()  # the graph and its static tensors
-        self.obj.optimizer.zero_grad(set_to_none=True)  # and the gradients allocated in its pool
-
-    def __call__(self, arch, step: int) -> None:
-        obj = self.obj
-        seed = int(np.random.SeedSequence([obj.seed, step]).generate_state(1)[0])  # as SupernetObjective._fit
-        gen = make_generator(obj.data.device, seed)
-        held: dict = {}  # one capture for the trial's epochs
-        try:
-            for epoch in range(obj.epochs):
-                finite = self.run(arch, obj.data.train_batches(obj.batch_size, gen), held)
-                if not bool(finite):  # once per epoch, as the objective
-                    raise FloatingPointError(f"the training loss became NaN or infinite in epoch {epoch + 1}")
-        finally:
-            self.release(held)
-
-
 def snapshot(obj: SupernetObjective) -> dict:
     return copy.deepcopy(obj.get_state())
 
@@ -335,31 +247,29 @@ def weights(state: dict) -> list[torch.Tensor]:
     return [v for v in state["model"].values() if v.is_floating_point()]
 
 
-def check_captured(obj: SupernetObjective, trainer: CapturedTrainer, arch, steps: int = 8) -> str:
-    """Eager twice (the device's own run-to-run noise) and captured once, from one state, on the same
-    ``steps`` batches. What the captured run ends with must differ from the eager run by a small part
-    of what the training changed (at most 1%, or 4x eager's own run-to-run difference)."""
-    gen = make_generator(obj.data.device, 12345)
-    batches = [(x.clone(), y.clone()) for _, (x, y) in
-               zip(range(steps), obj.data.train_batches(obj.batch_size, gen))]
-    start = snapshot(obj)
+def check_captured(obj: SupernetObjective, arch, step: int = 12345) -> str:
+    """Eager twice (the device's own run-to-run noise) and captured once (``SupernetTrainer.cuda_graphs``),
+    from one state, one trial of ``arch`` each on the same batches. What the captured run ends with must
+    differ from the eager run by a small part of what the training changed (at most 1%, or 4x eager's own
+    run-to-run difference)."""
+    start, was = snapshot(obj), obj.cuda_graphs
     runs = []
-    for warmup in (10**9, 10**9, trainer.warmup):  # 10**9: never captures
+    for graphs in (False, False, True):
         obj.set_state(copy.deepcopy(start))
-        trainer.warmup = warmup
-        trainer.run(arch, batches)
+        obj.cuda_graphs = graphs
+        obj.train(arch, step)
         runs.append(snapshot(obj))
-    trainer.warmup = warmup
+    obj.cuda_graphs = was
     obj.set_state(start)
     w0, eager, again, captured = (weights(s) for s in (start, *runs))
     change = [e - w for e, w in zip(eager, w0)]
     noise = rel_diff(change, [a - w for a, w in zip(again, w0)])
     diff = rel_diff(change, [c - w for c, w in zip(captured, w0)])
     if diff > max(4 * noise, 1e-2):
-        raise SystemExit(f"--cuda-graphs: the captured step trains differently from the eager one: after {steps} "
-                         f"steps the weights differ by {diff:.2e} of the training's change (eager vs eager "
+        raise SystemExit(f"--cuda-graphs: the captured step trains differently from the eager one: after a trial "
+                         f"the weights differ by {diff:.2e} of the training's change (eager vs eager "
                          f"{noise:.2e}): not timing it")
-    return (f"--cuda-graphs check: captured vs eager after {steps} steps: weights differ by {diff:.2e} of the "
+    return (f"--cuda-graphs check: captured vs eager after a trial: weights differ by {diff:.2e} of the "
             f"training's change (eager vs eager {noise:.2e})")
 
 
@@ -525,13 +435,13 @@ def main(argv=None) -> dict:
 
     trainer = obj.train
     mode = "eager"
+    obj.cuda_graphs = False  # the objective's CUDA default is on: measured here only when asked
     if args.cuda_graphs:
         if not cuda:
             print("--cuda-graphs: skipped (needs CUDA; this run is on the CPU): the trials train eagerly")
         else:
-            captured = CapturedTrainer(obj)
-            print(check_captured(obj, captured, deepest))
-            trainer, mode = captured, "CUDA graph per architecture"
+            print(check_captured(obj, deepest))
+            obj.cuda_graphs, mode = True, "CUDA graph per architecture (SupernetTrainer.cuda_graphs)"
     if args.compile:
         partial = len(data.train_y) % args.batch_size
         rest = len(data.val_y) % args.eval_batch_size

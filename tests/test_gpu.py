@@ -84,16 +84,18 @@ def test_plan_interpolate_and_defaults(gpu_search):
         gpu_search.parse_args(["--device", "cpu", "--compile", "--cuda-graphs"])
 
 
-def test_captured_trainer_eager_path_equals_objective_train(gpu_search):
-    """Off CUDA every step of CapturedTrainer is its eager step: it must train exactly as the objective."""
+def test_cuda_graphs_are_off_on_the_cpu_and_asking_for_them_there_changes_nothing():
+    """Off CUDA the trainer trains eagerly whatever ``cuda_graphs`` says: bit for bit the same weights."""
     space = MacroSpace(num_layers=3)
     data = load_dataset("digits", device="cpu", uint8=("train",), max_train=256)
     arch = space.child(space.child(space.root(), 2), 9)
     states = []
-    for use_captured in (False, True):
+    for graphs in (None, True):
         obj = SupernetObjective(space, data, epochs=2, channels=4, batch_size=100, checkpoint=False)
+        assert obj.cuda_graphs is False  # the default off CUDA
+        obj.cuda_graphs = graphs
         obj.attach(None)
-        (gpu_search.CapturedTrainer(obj) if use_captured else obj.train)(arch, 3)
+        obj.train(arch, 3)
         states.append(obj.net.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
@@ -156,20 +158,47 @@ def test_cuda_graph_capture_trains_as_eager(gpu_search):
     space = MacroSpace(num_layers=4)
     data = load_dataset("digits", device="cuda", uint8=("train",))
     obj = SupernetObjective(space, data, epochs=1, channels=8, batch_size=100, checkpoint=False)
+    assert obj.cuda_graphs  # the default on CUDA
     obj.attach(None)
     arch = space.child(space.child(space.child(space.root(), 3), 5), 14)
-    trainer = gpu_search.CapturedTrainer(obj)
-    assert "captured vs eager" in gpu_search.check_captured(obj, trainer, arch)  # raises SystemExit otherwise
+    assert "captured vs eager" in gpu_search.check_captured(obj, arch)  # raises SystemExit otherwise
     start = gpu_search.snapshot(obj)
+    obj.cuda_graphs = False
     obj.train(arch, step=4)
     eager = gpu_search.snapshot(obj)
     obj.set_state(start)
-    trainer(arch, 4)
+    obj.cuda_graphs = True
+    obj.train(arch, step=4)
     captured = gpu_search.snapshot(obj)
     w0 = gpu_search.weights(start)
     change = [e - w for e, w in zip(gpu_search.weights(eager), w0)]
     got = [c - w for c, w in zip(gpu_search.weights(captured), w0)]
     assert gpu_search.rel_diff(change, got) < 0.05
+    assert all(p.grad is None for p in obj.net.parameters())  # the graph's gradients released with it
+
+
+@needs_cuda
+def test_a_step_that_cannot_be_captured_trains_eagerly_with_one_warning(monkeypatch, gpu_search):
+    space = MacroSpace(num_layers=3)
+    data = load_dataset("digits", device="cuda", uint8=("train",))
+    arch = space.child(space.child(space.root(), 1), 4)
+    changes = []
+    for broken in (False, True):
+        obj = SupernetObjective(space, data, epochs=1, channels=8, batch_size=100, checkpoint=False)
+        obj.attach(None)
+        start = gpu_search.weights(gpu_search.snapshot(obj))  # the same seeded initialisation both times
+        obj.cuda_graphs = broken
+        if broken:
+            def refuse(*args, **kwargs):
+                raise RuntimeError("operation not permitted when stream is capturing")
+            monkeypatch.setattr(torch.cuda, "graph", refuse)
+            with pytest.warns(RuntimeWarning, match="could not be captured"):
+                obj.train(arch, step=2)
+            assert obj.cuda_graphs is False
+        else:
+            obj.train(arch, step=2)
+        changes.append([w - s for w, s in zip(gpu_search.weights(gpu_search.snapshot(obj)), start)])
+    assert gpu_search.rel_diff(changes[0], changes[1]) < 1e-2  # eager both times: the fallback lost nothing
 
 
 @needs_cuda
