@@ -227,13 +227,31 @@ def test_the_command_line_trains_gpu_sized_batches_on_cuda_unless_told_otherwise
 
 @needs_cuda
 def test_the_surrogate_fits_and_scores_on_cuda_as_on_the_cpu():
+    """Same weights (drawn on the CPU), same batches, exact float32 products (no TF32): before fitting the
+    devices agree to rounding; an L1 fit amplifies rounding slowly, so after 100 steps on a learnable
+    target they agree closely. Calibrated on the CPU between the batched ensemble and the sequential
+    nn.LSTM members it replaced (same seed and target): max |diff| 4e-4 and Kendall τ 1.0 after 100 steps,
+    τ 0.89 after 500. A resume on another device keeps the stored plans (tests/test_sampler.py)."""
+    from scipy.stats import kendalltau
+
     from optuna_epnas.sampler.surrogate import LSTMSurrogate
 
-    rng = np.random.default_rng(0)
-    seqs = [rng.random((3, 8)).astype(np.float32) for _ in range(60)]
-    targets = rng.random(60)
-    cpu = LSTMSurrogate(8, steps=100, seed=1).fit(seqs, targets)
-    gpu = LSTMSurrogate(8, steps=100, seed=1, device="cuda").fit(seqs, targets)
-    assert np.allclose(cpu.predict(seqs), gpu.predict(seqs), atol=1e-3)  # float rounding of cuDNN, no more
-    prefixes, children = [s[:2] for s in seqs[:4]], [rng.random((5, 8)).astype(np.float32) for _ in range(4)]
-    assert np.allclose(cpu.predict_children(prefixes, children), gpu.predict_children(prefixes, children), atol=1e-3)
+    space, rng = MacroSpace(6), np.random.default_rng(0)
+    archs = []
+    for _ in range(260):
+        arch = space.root()
+        for _ in range(int(rng.integers(1, 7))):
+            arch = space.child(arch, int(rng.integers(space.num_children(arch))))
+        archs.append(arch)
+    seqs = [space.tokens(a) for a in archs]
+    y = [0.3 + 0.5 * sum(op == "conv3x3" for op in a.ops) / a.level for a in archs]
+    before = [LSTMSurrogate(space.token_dim, seed=1, device=d).predict(seqs) for d in ("cpu", "cuda")]
+    np.testing.assert_allclose(before[0], before[1], atol=1e-5)
+    cpu = LSTMSurrogate(space.token_dim, steps=100, seed=1).fit(seqs[:200], y[:200])
+    gpu = LSTMSurrogate(space.token_dim, steps=100, seed=1, device="cuda").fit(seqs[:200], y[:200])
+    a, b = cpu.predict(seqs[200:]), gpu.predict(seqs[200:])
+    assert np.abs(a - b).max() < 5e-3 and kendalltau(a, b)[0] > 0.95
+    parents = [a for a in archs if a.level == 3][:4]  # one level: the prefixes are one length
+    prefixes, children = [space.tokens(p) for p in parents], [space.child_tokens(p) for p in parents]
+    np.testing.assert_allclose(cpu.predict_children(prefixes, children), gpu.predict_children(prefixes, children),
+                               atol=5e-3)

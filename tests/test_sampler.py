@@ -183,6 +183,30 @@ def test_a_new_process_on_the_same_storage_continues_the_schedule_exactly(tmp_pa
     assert [t.value for t in second.trials] == [t.value for t in reference.trials]
 
 
+def test_a_resume_whose_surrogate_scores_differently_keeps_the_stored_plans(tmp_path, monkeypatch):
+    """What a resume on another device does (issue 26): a surrogate fitted there differs from the first
+    device's by float rounding that the L1 fit amplifies, but a plan is stored in the study when it is
+    made, so the resumed search keeps every stored plan and only the plans made after it can differ."""
+    from optuna_epnas.sampler.surrogate import LSTMEnsemble
+
+    space = MacroSpace(4)
+    score = SyntheticScore(space, seed=2)
+    storage = f"sqlite:///{tmp_path}/d.db"
+    reference, sampler = run_search(space, score, k=3, iterations=1, seed=5)
+    sizes = stage_sizes(space, 3)
+    first = optuna.create_study(storage=storage, study_name="d", direction="maximize",
+                                sampler=EPNASSampler(space, k=3, iterations=1, seed=5))
+    first.optimize(score, n_trials=sizes[0] + 1)  # level 2's plan is made and stored, one of its trials run
+    real = LSTMEnsemble.predict_children
+    monkeypatch.setattr(LSTMEnsemble, "predict_children",  # "the other device": the ranking reversed
+                        lambda self, *a, **k: 1.0 - real(self, *a, **k) if not k.get("log") else real(self, *a, **k))
+    second = optuna.load_study(storage=storage, study_name="d", sampler=EPNASSampler(space, k=3, iterations=1, seed=5))
+    second.optimize(score, n_trials=sampler.n_trials - sizes[0] - 1)
+    through_level_2 = sizes[0] + sizes[1]
+    assert [t.params for t in second.trials[:through_level_2]] == [t.params for t in reference.trials[:through_level_2]]
+    assert [t.params for t in second.trials[through_level_2:]] != [t.params for t in reference.trials[through_level_2:]]
+
+
 WORKER = textwrap.dedent(
     """
     import sys, time, warnings, optuna
