@@ -5,7 +5,8 @@
 # Here, once:   bash benchmarks/device_check.sh --fetch-wheels     (optuna and its needs, for Python 3.12)
 # On a device:  run(command="bash benchmarks/device_check.sh", carry=[".whl"], timeout_s=600)
 set -uo pipefail
-WHEELS=(optuna==5.1.0 alembic==1.20.1 sqlalchemy==2.1.9 colorlog==6.12.0 mako==1.4.3 greenlet)
+WHEELS=(optuna==5.1.0 alembic==1.20.1 sqlalchemy==2.1.9 colorlog==6.12.0 mako==1.4.3 greenlet
+        optuna-dashboard==0.21.0 bottle==0.13.4 graphviz==0.21)  # the search loop writes dashboard notes
 if [ "${1:-}" = "--fetch-wheels" ]; then
   grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo /.whl/ >> .git/info/exclude
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -81,6 +81,18 @@ def g_epnas_protocol(space, data, archs, seed, say):
                                                      seed=seed, say=say))
 
 
+def _gpu_batch(batch_size: int, lr: float) -> Callable:
+    def run(space, data, archs, seed, say):
+        from optuna_epnas.estimators import shared_weights
+
+        return _flatten(f"epnas-protocol-b{batch_size}", shared_weights(
+            space, data, archs, pretrain="spos", pretrain_epochs=1, finetune_epochs=3, sequential=True,
+            channels=CHANNELS, seed=seed, say=say, batch_size=batch_size, lr=lr))
+    run.__doc__ = (f"today's search protocol at batch {batch_size}, lr {lr:g} (the learning rate scaled linearly "
+                   "from 0.05 at 128): does a GPU-sized batch keep the ranking? (issue 26)")
+    return run
+
+
 def _curve(kind: str, at: tuple[int, ...] = (1, 5, 20)) -> Callable:
     def run(space, data, archs, seed, say):
         from optuna_epnas.estimators import warmup_curve
@@ -139,6 +151,8 @@ GROUPS: dict[str, Callable] = {
     "fairnas-curve": _curve("fairnas"),
     "fairnas-long": _curve("fairnas", (40, 60)),  # does the fair warm-up's rising τ keep rising?
     "epnas-protocol": g_epnas_protocol,
+    "epnas-protocol-b256": _gpu_batch(256, 0.1),  # epnas search's CUDA default (settings.GPU_TRAINING)
+    "epnas-protocol-b1024": _gpu_batch(1024, 0.4),
     "spos-5-finetune": _finetuned("spos", 5),
     "fewshot-spos-5": _few_shot(5),
 }
