@@ -32,8 +32,8 @@ from torch import nn
 
 @contextlib.contextmanager
 def _compute_settings(device: torch.device):
-    """How the surrogate computes: exact float32 products on CUDA; on the CPU, torch's threads while the
-    cores are otherwise idle and one thread when other processes load them.
+    """How the surrogate computes: exact float32 products on CUDA; on the CPU, as many of torch's threads
+    as there are cores the other processes leave free (the 1-minute load average, less this process).
 
     TF32 products (10-bit mantissas) made a CUDA fit drift 0.2 from the CPU's after 100 L1 steps
     (issue 26); the surrogate is tiny, full float32 costs nothing measurable. Threads, measured here
@@ -43,8 +43,9 @@ def _compute_settings(device: torch.device):
     threads, before = torch.get_num_threads(), None
     if device.type == "cuda":
         before, torch.backends.cuda.matmul.allow_tf32 = torch.backends.cuda.matmul.allow_tf32, False
-    elif threads > 1 and (not hasattr(os, "getloadavg") or os.getloadavg()[0] + 1 > (os.cpu_count() or 1)):
-        torch.set_num_threads(1)
+    elif threads > 1:
+        others = max(0.0, os.getloadavg()[0] - 1.0) if hasattr(os, "getloadavg") else float(threads)
+        torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - round(others))))
     try:
         yield
     finally:
