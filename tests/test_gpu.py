@@ -144,6 +144,7 @@ def test_cuda_trial_amp_channels_last_syncs_once_per_epoch(gpu_search):
     data = load_dataset("digits", device="cuda", uint8=("train",))
     obj = SupernetObjective(space, data, epochs=2, channels=8, batch_size=128, checkpoint=False)
     assert obj.amp and obj.channels_last  # the objective's CUDA defaults
+    obj.cuda_graphs = False  # the eager step's count (a capture synchronises when it begins, once per trial)
     obj.attach(None)
     arch = space.child(space.child(space.root(), 1), 7)
     obj.train(arch, step=0)  # lazy CUDA initialisation outside the count
