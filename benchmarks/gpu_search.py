@@ -425,6 +425,7 @@ def main(argv=None) -> dict:
         obj = SupernetObjective(space, data, epochs=epochs, channels=args.channels, batch_size=args.batch_size,
                                 lr=args.lr, seed=args.seed, checkpoint=False, amp=args.amp,
                                 channels_last=args.channels_last, eval_batch_size=args.eval_batch_size)
+        obj.cuda_graphs = False  # eager, as the plain module it is compared with; --cuda-graphs turns the trials' on
         obj.attach(None)
         return obj
 
@@ -435,7 +436,6 @@ def main(argv=None) -> dict:
 
     trainer = obj.train
     mode = "eager"
-    obj.cuda_graphs = False  # the objective's CUDA default is on: measured here only when asked
     if args.cuda_graphs:
         if not cuda:
             print("--cuda-graphs: skipped (needs CUDA; this run is on the CPU): the trials train eagerly")
