@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import signal
 from pathlib import Path
 
 import optuna
@@ -34,6 +35,16 @@ def _search(tmp: Path, every: str) -> list[str]:
 
 def _outcome(tmp: Path):
     return kill_resume.outcome(f"sqlite:///{tmp}/f.db", "f", tmp)
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises():
+    """Ctrl-C must raise KeyboardInterrupt here even when the suite runs in the background: a non-interactive
+    shell starts `cmd &` with SIGINT ignored, and Python then keeps it ignored (seen: every SIGINT case
+    passed as if never interrupted)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture(scope="module")
