@@ -11,9 +11,6 @@ children (6 ops x 2^(L-1) skip subsets = 12,288 each, 307,200 in all), and every
         with ``log=False`` (probabilities), which is what the naive comparison checks against;
   naive ``surrogate.predict`` on the children's full token sequences, for a random subset (default
         20k candidates), extrapolated to candidates/s, and the max |difference| from (ii) on that subset;
-  proposed  (not package code) the same one-step scores computed with the LSTM cell written out: the
-        parent's W_hh h + biases once per parent, and embed + W_ih folded into one token_dim x 4H
-        matrix, so each child costs a tiny matmul plus the gate arithmetic (see the README);
   select  ``optuna_epnas.sampler.selection.select(log_scores, K, "epnas", 1.0, rng)`` on all the (log) scores, as the
         sampler calls it (and "pnas").
 
@@ -60,36 +57,6 @@ def timed(fn, reps: int):
     return statistics.median(times), times, out
 
 
-@torch.no_grad()
-def proposed_predict_children(surrogate: LSTMSurrogate, prefixes, child_tokens, log: bool = False,
-                              chunk: int = 16384) -> np.ndarray:
-    """One LSTM step per child with the per-parent and per-token parts hoisted (exact up to rounding).
-
-    gates = tokens @ (W_ih W_e)^T + (W_ih b_e + b_ih) + (W_hh h_p + b_hh);  PyTorch gate order i, f, g, o.
-    """
-    net = surrogate.net.eval()
-    lstm = net.lstm
-    w_ih, w_hh, b_ih, b_hh = lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
-    w_tok = w_ih @ net.embed.weight                      # (4H, token_dim)
-    b_tok = w_ih @ net.embed.bias + b_ih                 # (4H,)
-    _, (h, c) = net.run(torch.from_numpy(np.stack(prefixes)).float())
-    h, c = h[0], c[0]                                    # (P, H)
-    parent_gates = h @ w_hh.T + b_hh + b_tok             # (P, 4H): once per parent, not per child
-    hidden = h.shape[1]
-    w_head, b_head = net.head.weight[0], net.head.bias[0]
-    out = []
-    for p, tok in enumerate(child_tokens):
-        tok = torch.from_numpy(tok)
-        for start in range(0, len(tok), chunk):
-            gates = torch.addmm(parent_gates[p], tok[start:start + chunk], w_tok.T)
-            i, f, g, o = gates.split(hidden, dim=1)
-            c_new = torch.sigmoid(f) * c[p] + torch.sigmoid(i) * torch.tanh(g)
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
-            z = torch.mv(h_new, w_head) + b_head
-            out.append(torch.nn.functional.logsigmoid(z) if log else torch.sigmoid(z))
-    return torch.cat(out).numpy()
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -101,7 +68,6 @@ def main(argv=None) -> None:
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions of each step")
     ap.add_argument("--naive", type=int, default=20000, help="candidates scored by full-sequence predict")
     ap.add_argument("--naive-reps", type=int, default=3)
-    ap.add_argument("--no-proposed", action="store_true", help="skip the proposed hoisted one-step scorer")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -139,8 +105,6 @@ def main(argv=None) -> None:
         "log": lambda: surrogate.predict_children(prefixes, child_tokens, log=True),
         "prob": lambda: surrogate.predict_children(prefixes, child_tokens),
     }
-    if not args.no_proposed:
-        scorers["proposed"] = lambda: proposed_predict_children(surrogate, prefixes, child_tokens, log=True)
     times: dict[str, list[float]] = {name: [] for name in scorers}
     results: dict[str, np.ndarray] = {}
     for name, fn in scorers.items():  # warm-up
@@ -154,9 +118,6 @@ def main(argv=None) -> None:
     t_pc_p, scores = statistics.median(times["prob"]), results["prob"]
     assert len(scores) == len(log_scores) == total
     diff_log = float(np.abs(np.exp(log_scores.astype(np.float64)) - scores).max())
-    if not args.no_proposed:
-        t_prop, prop_log = statistics.median(times["proposed"]), results["proposed"]
-        diff_prop = float(np.abs(np.exp(prop_log.astype(np.float64)) - scores).max())
 
     # -- naive full-sequence predict on a subset -------------------------------------------------------
     n_naive = min(args.naive, total)
@@ -182,7 +143,7 @@ def main(argv=None) -> None:
     def row(name, seconds, n=total, note=""):
         print(f"{name:<46} {seconds * 1e3:>10.1f} {n / seconds:>14,.0f}  {note}")
 
-    print(f"\nmedian of {args.reps} repetitions (predict_children and proposed interleaved; naive: {args.naive_reps}); "
+    print(f"\nmedian of {args.reps} repetitions (log and probability scoring interleaved; naive: {args.naive_reps}); "
           "candidates/s = candidates / time")
     print(f"{'step':<46} {'ms':>10} {'candidates/s':>14}")
     row(f"(i)  tokens + child_tokens ({args.parents} parents)", t_tok)
@@ -192,9 +153,6 @@ def main(argv=None) -> None:
     row("     predict_children(..., log=False)", t_pc_p, note=f"max |exp(log) - probability| {diff_log:.1e}")
     row(f"naive predict, {n_naive:,} full sequences", t_naive, n=n_naive,
         note=f"(+ {t_seq * 1e3:.0f} ms building the sequences, untimed)")
-    if not args.no_proposed:
-        row("proposed: hoisted one-step LSTM, log (bench only)", t_prop,
-            note=f"max |diff| vs (ii) in probability {diff_prop:.2e}")
     row(f"select(log_scores, {args.parents}, 'epnas', 1.0, rng)", t_sel)
     row(f"select(log_scores, {args.parents}, 'pnas', 1.0, rng)", t_sel_p)
 
@@ -202,8 +160,6 @@ def main(argv=None) -> None:
     print(f"\npredict_children(log=True): {speed:,.0f} candidates/s (target >= 100,000: "
           f"{'met' if speed >= 1e5 else 'NOT met'}); with token building: {total / (t_tok + t_pc):,.0f}/s")
     print(f"speed-up of predict_children(log=False) over naive predict: {(total / t_pc_p) / (n_naive / t_naive):.1f}x")
-    if not args.no_proposed:
-        print(f"speed-up of the proposed scorer over predict_children: {t_pc / t_prop:.1f}x")
     print(f"max |predict_children(log=False) - predict| on the {n_naive:,} subset: {diff:.2e} "
           f"(sequences match space.child tokens: {same_tokens})")
     print(f"select chose {len(chosen)} distinct: {len(set(chosen.tolist())) == len(chosen)}; "
