@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import defaultdict
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -162,6 +162,14 @@ def _runs(lengths: Sequence[int]) -> list[tuple[int, int, int]]:
     return runs
 
 
+def _by_length(sequences: Sequence[np.ndarray]) -> dict[int, list[int]]:
+    """The indices of ``sequences`` grouped by length (rows of one length run as one batch)."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, seq in enumerate(sequences):
+        groups[len(seq)].append(i)
+    return groups
+
+
 class LSTMEnsemble:
     """``len(seeds)`` LSTM surrogates fitted and scored as one batched model.
 
@@ -214,13 +222,14 @@ class LSTMEnsemble:
         if state is None:
             state = (torch.zeros(m_all, batch, self.hidden, device=self.device),) * 2
         order = sorted(range(m_all), key=lambda m: -lengths[m])  # longest first: the running ones are a prefix
-        if order != list(range(m_all)):  # sorted before the input product: the small tensors are moved
+        permuted = order != list(range(m_all))
+        if permuted:  # sorted before the input product: the small tensors are moved
             index = torch.tensor(order, device=self.device)
             x, weight, bias, w_hh, state = x[index], weight[index], bias[index], w_hh[index], (state[0][index], state[1][index])
         inputs = torch.baddbmm(bias[:, None, :], x.transpose(1, 2).reshape(m_all, steps * batch, -1),
                                weight.transpose(1, 2)).view(m_all, steps, batch, -1)  # every step's at once
         h, c = _Recurrence.apply(inputs, w_hh, *state, [lengths[m] for m in order], torch.is_grad_enabled())
-        if order != list(range(m_all)):
+        if permuted:
             back = torch.argsort(index)
             h, c = h[back], c[back]
         return h, c
@@ -238,18 +247,16 @@ class LSTMEnsemble:
             raise ValueError(f"got {len(sequences)} sequences but {len(targets)} targets")
         if len(sequences) == 0:
             return self
-        by_length: dict[int, list[int]] = defaultdict(list)
-        for i, seq in enumerate(sequences):
-            by_length[len(seq)].append(i)
+        by_length = _by_length(sequences)
         longest = max(by_length)
         table = np.zeros((len(sequences), longest, self.token_dim), dtype=np.float32)  # zero-padded rows
         for i, seq in enumerate(sequences):
             table[i, :len(seq)] = seq
         x, y = self._tensor(table), torch.tensor([float(t) for t in targets], device=self.device)
-        with torch.no_grad(), _compute_settings(self.device):
-            if not self.fitted:
-                self._centre_head(x, by_length, float(np.mean(targets)))
         with _compute_settings(self.device):
+            if not self.fitted:
+                with torch.no_grad():
+                    self._centre_head(x, by_length, float(np.mean(targets)))
             self._train(x, y, by_length)
         self.fitted = True
         return self
@@ -308,11 +315,8 @@ class LSTMEnsemble:
     def predict(self, sequences: Sequence[np.ndarray]) -> np.ndarray:
         """Each member's predicted accuracy of each token sequence (any lengths): (members, sequences)."""
         out = np.empty((len(self), len(sequences)), dtype=np.float32)
-        by_length: dict[int, list[int]] = defaultdict(list)
-        for i, seq in enumerate(sequences):
-            by_length[len(seq)].append(i)
         with _compute_settings(self.device):
-            for n, idx in by_length.items():
+            for idx in _by_length(sequences).values():
                 for start in range(0, len(idx), self.chunk):
                     part = idx[start:start + self.chunk]
                     x = self._tensor(np.stack([sequences[i] for i in part]))[None].expand(len(self), -1, -1, -1)
@@ -362,10 +366,9 @@ class LSTMSurrogate:
     """One LSTM surrogate (the paper's EPNAS): an :class:`LSTMEnsemble` of one member, whose ``predict``
     and ``predict_children`` return that member's scores as one vector."""
 
-    def __init__(self, token_dim: int, hidden: int = 100, steps: int = 500, lr: float = 0.002,
-                 batch_size: int = 32, seed: int = 0, chunk: int = 4096, device: str | torch.device = "cpu") -> None:
-        self.ensemble = LSTMEnsemble(token_dim, [seed], hidden=hidden, steps=steps, lr=lr, batch_size=batch_size,
-                                     chunk=chunk, device=device)
+    def __init__(self, token_dim: int, seed: int = 0, **options: Any) -> None:
+        """``options``: :class:`LSTMEnsemble`'s (hidden, steps, lr, batch_size, chunk, device)."""
+        self.ensemble = LSTMEnsemble(token_dim, [seed], **options)
 
     @property
     def fitted(self) -> bool:
