@@ -188,25 +188,13 @@ class SupernetTrainer:
         for epoch in range(epochs):
             for x, y in self.data.train_batches(self.batch_size, gen):
                 if graphed is not None:
-                    finite &= torch.isfinite(graphed(x, y))
+                    graphed(x, y, finite)
                     continue
                 picked = pick_arch(len(y))
                 n = len(y)
                 if size > 1:  # this rank's shard of the global batch (the same batches on every rank)
                     x, y = x[rank::size], y[rank::size]  # may be empty: zero gradients, still all-reduced
-                opt.zero_grad(set_to_none=True)  # None, not zero: untouched paths stay untouched
-                for arch in picked if isinstance(picked, list) else (picked,):  # a list: gradients summed
-                    with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp):
-                        # shards: each rank's sum over the global count, so the all-reduced gradient is the mean
-                        loss = F.cross_entropy(net(self._layout(x), arch), y, reduction="mean" if size == 1 else "sum")
-                        loss = loss if size == 1 else loss / n
-                    finite &= torch.isfinite(loss.detach())  # checked once per epoch: no host sync per batch
-                    loss.backward()
-                if size > 1:
-                    distributed.average_gradients(params)
-                if self.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-                opt.step()
+                self._sgd_step(x, y, picked if isinstance(picked, list) else [picked], n, size, params, finite)
             if not (bool(finite) if size == 1 else distributed.all_finite(finite)):
                 raise FloatingPointError(f"the training loss became NaN or infinite in epoch {epoch + 1} (lr={self.lr})")
             if stoppable:
@@ -214,6 +202,27 @@ class SupernetTrainer:
                 if (distributed.command(stop)[0] if size > 1 else stop):
                     return
                 net.train()  # the report evaluated in eval mode
+
+    def _sgd_step(self, x: torch.Tensor, y: torch.Tensor, archs: list[Any], n: int, size: int,
+              params: list[torch.nn.Parameter], finite: torch.Tensor, cache: bool = True) -> None:
+        """One SGD step on a batch of ``n`` images (``x``, ``y``: this rank's shard of it, of ``size``
+        ranks): the gradients of every path in ``archs`` summed, averaged over the ranks, clipped.
+        ``finite`` (on the device) is and-ed in place with whether every loss was finite: checked once per
+        epoch, no host sync per batch. ``cache``: autocast's weight cache (off inside a CUDA graph capture)."""
+        net, opt = self._ensure_supernet(None)
+        opt.zero_grad(set_to_none=True)  # None, not zero: untouched paths stay untouched
+        for arch in archs:
+            with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp, cache_enabled=cache):
+                # shards: each rank's sum over the global count, so the all-reduced gradient is the mean
+                loss = F.cross_entropy(net(self._layout(x), arch), y, reduction="mean" if size == 1 else "sum")
+                loss = loss if size == 1 else loss / n
+            finite &= torch.isfinite(loss.detach())
+            loss.backward()
+        if size > 1:
+            distributed.average_gradients(params)
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        opt.step()
 
     @torch.no_grad()
     def evaluate(self, arch: Any, split: str = "val", limit: int | None = None) -> float:
@@ -278,58 +287,49 @@ class CapturedStep:
     def __init__(self, trainer: SupernetTrainer, arch: Any, warmup: int = 3) -> None:
         self.trainer, self.arch, self.warmup = trainer, arch, warmup
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # x, y, loss
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None  # the batch the graph reads
         self.eager_steps = 0
         self.side = torch.cuda.Stream(trainer.data.device)
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor, cache: bool = True) -> torch.Tensor:
-        t = self.trainer
-        net, opt = t._ensure_supernet(None)
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", torch.bfloat16, enabled=t.amp, cache_enabled=cache):
-            loss = F.cross_entropy(net(t._layout(x), self.arch), y)
-        loss.backward()
-        if t.grad_clip:
-            torch.nn.utils.clip_grad_norm_(list(net.parameters()), t.grad_clip)
-        opt.step()
-        return loss.detach()
+    def _step(self, x: torch.Tensor, y: torch.Tensor, finite: torch.Tensor, cache: bool = True) -> None:
+        params = list(self.trainer._ensure_supernet(None)[0].parameters())
+        self.trainer._sgd_step(x, y, [self.arch], len(y), 1, params, finite, cache=cache)
 
-    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Train on one batch; returns its loss (on the device)."""
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, finite: torch.Tensor) -> None:
+        """Train on one batch; ``finite`` is and-ed with whether its loss was finite (on the device; the
+        same tensor for every batch of the trial, which the graph updates in place)."""
         full = len(y) == self.trainer.batch_size
         if self.graph is not None and full:
-            static_x, static_y, loss = self.static
+            static_x, static_y = self.static
             static_x.copy_(x)
             static_y.copy_(y)
             self.graph.replay()
-            return loss.detach()
-        if full and self.eager_steps >= self.warmup and self.trainer.cuda_graphs:
-            captured = self._capture(x, y)
-            if captured is not None:
-                return captured
+            return
+        if full and self.eager_steps >= self.warmup and self.trainer.cuda_graphs and self._capture(x, y, finite):
+            return
         self.side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(self.side):
-            loss = self._step(x, y)
+            self._step(x, y, finite)
         torch.cuda.current_stream().wait_stream(self.side)
         self.eager_steps += 1
-        return loss
 
-    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    def _capture(self, x: torch.Tensor, y: torch.Tensor, finite: torch.Tensor) -> bool:
+        """Capture the step and train on this batch with it; False (nothing trained) if it cannot be."""
         self.trainer.optimizer.zero_grad(set_to_none=True)  # allocated inside the capture, then rewritten
         static_x, static_y = x.clone(), y.clone()
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):
-                loss = self._step(static_x, static_y, cache=False)
+                self._step(static_x, static_y, finite, cache=False)
         except RuntimeError as err:  # an op that cannot be captured: this trainer trains eagerly from now on
             warnings.warn(f"a CUDA graph of the training step could not be captured ({err}); training eagerly "
                           "(SupernetTrainer.cuda_graphs set to False)", RuntimeWarning, stacklevel=2)
             self.trainer.cuda_graphs = False
             self.trainer.optimizer.zero_grad(set_to_none=True)
-            return None
-        self.graph, self.static = graph, (static_x, static_y, loss)
+            return False
+        self.graph, self.static = graph, (static_x, static_y)
         graph.replay()  # the capture only recorded: this trains on the batch
-        return loss.detach()
+        return True
 
     def release(self) -> None:
         """Drop the graph, its static tensors and the gradients allocated in its memory pool."""
