@@ -33,3 +33,4 @@ check planning 90 python3 benchmarks/bench_planning.py --device cuda --repeats 3
 check end-to-end 200 python3 benchmarks/bench_search_end_to_end.py --device cuda --levels 3
 check graphs 120 python3 benchmarks/gpu_search.py --cuda-graphs --levels 2 --trials-per-level 4 --compare-reps 2
 check micro 60 python3 benchmarks/bench_supernet.py --space micro --device cuda
+check checkpoint 60 python3 benchmarks/bench_checkpoint.py --device cuda --trials 12 --every 1 4

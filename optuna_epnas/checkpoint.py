@@ -9,6 +9,9 @@
 - **Atomic trials**: a trial's value is written into the checkpoint with its training. A process
   killed after the checkpoint write but before Optuna stored the value gets that trial completed
   from the checkpoint on resume (not trained twice).
+- **Only what changed**: the file is a log (:class:`CheckpointFile`): a full state, then per write the
+  tensors that differ from the last one (a trial trains only its path), rewritten whole when the
+  changes outgrow it. Read it with :func:`read`.
 - **Behind by a few trials**: checkpoints are written on an interval, so the study may hold trials
   the weights lack. Each records its place in the training order, its architecture and its epochs:
   :func:`behind` lists them and the objective replays them (same data order) before any new trial.
@@ -19,13 +22,17 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
+import io
 import json
 import os
+import struct
 import uuid
 import warnings
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import optuna
 import torch
@@ -41,8 +48,8 @@ HOLDER_ATTR = "epnas:supernet_holder"
 #: Trial system attr: the trial's position in the supernet's training order (set before the checkpoint
 #: that holds its training is written).
 TRAINED_ATTR = "epnas:trained"
-FORMAT = 3
-_READABLE = (2, 3)  # format 2: no token, no trial values
+FORMAT = 4
+_READABLE = (2, 3, 4)  # format 2: no token, no trial values; 4: a log of changes (CheckpointFile)
 
 
 def safe_name(name: str) -> str:
@@ -115,29 +122,179 @@ def release(study: optuna.Study) -> None:
         set_study_attr(study, HOLDER_ATTR, None)
 
 
-def write(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically: a kill mid-write leaves the previous checkpoint intact."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:  # torch reports a full disk or a read-only folder as RuntimeError
-        with contextlib.suppress(OSError):  # a read-only folder refuses this too: the error above is the one to say
-            tmp.unlink(missing_ok=True)
+_MAGIC = b"optuna_epnas supernet checkpoint log\n"
+_RECORD = struct.Struct("<QI")  # each record: its length and CRC-32, then a torch.save'd dict (see CheckpointFile)
+_BITS = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # compare bits: -0.0 is not 0.0, NaN is NaN
+
+
+class CheckpointFile:
+    """One study's checkpoint, kept as a log in one file: a full state, then records that hold only the
+    tensors changed since the record before, since a trial trains only its own path's weights (the
+    micro supernet's full state is ~200 MiB; a trial changes a fraction). Reading applies the records
+    in order. The file is rewritten in full, atomically, when the records after the full state
+    outgrow it, on the first write of a process, and when the file is not as this object left it.
+
+    A record is ``{"meta": ..., "layout": ..., "tensors": ...}``: the state's top-level entries that hold
+    no tensor (trials, values: small), whole; for each entry that holds tensors (weights, optimizer),
+    its layout -- the entry with None where its tensors are, and their places -- only when it differs
+    from the record before (a full record: always), and its changed tensors by index into the layout.
+
+    A kill mid-append leaves a cut-off last record, which reading ignores: the state before it, the
+    previous checkpoint, is intact (as with a kill during a full write, which goes to a temporary
+    file). One file, so copying it copies the whole checkpoint.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        # what the file holds, per top-level entry with tensors: its layout, and a copy of each tensor by place
+        self._layouts: dict[str, tuple[Any, list[tuple]]] = {}
+        self._held: dict[str, dict[tuple, torch.Tensor]] | None = None
+        self._full_bytes = self._added_bytes = 0
+        self._stat: tuple[int, int, int] | None = None  # (inode, size, mtime) as this object left the file
+
+    def write(self, state: dict[str, Any]) -> int:
+        """Write ``state`` (only what changed, when the file allows); returns the bytes written."""
+        meta = {k: v for k, v in state.items() if next(_tensors(v), None) is None}
+        parts = {k: dict(_tensors(v)) for k, v in state.items() if k not in meta}
+        layouts = {k: (_emptied(state[k], list(tensors)), list(tensors)) for k, tensors in parts.items()}
+        whole = (self._held is None or self._stat is None or self._stat != self._file_stat()
+                 or self._added_bytes >= self._full_bytes or set(parts) != set(self._held))
+        changed = {k: set(tensors) if whole else self._changed(tensors, self._held[k]) for k, tensors in parts.items()}
+        record = {"meta": meta,
+                  "layout": {k: layout for k, layout in layouts.items() if whole or layout != self._layouts[k]},
+                  "tensors": {k: {i: parts[k][place] for i, place in enumerate(layouts[k][1]) if place in changed[k]}
+                              for k in parts}}
+        written = self._write_full(record) if whole else self._append(record)
+        # a copy of each tensor that changed: training updates the state's in place
+        self._held = {k: {place: t.detach().clone() if whole or place in changed[k] else self._held[k][place]
+                          for place, t in tensors.items()} for k, tensors in parts.items()}
+        self._layouts = layouts
+        return written
+
+    def read(self, device: torch.device) -> dict[str, Any]:
+        """The state the file holds (a checkpoint from before this format: as torch saved it)."""
+        self._held = self._stat = None
+        try:
+            raw = self.path.read_bytes()
+        except OSError as err:  # permissions, a folder: the system's words say what is wrong
+            raise RuntimeError(f"the supernet checkpoint {self.path} cannot be read ({err})") from None
+        if not raw.startswith(_MAGIC):
+            return _checked(self.path, _load(raw, device))
+        meta, layouts, held, offset, sizes = None, {}, {}, len(_MAGIC), []
+        while offset + _RECORD.size <= len(raw):
+            length, crc = _RECORD.unpack_from(raw, offset)
+            payload = raw[offset + _RECORD.size: offset + _RECORD.size + length]
+            if len(payload) < length or zlib.crc32(payload) != crc:
+                break
+            record = _load(payload, device)
+            if not isinstance(record, dict) or not {"meta", "layout", "tensors"} <= set(record):
+                break
+            meta = record["meta"]
+            layouts.update(record["layout"])
+            held = {k: {place: written[i] if i in written else held[k][place]
+                        for written in [record["tensors"][k]] for i, place in enumerate(layouts[k][1])}
+                    for k in record["tensors"]}
+            offset += _RECORD.size + length
+            sizes.append(_RECORD.size + length)
+        state = None if meta is None else {**meta, **{k: _filled(*layouts[k], held[k]) for k in held}}
+        state = _checked(self.path, state)
+        if offset < len(raw):
+            warnings.warn(f"the last write to the supernet checkpoint {self.path} was cut off (a kill or a full disk "
+                          "during a checkpoint): resuming from the checkpoint before it")
+        else:  # the next write may append; copies, as the optimizer may take the state's tensors as its own
+            self._held = {k: {place: t.clone() for place, t in tensors.items()} for k, tensors in held.items()}
+            self._layouts = {k: (_emptied(state[k], places), places) for k, (_, places) in layouts.items()}
+            self._full_bytes, self._added_bytes = len(_MAGIC) + sizes[0], sum(sizes[1:])
+            self._stat = self._file_stat()
+        return state
+
+    @staticmethod
+    def _changed(tensors: dict[tuple, torch.Tensor], held: dict[tuple, torch.Tensor]) -> set[tuple]:
+        """The places whose tensors differ, bit for bit, from what the file holds (or are new)."""
+        same = [k for k, t in tensors.items() if (h := held.get(k)) is not None and h.shape == t.shape
+                and h.dtype == t.dtype and h.device == t.device and t.element_size() in _BITS]
+        flags: dict[torch.device, list[torch.Tensor]] = {}
+        for k in same:  # one reduction per tensor, one synchronisation per device
+            t, h = tensors[k], held[k]
+            bits = _BITS[t.element_size()]
+            flags.setdefault(t.device, []).append(torch.ne(t.detach().view(bits), h.view(bits)).any())
+        differs = {device: iter(torch.stack(f).tolist()) for device, f in flags.items()}
+        return set(tensors) - {k for k in same if not next(differs[tensors[k].device])}
+
+    def _write_full(self, record: dict[str, Any]) -> int:
+        payload = _dump(record)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(_MAGIC + _RECORD.pack(len(payload), zlib.crc32(payload)) + payload)
+            os.replace(tmp, self.path)
+        except (OSError, RuntimeError) as err:
+            self._held = self._stat = None
+            with contextlib.suppress(OSError):  # a read-only folder refuses this too: the error above is the one to say
+                tmp.unlink(missing_ok=True)
+            raise self._error(err) from err
+        self._full_bytes, self._added_bytes = len(_MAGIC) + _RECORD.size + len(payload), 0
+        self._stat = self._file_stat()
+        return self._full_bytes
+
+    def _append(self, record: dict[str, Any]) -> int:
+        payload = _dump(record)
+        size = self._stat[1] if self._stat else 0
+        try:
+            _append_bytes(self.path, size, _RECORD.pack(len(payload), zlib.crc32(payload)) + payload)
+        except OSError as err:
+            self._held = self._stat = None  # whatever part was written is cut off at reading; the next write is whole
+            with contextlib.suppress(OSError):
+                os.truncate(self.path, size)
+            raise self._error(err) from err
+        self._added_bytes += _RECORD.size + len(payload)
+        self._stat = self._file_stat()
+        return _RECORD.size + len(payload)
+
+    def _file_stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _error(self, err: BaseException) -> RuntimeError:
         reason = str(err).rsplit("strerror: ", 1)[-1]  # torch's "[enforce fail at ...] ... strerror: <the OS's>"
-        raise RuntimeError(
-            f"could not write the supernet checkpoint {path} ({reason}); free space or fix its permissions (or give "
-            "a writable --checkpoint-dir) and run the same command again: the search resumes from the last "
-            "checkpoint written") from err
+        return RuntimeError(
+            f"could not write the supernet checkpoint {self.path} ({reason}); free space or fix its permissions (or "
+            "give a writable --checkpoint-dir) and run the same command again: the search resumes from the last "
+            "checkpoint written")
+
+
+def write(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` in full, atomically: a kill mid-write leaves the previous checkpoint intact."""
+    CheckpointFile(path).write(state)
 
 
 def read(path: Path, device: torch.device) -> dict[str, Any]:
+    return CheckpointFile(path).read(device)
+
+
+def _append_bytes(path: Path, offset: int, data: bytes) -> None:
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def _dump(obj: Any) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
+
+
+def _load(raw: bytes, device: torch.device) -> Any:
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
-    except OSError as err:  # permissions, a folder: the system's words say what is wrong
-        raise RuntimeError(f"the supernet checkpoint {path} cannot be read ({err})") from None
+        return torch.load(io.BytesIO(raw), map_location=device, weights_only=True)
     except Exception:  # truncated, not a torch file: torch's words (use weights_only=False) would mislead
-        state = None
+        return None
+
+
+def _checked(path: Path, state: Any) -> dict[str, Any]:
     if not isinstance(state, dict) or "format" not in state:
         raise RuntimeError(
             f"{path} is not a supernet checkpoint (it is damaged, or another file is in its place): restore the "
@@ -147,6 +304,46 @@ def read(path: Path, device: torch.device) -> dict[str, Any]:
         raise RuntimeError(f"{path} is not a supernet checkpoint of this version of optuna_epnas "
                            f"(format {state['format']!r}, expected {FORMAT})")
     return state
+
+
+def _tensors(obj: Any, place: tuple = ()) -> Iterator[tuple[tuple, torch.Tensor]]:
+    """Every tensor in a state of nested dicts and lists, with its place (the keys leading to it)."""
+    if isinstance(obj, torch.Tensor):
+        yield place, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, (*place, k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            yield from _tensors(v, (*place, i))
+
+
+def _emptied(state: Any, places: Sequence[tuple]) -> Any:
+    """A copy of ``state`` with None at ``places`` (the containers copied, tuples as lists so that
+    :func:`_filled` can put the tensors back; the other tensors shared)."""
+    if () in places:
+        return None
+    out = copy.copy(state)  # keeps a state dict's metadata
+    by_first: dict[Any, list[tuple]] = {}
+    for place in places:
+        by_first.setdefault(place[0], []).append(place[1:])
+    if isinstance(out, tuple):
+        out = list(out)
+    for k, rest in by_first.items():
+        out[k] = None if () in rest else _emptied(out[k], rest)
+    return out
+
+
+def _filled(layout: Any, places: Sequence[tuple], tensors: dict[tuple, torch.Tensor]) -> Any:
+    """``layout`` (a state entry with None at ``places``) with the tensors put back, in place."""
+    for place in places:
+        if not place:
+            return tensors[place]
+        owner = layout
+        for k in place[:-1]:
+            owner = owner[k]
+        owner[place[-1]] = tensors[place]
+    return layout
 
 
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # a pruned trial trained too (part of its epochs)

@@ -31,7 +31,7 @@ from pathlib import Path
 SEARCH = ["search", "--layers", "3", "--k", "2", "--iterations", "2", "--channels", "4", "--epochs", "1",
           "--max-train", "200", "--quiet"]
 #: Where a fault is injected: right after the call returns, or (``-before``) just before it is made.
-POINTS = ("sample", "train", "evaluate", "record", "save", "replace-before", "tell-before", "tell", "plan")
+POINTS = ("sample", "train", "evaluate", "record", "save", "replace-before", "append", "tell-before", "tell", "plan")
 #: How: SIGKILL (nothing runs after it), SIGINT (Ctrl-C), SIGTERM, or an exception raised there.
 FAULTS = ("kill", "int", "term", "raise")
 
@@ -53,8 +53,9 @@ def inject(point: str, at: set[int], fault: str = "kill") -> list[tuple[object, 
         "train": (objective.SupernetObjective, "train"),  # trained, not yet measured, checkpointed or recorded
         "evaluate": (objective.SupernetObjective, "evaluate"),  # measured, not yet recorded
         "record": (objective, "set_trial_attr"),  # its training position recorded in the study
-        "save": (checkpoint, "write"),  # checkpointed with its value, not yet told (the warm-up is write 1)
-        "replace": (checkpoint.os, "replace"),  # mid-write: the new file written, not yet in place
+        "save": (checkpoint.CheckpointFile, "write"),  # checkpointed with its value, not yet told (warm-up: write 1)
+        "replace": (checkpoint.os, "replace"),  # mid full write: the new file written, not yet in place
+        "append": (checkpoint, "_append_bytes"),  # mid-append of the changes: half the record on disk
         "tell": (optuna.study._optimize, "_tell_with_warning"),  # Optuna records the trial's result
         "plan": (sampler.EPNASSampler, "_make_plan"),  # while planning a level
     }[point.removesuffix("-before")]
@@ -70,6 +71,9 @@ def inject(point: str, at: set[int], fault: str = "kill") -> list[tuple[object, 
     def wrapped(*args, **kwargs):
         nonlocal calls
         calls += 1
+        if point == "append" and calls in at:
+            original(*args[:2], args[2][: len(args[2]) // 2])  # a cut-off record, as a kill mid-write leaves it
+            strike()
         if point.endswith("-before") and calls in at:
             strike()
         out = original(*args, **kwargs)
@@ -103,13 +107,13 @@ def outcome(storage: str, name: str, checkpoints: Path):
     import optuna
     import torch
 
-    from optuna_epnas.checkpoint import safe_name
+    from optuna_epnas.checkpoint import read, safe_name
     from optuna_epnas.sampler import STAGE_ATTR
 
     study = optuna.load_study(storage=storage, study_name=name)
     rows = sorted((tuple(t.system_attrs[STAGE_ATTR]), t.user_attrs["arch"], t.value)
                   for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-    state = torch.load(checkpoints / f"{safe_name(name)}.supernet.pt", weights_only=True)
+    state = read(checkpoints / f"{safe_name(name)}.supernet.pt", torch.device("cpu"))
     return rows, state["model"]
 
 
@@ -122,12 +126,15 @@ def same(a, b) -> bool:
 #: The exit code of a search stopped by each fault (``kill``: the signal itself).
 STOPPED = {"kill": -signal.SIGKILL, "int": 130, "term": 143, "raise": 2}
 #: Calls of each point a search makes (SEARCH, 20 trials): where a fault is drawn among.
-CALLS = {"sample": 12, "train": 12, "evaluate": 12, "record": 12, "save": 12, "replace-before": 12,
+CALLS = {"sample": 12, "train": 12, "evaluate": 12, "record": 12, "save": 12, "replace-before": 3, "append": 9,
          "tell-before": 12, "tell": 12, "plan": 3}
+#: The call of each point the matrix and tests/test_faults.py strike at: mid-level 1 (plan: level 2's;
+#: a full checkpoint write: the 2nd, as most writes after the warm-up's append only the changes).
+MATRIX_AT = {"plan": 2, "replace-before": 2}
 
 
 def matrix(storage_for, faults: list[str], folder: Path, env: dict[str, str]) -> int:
-    """Every point of :data:`POINTS` (at its 4th call; plan: the 2nd) with every fault, each resumed once
+    """Every point of :data:`POINTS` (at its 4th call; :data:`MATRIX_AT` the exceptions) with every fault, each resumed once
     with the same command: a Markdown table of outcomes against the uninterrupted run."""
     ref_dir = folder / "ref"
     ref_dir.mkdir()
@@ -141,9 +148,9 @@ def matrix(storage_for, faults: list[str], folder: Path, env: dict[str, str]) ->
         for fault in faults:
             name, where = f"m-{point}-{fault}", folder / f"{point}-{fault}"
             where.mkdir()
-            every = "0" if point in ("save", "replace-before") else "60"
+            every = "0" if point in ("save", "replace-before", "append") else "60"
             stopped = subprocess.run(command(storage_for(name), name, where, every), capture_output=True, text=True,
-                                     env={**env, "KILL_POINT": point, "KILL_AT": "2" if point == "plan" else "4",
+                                     env={**env, "KILL_POINT": point, "KILL_AT": str(MATRIX_AT.get(point, 4)),
                                           "KILL_FAULT": fault})
             final = subprocess.run(command(storage_for(name), name, where, every), capture_output=True, text=True,
                                    env=env)
@@ -208,7 +215,7 @@ def main() -> int:
                     what = f"{fault} after {delay:.1f}s"
                 else:
                     at = rng.randint(1, CALLS[how])
-                    every = "0" if how in ("save", "replace-before") else "60"
+                    every = "0" if how in ("save", "replace-before", "append") else "60"
                     code = subprocess.run(command(storage, name, where, every), capture_output=True, env={
                         **env, "KILL_POINT": how, "KILL_AT": str(at), "KILL_FAULT": fault}).returncode
                     what = f"{fault} at {how} call {at}"

@@ -174,3 +174,101 @@ def test_a_journal_file_from_the_command_line_searches_resumes_and_trains(tmp_pa
     assert "--heartbeat needs an RDB storage" in capsys.readouterr().err
     assert main(["train", "--study", "j", "--storage", url, "--epochs", "1", "--channels", "4", "--max-train", "200",
                  "--out", str(tmp_path / "t"), "--quiet"]) == 0
+
+
+# -- the checkpoint as a log of changes (issue 26: the micro supernet's 200 MiB were written every minute) ----
+def _state_of(obj):
+    return {"model": obj.net.state_dict(), "optimizer": obj.optimizer.state_dict()}
+
+
+def _same_tensors(a, b):
+    ta, tb = dict(ckpt._tensors(a)), dict(ckpt._tensors(b))
+    bits = ckpt._BITS
+    return ta.keys() == tb.keys() and all(
+        torch.equal(ta[k].view(bits[ta[k].element_size()]), tb[k].view(bits[tb[k].element_size()])) for k in ta)
+
+
+def _records(path):
+    """The places of the tensors each record of the log holds (the changed ones), as ``(entry, *place)``."""
+    import io
+    import zlib
+
+    raw, offset, out, layouts = path.read_bytes(), len(ckpt._MAGIC), [], {}
+    while offset < len(raw):
+        length, crc = ckpt._RECORD.unpack_from(raw, offset)
+        payload = raw[offset + ckpt._RECORD.size: offset + ckpt._RECORD.size + length]
+        assert zlib.crc32(payload) == crc
+        record = torch.load(io.BytesIO(payload), weights_only=True)
+        layouts.update(record["layout"])
+        out.append({(k, *layouts[k][1][i]) for k, written in record["tensors"].items() for i in written})
+        offset += ckpt._RECORD.size + length
+    return out
+
+
+def test_checkpoints_after_the_first_append_only_what_a_trial_changed_and_read_back_bit_for_bit(data, tmp_path):
+    import copy
+
+    url = f"sqlite:///{tmp_path}/a.db"
+    study = optuna.create_study(storage=url, study_name="a", direction="maximize")
+    obj = objective(data, checkpoint_every=0)
+    run(study, obj, ARCHS[:1])
+    path = obj.checkpoint_path
+    full = path.stat().st_size
+    for key in ARCHS[1:3]:
+        before, size = copy.deepcopy(_state_of(obj)), path.stat().st_size
+        run(study, obj, [key])
+        after = _state_of(obj)
+        old = dict(ckpt._tensors(before))
+        changed = {k for k, t in ckpt._tensors(after) if k not in old or not _same_tensors({0: t}, {0: old[k]})}
+        assert _records(path)[-1] == changed  # the trial's path (weights, momentum, BN statistics) ...
+        assert set(old) - changed and 0 < path.stat().st_size - size < full  # ... not the whole supernet
+        state = ckpt.read(path, data.device)
+        assert _same_tensors(state, after)  # the whole state as trained, bit for bit
+        assert state["trained"] == obj.trained and state["values"] == obj.values
+    resumed = objective(data)
+    resumed.attach(optuna.load_study(storage=url, study_name="a"))
+    assert _same_tensors(_state_of(resumed), _state_of(obj)) and resumed.trained == obj.trained
+
+
+def test_the_log_is_rewritten_whole_once_its_changes_outgrow_it_and_when_someone_else_wrote_the_file(tmp_path):
+    path = tmp_path / "s.supernet.pt"
+    file = ckpt.CheckpointFile(path)
+    state = {"format": ckpt.FORMAT, "model": {f"w{i}": torch.zeros(1000) for i in range(4)}, "trained": []}
+    full = file.write(state)
+    appended = []
+    for step in range(1, 7):  # each write changes one of four tensors: about a quarter of the whole
+        state["model"][f"w{step % 4}"] += 1
+        state["trained"].append(step)
+        appended.append(file.write(state))
+        assert _same_tensors(ckpt.read(path, torch.device("cpu")), state)
+    assert all(a < full / 3 for a in appended[:4])  # the first four fit beside the full state ...
+    assert appended[4] >= full * 0.9 and path.stat().st_size == appended[4] + appended[5]  # ... then it starts over
+    path.write_bytes(path.read_bytes())  # another writer (a restored backup): not appended to blindly
+    state["model"]["w0"] += 1
+    assert file.write(state) >= full * 0.9
+    state["model"]["w1"].zero_()
+    state["model"]["w1"][0] = -0.0  # bits, not values: -0.0 == 0.0, and a resume must be exact
+    file.write(state)
+    assert torch.signbit(ckpt.read(path, torch.device("cpu"))["model"]["w1"][0])
+
+
+def test_a_write_cut_off_mid_append_resumes_from_the_checkpoint_before_it(data, tmp_path, caplog):
+    url = f"sqlite:///{tmp_path}/a.db"
+    study = optuna.create_study(storage=url, study_name="a", direction="maximize")
+    obj = objective(data, checkpoint_every=0)
+    run(study, obj, ARCHS[:2])
+    path = obj.checkpoint_path
+    before_last = ckpt.read(path, data.device)
+    run(study, obj, ARCHS[2:3])
+    size = path.stat().st_size
+    whole = path.read_bytes()
+    os.truncate(path, size - 100)  # as a kill during the last append leaves it
+    with pytest.warns(UserWarning, match="was cut off"):
+        assert _same_tensors(ckpt.read(path, data.device), before_last)
+    resumed = objective(data, checkpoint_every=0)
+    with pytest.warns(UserWarning, match="was cut off"):
+        resumed.attach(optuna.load_study(storage=url, study_name="a"))
+    assert "replaying the training of 1 trial(s)" in caplog.text  # trial 2, trained again
+    assert _same_tensors(_state_of(resumed), _state_of(obj)) and resumed.trained == obj.trained
+    # the replay's checkpoint was written whole (never appended after the cut-off bytes): it reads clean
+    assert _same_tensors(ckpt.read(path, data.device), _state_of(obj)) and len(whole) != path.stat().st_size

@@ -113,7 +113,7 @@ def _stages(url, name="k"):
 
 @pytest.mark.parametrize("kills, every", [
     (["save:10"], "0"),  # right after the checkpoint that holds trial 8's training and value, before Optuna records it
-    (["replace-before:5"], "0"),  # during a checkpoint write
+    (["replace-before:2", "append:5"], "0"),  # during a full checkpoint write, then mid-append of the changes
     (["plan:1"], "0"),  # while planning level 2
     (["train:9", "train:1"], "0"),  # mid-trial, twice in one slot: a death is not the architecture's failure
     # checkpoints a minute apart (the default): the first is the warm-up's, so every kill below lands

@@ -26,7 +26,7 @@ SEARCH = ["search", "--layers", "2", "--k", "2", "--iterations", "1", "--channel
           "--max-train", "200", "--ensemble", "2", "--quiet", "--study-name", "f"]  # 2 surrogates: quicker plans
 EXIT = {"int": 130, "term": 143, "raise": 2}
 #: (point, call it strikes at): mid-level-1, and the second plan (level 2)
-POINTS = [(p, 2 if p == "plan" else 4) for p in kill_resume.POINTS]
+POINTS = [(p, kill_resume.MATRIX_AT.get(p, 4)) for p in kill_resume.POINTS]
 
 
 def _search(tmp: Path, every: str) -> list[str]:
@@ -66,7 +66,7 @@ def restore_patches():
 @pytest.mark.parametrize("point, at", POINTS, ids=[p for p, _ in POINTS])
 def test_a_fault_at_any_step_then_the_same_command_gives_the_uninterrupted_result(
         tmp_path, uninterrupted, restore_patches, point, at, fault, capsys):
-    every = "0" if point in ("save", "replace-before") else "60"  # so that the checkpoint write is in a trial
+    every = "0" if point in ("save", "replace-before", "append") else "60"  # so that the checkpoint write is in a trial
     restore_patches += kill_resume.inject(point, {at}, fault)
     assert main(_search(tmp_path, every)) == EXIT[fault]
     err = capsys.readouterr().err
