@@ -35,6 +35,12 @@ def backend(storage: Any) -> Any:
     return getattr(storage, "_backend", storage)
 
 
+def journal_file(storage: Any) -> str | None:
+    """The file of a ``JournalStorage(JournalFileBackend(path))`` (Optuna keeps it private); else None."""
+    path = getattr(getattr(storage, "_backend", None), "_file_path", None)
+    return path if isinstance(path, str) else None
+
+
 def study_attrs(study: optuna.Study) -> dict[str, Any]:
     """The study's system attrs (where the sampler, the objective and the notes keep their state)."""
     return study._storage.get_study_system_attrs(study._study_id)

@@ -71,7 +71,7 @@ def best_architecture(study: optuna.Study, number: int | None = None) -> tuple[S
             raise ValueError(f"study {study.study_name!r} has no complete trial {number} with an architecture "
                              f"(it has {len(trials)} trials, numbered 0-{len(trials) - 1})")
         return space, space.parse(chosen.user_attrs["arch"]), chosen
-    if study._is_multi_objective():
+    if len(study.directions) > 1:
         front = [t.number for t in full_depth_front(study, space.max_level)]
         raise ValueError(f"study {study.study_name!r} has {len(study.directions)} objectives, so no single best: "
                          f"pick a member of its full-depth Pareto front with --trial N (trials {front})")

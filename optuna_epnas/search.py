@@ -367,7 +367,7 @@ def print_summary(study: optuna.Study, space: SearchSpace, storage: str, checkpo
     if said:
         print("; ".join(said) + " (a trial whose process died is run again; an architecture whose training "
               "failed is retried once, then given up)")
-    if full and study._is_multi_objective():
+    if full and len(study.directions) > 1:
         _print_front(study, space, storage)
     elif full:
         best = max(full, key=lambda t: t.value)

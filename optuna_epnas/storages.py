@@ -14,6 +14,7 @@ from typing import Any
 import optuna
 
 from optuna_epnas._storage import backend as _backend_of
+from optuna_epnas._storage import journal_file
 
 
 def public_url(storage: Any) -> str:
@@ -38,11 +39,10 @@ def storage_file(storage: Any) -> Path | None:
     if isinstance(storage, str):
         url = storage
     else:
-        backend = _backend_of(storage)
-        file_path = getattr(backend, "_file_path", None)  # JournalStorage(JournalFileBackend(path))
-        if isinstance(file_path, str):
+        file_path = journal_file(storage)
+        if file_path is not None:
             return Path(file_path)
-        url = getattr(backend, "url", None)
+        url = getattr(_backend_of(storage), "url", None)
     if not isinstance(url, str) or not url.startswith("sqlite:"):
         return None
     try:

@@ -90,7 +90,7 @@ def best_full_size(study: optuna.Study, info: SearchInfo, trials: Sequence[Froze
     full = full_size(trials, info.space.max_level)
     if not full:
         return None
-    if study._is_multi_objective():  # the most accurate member of the front (the cheapest of equals)
+    if len(study.directions) > 1:  # the most accurate member of the front (the cheapest of equals)
         front = full_depth_front(study, info.space.max_level)
         return front[-1] if front else None
     pick = max if study.direction == StudyDirection.MAXIMIZE else min
@@ -165,7 +165,7 @@ def study_note(study: optuna.Study, info: SearchInfo, trials: Sequence[FrozenTri
             lines.append(f"- parameters (stand-alone) {best.user_attrs['params']:,}")
     else:
         lines.append("No full-size architecture measured yet.")
-    if best is not None and info.space is not None and study._is_multi_objective():
+    if best is not None and info.space is not None and len(study.directions) > 1:
         front = full_depth_front(study, info.space.max_level)
         lines += ["", f"**Pareto front of the full-size networks** ({len(front)}, cheapest first; the Pareto-front "
                   "plot shows every trial, shallower levels included):", ""]
