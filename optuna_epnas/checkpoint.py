@@ -38,16 +38,11 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from optuna_epnas._storage import backend, set_study_attr, storage_of, study_attrs
-from optuna_epnas.owner import is_gone, on_this_host, process_mark
-from optuna_epnas.storages import storage_file
+from optuna_epnas.storage._storage import backend, set_study_attr, storage_of, study_attrs
+from optuna_epnas.storage.owner import is_gone, on_this_host, process_mark
+from optuna_epnas.storage.keys import HOLDER_ATTR, OBJECTIVE_ATTR, SUPERNET_ATTR, TRAINED_ATTR
+from optuna_epnas.storage.storages import storage_file
 
-#: Study system attrs: ``{"token": ..., "path": ...}``, and the mark of the process holding the supernet.
-SUPERNET_ATTR = "epnas:supernet"
-HOLDER_ATTR = "epnas:supernet_holder"
-#: Trial system attr: the trial's position in the supernet's training order (set before the checkpoint
-#: that holds its training is written).
-TRAINED_ATTR = "epnas:trained"
 FORMAT = 4
 _READABLE = (2, 3, 4)  # format 2: no token, no trial values; 4: a log of changes (CheckpointFile)
 
@@ -403,7 +398,7 @@ def reconcile(study: optuna.Study, path: Path, state: dict[str, Any], token: str
         else:  # already failed as a dead process's trial: a complete (or pruned) copy takes its place
             copy = optuna.trial.create_trial(
                 params=t.params, distributions=t.distributions, value=values[number], user_attrs=t.user_attrs,
-                system_attrs={k: v for k, v in t.system_attrs.items() if not k.startswith("epnas:objective")},
+                system_attrs={k: v for k, v in t.system_attrs.items() if not k.startswith(OBJECTIVE_ATTR)},
                 intermediate_values=t.intermediate_values,
                 state=TrialState.PRUNED if number in pruned else TrialState.COMPLETE)
             study.add_trial(copy)

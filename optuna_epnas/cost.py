@@ -23,15 +23,13 @@ import torch
 from optuna.trial import FrozenTrial
 from torch.utils.flop_counter import FlopCounterMode
 
-from optuna_epnas._storage import study_attrs
+from optuna_epnas.storage._storage import study_attrs
+from optuna_epnas.storage.keys import COST_ATTR, PLAN_PREFIX, WARMUP_ATTR  # noqa: F401 (their old home)
 from optuna_epnas.nn import build_network
 from optuna_epnas.spaces import SearchSpace
 
 #: A training step is a forward and a backward pass; the backward costs about twice the forward.
 TRAIN_FACTOR = 3
-COST_ATTR = "cost_macs"  # trial user attribute: what the trial's own training and evaluation cost
-PLAN_PREFIX = "epnas:plan:"  # study system attributes: the sampler's stored plans (sampler.plan_attr)
-WARMUP_ATTR = "epnas:warmup"  # study system attribute: the supernet warm-up before the first trial, and its cost
 
 
 def forward_macs(space: Any, arch: Any, num_classes: int, in_channels: int, channels: int, image_size: int,

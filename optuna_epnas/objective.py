@@ -27,9 +27,11 @@ import optuna
 
 from optuna_epnas import checkpoint as ckpt
 from optuna_epnas import distributed
-from optuna_epnas._storage import batched_writes, set_study_attr, set_trial_attr, study_attrs, trial_id
-from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR
+from optuna_epnas.storage._storage import batched_writes, set_study_attr, set_trial_attr, study_attrs, trial_id
+from optuna_epnas.cost import TRAIN_FACTOR
 from optuna_epnas.data import DeviceData
+from optuna_epnas.storage.keys import (COST_ATTR, FAULT_ATTR, OBJECTIVE_ATTR, RANKS_ATTR, SCHEMA_ATTR, SCHEMA_VERSION,
+                                       WARMUP_ATTR, check_schema)
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas._checks import check_int
 from optuna_epnas.supernet import SupernetTrainer
@@ -40,11 +42,6 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-#: Study system attribute holding :meth:`SupernetObjective.spec`: what ``epnas train`` reads to rebuild
-#: the space of a search run with any sampler.
-OBJECTIVE_ATTR = "epnas:objective"
-#: Trial system attr: the number of ranks whose supernet copies were checked identical after the trial.
-RANKS_ATTR = "epnas:ranks_identical"
 
 
 def _limits(max_params: int | None, max_macs: int | None, max_latency_ms: float | None) -> dict[str, float]:
@@ -176,8 +173,6 @@ class SupernetObjective(SupernetTrainer):
 
     def _mark_fault(self, trial: optuna.trial.Trial, err: BaseException) -> None:
         """Record that the trial failed for a reason that is not its architecture's: its slot runs again."""
-        from optuna_epnas.sampler import FAULT_ATTR
-
         what = "interrupted" if not isinstance(err, Exception) else self._step
         try:
             set_trial_attr(trial.study, trial, FAULT_ATTR, f"{what} ({type(err).__name__})")
@@ -360,8 +355,11 @@ class SupernetObjective(SupernetTrainer):
             ckpt.release(study)
 
     def _record_spec(self, study: optuna.Study) -> None:
-        stored = study_attrs(study).get(OBJECTIVE_ATTR)
+        attrs = study_attrs(study)
+        check_schema(study.study_name, attrs)
+        stored = attrs.get(OBJECTIVE_ATTR)
         if stored is None:
+            set_study_attr(study, SCHEMA_ATTR, SCHEMA_VERSION)
             set_study_attr(study, OBJECTIVE_ATTR, json.loads(json.dumps(self.spec())))
         elif (diff := self._mismatch(stored)) is not None:
             raise ValueError(f"study {study.study_name!r} was searched with other settings ({diff}); "

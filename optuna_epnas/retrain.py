@@ -20,14 +20,14 @@ from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
 from optuna_epnas import distributed
-from optuna_epnas._storage import study_attrs
+from optuna_epnas.storage._storage import study_attrs
 from optuna_epnas.data import DeviceData
 from optuna_epnas.export import ModelSpec, build_seeded, seeded
-from optuna_epnas.objective import OBJECTIVE_ATTR
+from optuna_epnas.storage.keys import OBJECTIVE_ATTR
 from optuna_epnas.sampler.pareto import full_depth_front
 from optuna_epnas.settings import FINAL, FinalSettings
 from optuna_epnas.spaces import MacroSpace, MicroSpace, SearchSpace
-from optuna_epnas.storages import open_storage, public_url
+from optuna_epnas.storage.storages import open_storage, public_url
 from optuna_epnas.train import EpochRecord, baseline_cnn, train_final
 from optuna_epnas.values import accuracy_of, full_size
 

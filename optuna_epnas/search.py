@@ -14,19 +14,20 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_epnas._storage import set_study_attr, study_attrs
+from optuna_epnas.storage._storage import set_study_attr, study_attrs
 from optuna_epnas.analysis import EXTRA_MODULES, INSTALL_EXTRA
 from optuna_epnas.cost import NetworkSize, total_cost
 from optuna_epnas.data import DeviceData
 from optuna_epnas.latency import LatencyTable, latency_table
-from optuna_epnas.objective import OBJECTIVE_ATTR, SupernetObjective
+from optuna_epnas.objective import SupernetObjective
 from optuna_epnas.sampler.epnas import EPNASSampler
 from optuna_epnas.sampler.planning import Rescorer
 from optuna_epnas.sampler.pareto import full_depth_front
 from optuna_epnas.sampler.schedule import planned_trials
 from optuna_epnas.settings import PROGRESSIVE, SAMPLER_NAMES, SUPERNET, SearchSettings, resolve_settings
 from optuna_epnas.spaces import SearchSpace
-from optuna_epnas.storages import open_storage
+from optuna_epnas.storage.keys import FAULT_ATTR, OBJECTIVE_ATTR, OWNER_ATTR, SAMPLER_ATTR
+from optuna_epnas.storage.storages import open_storage
 from optuna_epnas.values import COST_NAMES, accuracy_of, full_size, is_full_size
 
 _logger = logging.getLogger(__name__)
@@ -138,10 +139,9 @@ class Search:
         records a result), this process's trial may be left RUNNING: complete it if the objective had
         finished it (its training is in the weights), otherwise fail it as a fault, so that its slot runs
         again -- now, rather than when a resume finds its process gone."""
-        from optuna_epnas._storage import set_trial_attr
+        from optuna_epnas.storage._storage import set_trial_attr
         from optuna_epnas.checkpoint import tell_trained
-        from optuna_epnas.owner import process_mark
-        from optuna_epnas.sampler import FAULT_ATTR, OWNER_ATTR
+        from optuna_epnas.storage.owner import process_mark
 
         objective = self.objective
         try:
@@ -223,8 +223,6 @@ def latency_for(space: SearchSpace, data: DeviceData, settings: SearchSettings) 
     return latency_table(space, NetworkSize.of(data, settings.channels), data.device)
 
 
-#: Study system attr: the named sampler a search was made with (resuming with another is refused).
-SAMPLER_ATTR = "epnas:sampler"
 
 
 def _record_sampler(study: optuna.Study, sampler: str) -> None:

@@ -35,7 +35,7 @@ from optuna_epnas.cost import NetworkSize, child_sizes, total_cost
 from optuna_epnas.sampler.pareto import front_ranks, full_depth_front, hypervolume
 from optuna_epnas.search import finished_trials, open_search
 from optuna_epnas.settings import resolve_settings
-from optuna_epnas.storages import open_storage
+from optuna_epnas.storage.storages import open_storage
 
 PROXY = {"fashion-mnist": {"max_train": 5000, "image_size": 14}, "digits": {"max_train": None, "image_size": None}}
 

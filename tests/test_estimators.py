@@ -197,7 +197,7 @@ def test_an_objective_with_a_zero_cost_estimator_scores_without_a_supernet_and_r
     from optuna_epnas.cost import COST_ATTR
     from optuna_epnas.estimators import ZeroCost
     from optuna_epnas.objective import OBJECTIVE_ATTR
-    from optuna_epnas._storage import study_attrs
+    from optuna_epnas.storage._storage import study_attrs
 
     url = f"sqlite:///{tmp_path}/z.db"
     obj = SupernetObjective(SPACE, data, channels=6, estimator=ZeroCost("jacob_cov", repeats=2, batch_size=16))

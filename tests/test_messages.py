@@ -19,7 +19,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from optuna_epnas import checkpoint as ckpt
-from optuna_epnas._storage import set_study_attr
+from optuna_epnas.storage._storage import set_study_attr
 from optuna_epnas.cli import main
 from optuna_epnas.export import SPEC_FORMAT, build_model
 from optuna_epnas.spaces import MacroSpace
@@ -41,7 +41,7 @@ def finished(tmp_path_factory):
 
 # -- 1: two searches starting together on a new SQLite file ------------------------------------------
 def _open_and_create(url: str, name: str, barrier) -> None:
-    from optuna_epnas.storages import open_storage
+    from optuna_epnas.storage.storages import open_storage
 
     barrier.wait()  # both create the schema at the same moment
     optuna.create_study(storage=open_storage(url), study_name=name)

@@ -14,9 +14,9 @@ import uuid
 import optuna
 import pytest
 
-from optuna_epnas._storage import study_attrs
+from optuna_epnas.storage._storage import study_attrs
 from optuna_epnas.checkpoint import HOLDER_ATTR
-from optuna_epnas.storages import open_storage
+from optuna_epnas.storage.storages import open_storage
 from test_cli import KILLER, PLANNED, SMALL, _stages, completed
 
 POSTGRES = os.environ.get("EPNAS_TEST_POSTGRES")

@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 from optuna_epnas import EPNASSampler, SupernetObjective
-from optuna_epnas._storage import fail_trial
+from optuna_epnas.storage._storage import fail_trial
 from optuna_epnas.cli import main
 from optuna_epnas.cost import COST_ATTR
 

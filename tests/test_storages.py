@@ -10,10 +10,11 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from optuna_epnas._storage import (
-    backend, batched_writes, fresh_trial, set_trial_attr, set_trial_user_attr, storage_of, trial_id,
+from optuna_epnas.storage._storage import (
+    backend, batched_writes, fresh_trial, set_study_attr, set_trial_attr, set_trial_user_attr, storage_of, study_attrs,
+    trial_id,
 )
-from optuna_epnas.storages import open_storage
+from optuna_epnas.storage.storages import open_storage
 
 
 def _commits(storage) -> list[int]:
@@ -104,3 +105,40 @@ def test_a_batch_refuses_a_parameter_whose_distribution_changed_as_optuna_does(t
     with pytest.raises(ValueError, match="does not support dynamic value space"):
         with batched_writes(storage_of(study), trial_id(second)):
             storage_of(study).set_trial_param(trial_id(second), "op", 0, CategoricalDistribution(["a", "c"]))
+
+
+# -- every key in one module, with the layout's version (issue 27) ---------------------------------------
+def test_every_epnas_key_is_named_in_the_keys_module_only():
+    import re
+    from pathlib import Path
+
+    import optuna_epnas
+    from optuna_epnas.storage import keys
+
+    root = Path(optuna_epnas.__file__).parent
+    literal = re.compile(r"""["']epnas:[a-z_]+""")
+    elsewhere = {str(p.relative_to(root)): literal.findall(p.read_text()) for p in root.rglob("*.py")
+                 if p != Path(keys.__file__)}
+    assert {name: found for name, found in elsewhere.items() if found} == {}
+    assert len(literal.findall(Path(keys.__file__).read_text())) >= 14
+
+
+def test_a_study_of_a_newer_storage_layout_is_refused_by_sampler_and_objective_and_left_as_it_was(tmp_path):
+    from optuna_epnas import EPNASSampler, MacroSpace, SupernetObjective, load_dataset
+    from optuna_epnas.storage.keys import CONFIG_ATTR, OBJECTIVE_ATTR, SCHEMA_ATTR, SCHEMA_VERSION
+
+    space, url = MacroSpace(2), f"sqlite:///{tmp_path}/s.db"
+    data = load_dataset("digits", device="cpu", max_train=64)
+    fresh = optuna.create_study(storage=url, study_name="new", direction="maximize",
+                                sampler=EPNASSampler(space, k=2, iterations=1, seed=0))
+    fresh.optimize(SupernetObjective(space, data, epochs=1, channels=4, checkpoint=False), n_trials=1)
+    assert study_attrs(fresh)[SCHEMA_ATTR] == SCHEMA_VERSION  # recorded beside the state it describes
+    newer = optuna.create_study(storage=url, study_name="newer", direction="maximize",
+                                sampler=EPNASSampler(space, k=2, iterations=1, seed=0))
+    set_study_attr(newer, SCHEMA_ATTR, SCHEMA_VERSION + 1)
+    with pytest.raises(ValueError, match=r"written by a newer optuna_epnas \(storage layout 2; this version reads up to 1\)"):
+        SupernetObjective(space, data, epochs=1, channels=4, checkpoint=False).attach(newer)
+    with pytest.raises(ValueError, match="written by a newer optuna_epnas"):
+        newer.optimize(lambda t: space.suggest(t) and 0.5, n_trials=1)
+    attrs = study_attrs(optuna.load_study(storage=url, study_name="newer"))
+    assert CONFIG_ATTR not in attrs and OBJECTIVE_ATTR not in attrs  # nothing written under the old layout

@@ -13,10 +13,10 @@ import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 
-from optuna_epnas._storage import study_id
+from optuna_epnas.storage._storage import study_id
 from optuna_epnas.analysis.dashboard import artifact_dir_for, record_study
 from optuna_epnas.analysis.notes import SearchInfo
-from optuna_epnas.storages import open_storage
+from optuna_epnas.storage.storages import open_storage
 
 __all__ = ["make_dashboard_server", "dashboard_url", "serve_dashboard"]
 

@@ -13,10 +13,9 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_epnas._storage import study_attrs
-from optuna_epnas.cost import PLAN_PREFIX, total_cost
-from optuna_epnas.objective import OBJECTIVE_ATTR
-from optuna_epnas.sampler import CONFIG_ATTR
+from optuna_epnas.storage._storage import study_attrs
+from optuna_epnas.cost import total_cost
+from optuna_epnas.storage.keys import CONFIG_ATTR, OBJECTIVE_ATTR, PLAN_PREFIX
 from optuna_epnas.sampler.pareto import full_depth_front
 from optuna_epnas.sampler.schedule import planned_trials
 from optuna_epnas.spaces import SearchSpace

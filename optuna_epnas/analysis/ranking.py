@@ -31,10 +31,10 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy import stats
 
 from optuna_epnas._checks import check_positive_int
-from optuna_epnas._storage import study_attrs
+from optuna_epnas.storage._storage import study_attrs
 from optuna_epnas.data import DeviceData
 from optuna_epnas.export import ModelSpec, build_seeded
-from optuna_epnas.objective import OBJECTIVE_ATTR
+from optuna_epnas.storage.keys import OBJECTIVE_ATTR
 from optuna_epnas.settings import RANKING_EPOCHS
 from optuna_epnas.spaces import SearchSpace
 from optuna_epnas.train import train_final

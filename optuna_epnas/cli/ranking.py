@@ -46,7 +46,7 @@ def ranking_command(args: argparse.Namespace) -> int:
     from optuna_epnas.checkpoint import safe_name
     from optuna_epnas.retrain import load_search_study, search_spec
     from optuna_epnas.spaces import SearchSpace
-    from optuna_epnas.storages import public_url
+    from optuna_epnas.storage.storages import public_url
 
     quiet_optuna()
     study = load_search_study(args.study, args.storage)

@@ -228,7 +228,7 @@ def search_command(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace, space: SearchSpace, data: Any, study_name: str, settings: SearchSettings,
             ranks: int) -> int:
     from optuna_epnas.search import Progress, open_search, print_summary, start_line
-    from optuna_epnas.storages import public_url
+    from optuna_epnas.storage.storages import public_url
 
     run = open_search(  # a checkpoint or study made with other settings fails here, before any trial
         space, data, args.sampler, args.storage, study_name, settings=settings, seed=args.seed,

@@ -28,37 +28,20 @@ import optuna
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_epnas._storage import (all_trials, batched_writes, fail_trial, set_study_attr, set_trial_attr,
+from optuna_epnas.storage._storage import (all_trials, batched_writes, fail_trial, set_study_attr, set_trial_attr,
                                    set_trial_user_attr, storage_of, study_attrs, trial_id)
-from optuna_epnas.cost import PLAN_PREFIX
-from optuna_epnas.owner import is_gone
+from optuna_epnas.storage.keys import (CONFIG_ATTR, FAULT_ATTR, OBJECTIVE_FAILED_ATTR, OWNER_ATTR, SCHEMA_ATTR,
+                                       SCHEMA_VERSION, STAGE_ATTR, USES_SPACE_ATTR, check_schema, plan_attr)
+from optuna_epnas.storage.owner import is_gone
 
 _logger = logging.getLogger(__name__)
 
-STAGE_ATTR = "epnas:stage"
-OWNER_ATTR = "epnas:owner"
-#: Set (by :meth:`EPNASSampler.after_trial`) on a trial whose objective raised or returned no value: a
-#: failure of the architecture, counted against its slot's retries. A FAIL trial without it ended
-#: because its process died (killed, or found stale by Optuna's heartbeat): its slot is run again.
-OBJECTIVE_FAILED_ATTR = "epnas:objective_failed"
-#: Set by an objective on a trial it fails for a reason that is not the architecture's (a checkpoint
-#: it could not write): not counted either.
-FAULT_ATTR = "epnas:fault"
-CONFIG_ATTR = "epnas:config"
-#: Set on the study when a trial first asks for an architecture (``space.suggest``): from then on every
-#: trial claims its slot when its sampling starts. Before it, EPNAS takes no slot and leaves every
-#: parameter to its independent sampler (an objective that never asks for an architecture).
-USES_SPACE_ATTR = "epnas:uses_space"
 _UNMARKED_GRACE_SECONDS = 10.0
 # Optuna's function without its experimental-API warning on every claim (it is stable in use here).
 _fail_stale_trials = getattr(optuna.storages.fail_stale_trials, "__wrapped__", optuna.storages.fail_stale_trials)
 
 #: (iteration, level, slot, the stage's plan)
 Claim = tuple[int, int, int, dict[str, Any]]
-
-
-def plan_attr(iteration: int, level: int) -> str:
-    return f"{PLAN_PREFIX}{iteration}:{level}"
 
 
 @dataclass
@@ -158,10 +141,13 @@ class _StudyState:
 def adopt_config(study: Study, config: dict[str, Any]) -> dict[str, Any]:
     """The sampler's settings ``config`` as the study keeps them: a new study stores them (a seed of
     None: a fresh one), a searched one must have the same (a seed of None: its seed) or is refused."""
-    stored = study_attrs(study).get(CONFIG_ATTR)
+    attrs = study_attrs(study)
+    check_schema(study.study_name, attrs)
+    stored = attrs.get(CONFIG_ATTR)
     if stored is None:
         if config["seed"] is None:
             config["seed"] = int(np.random.SeedSequence().generate_state(1)[0])
+        set_study_attr(study, SCHEMA_ATTR, SCHEMA_VERSION)
         set_study_attr(study, CONFIG_ATTR, config)
         return config
     if config["seed"] is None:

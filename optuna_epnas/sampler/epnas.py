@@ -24,11 +24,11 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_epnas._storage import (all_trials, fresh_trial, set_study_attr, set_trial_attr, storage_of, study_attrs,
+from optuna_epnas.storage._storage import (all_trials, fresh_trial, set_study_attr, set_trial_attr, storage_of, study_attrs,
                                    study_id, trial_id)
 from optuna_epnas.cost import NetworkSize
 from optuna_epnas.latency import LatencyTable
-from optuna_epnas.owner import process_mark
+from optuna_epnas.storage.owner import process_mark
 from optuna_epnas.sampler.coordination import (OBJECTIVE_FAILED_ATTR, OWNER_ATTR, USES_SPACE_ATTR, Claim, _Ledger,
                                                _StudyState, adopt_config, plan_attr, take_slot, training_rows,
                                                wait_for_slot)

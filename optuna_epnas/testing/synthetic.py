@@ -32,7 +32,8 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
-from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, forward_macs, total_cost
+from optuna_epnas.cost import TRAIN_FACTOR, forward_macs, total_cost
+from optuna_epnas.storage.keys import COST_ATTR
 from optuna_epnas.spaces.macro import MacroArch, MacroSpace
 from optuna_epnas.values import full_size
 

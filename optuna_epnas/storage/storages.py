@@ -13,8 +13,8 @@ from typing import Any
 
 import optuna
 
-from optuna_epnas._storage import backend as _backend_of
-from optuna_epnas._storage import journal_file
+from optuna_epnas.storage._storage import backend as _backend_of
+from optuna_epnas.storage._storage import journal_file
 
 
 def public_url(storage: Any) -> str:
