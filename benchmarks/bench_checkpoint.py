@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from optuna_epnas import checkpoint as ckpt
-from optuna_epnas.data import DeviceData
-from optuna_epnas.objective import SupernetObjective
+from optuna_epnas.supernet import checkpoint as ckpt
+from optuna_epnas.data.device import DeviceData
+from optuna_epnas.supernet.objective import SupernetObjective
 from optuna_epnas.spaces import MacroSpace, MicroSpace
 
 

@@ -36,10 +36,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import report_load  # noqa: E402
 
-from optuna_epnas import draw
+from optuna_epnas.standalone import draw
 from optuna_epnas.storage import storages as storages_module
 from optuna_epnas.analysis import dashboard  # noqa: E402
-from optuna_epnas.data import load_dataset  # noqa: E402
+from optuna_epnas.data.device import load_dataset  # noqa: E402
 from optuna_epnas.search import Progress, Search, open_search  # noqa: E402
 from optuna_epnas.settings import resolve_settings  # noqa: E402
 from optuna_epnas.spaces import MacroSpace, MicroSpace  # noqa: E402

@@ -17,8 +17,8 @@ import time
 import numpy as np
 import torch
 
-from optuna_epnas.data import DeviceData
-from optuna_epnas.objective import SupernetObjective
+from optuna_epnas.data.device import DeviceData
+from optuna_epnas.supernet.objective import SupernetObjective
 from optuna_epnas.spaces import MacroSpace, MicroSpace
 
 

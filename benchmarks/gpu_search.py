@@ -70,7 +70,7 @@ sys.path.insert(0, str(HERE.parent))  # run from anywhere without installing
 sys.path.insert(0, str(HERE))  # _common, bench_supernet
 
 from optuna_epnas import MacroSpace, SupernetObjective  # noqa: E402
-from optuna_epnas.data import DatasetNotFoundError, DeviceData, load_dataset, make_generator  # noqa: E402
+from optuna_epnas.data.device import DatasetNotFoundError, DeviceData, load_dataset, make_generator  # noqa: E402
 from optuna_epnas.sampler.schedule import planned_trials, stage_sizes  # noqa: E402
 from _common import report_load  # noqa: E402
 from bench_supernet import PlainNet, Runner, cpu_name, n_params  # noqa: E402

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from optuna_epnas.draw import draw_arch
+from optuna_epnas.standalone.draw import draw_arch
 from optuna_epnas.spaces import MacroSpace, MicroSpace
 
 # A 12-layer macro architecture with skips of every reach, including ones across both reductions.

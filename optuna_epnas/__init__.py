@@ -1,10 +1,10 @@
 """optuna_epnas: Efficient Progressive Neural Architecture Search as an Optuna sampler."""
 
-from optuna_epnas.cost import NetworkSize
-from optuna_epnas.data import DeviceData, load_dataset
-from optuna_epnas.export import ModelSpec, build_model
+from optuna_epnas.costs.cost import NetworkSize
+from optuna_epnas.data.device import DeviceData, load_dataset
+from optuna_epnas.standalone.export import ModelSpec, build_model
 from optuna_epnas.nn import build_network
-from optuna_epnas.objective import SupernetObjective
+from optuna_epnas.supernet.objective import SupernetObjective
 from optuna_epnas.sampler.epnas import EPNASSampler
 from optuna_epnas.spaces import MacroArch, MacroSpace, MicroArch, MicroSpace, NB201Space, SearchSpace
 

@@ -16,10 +16,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_epnas.storage._storage import set_study_attr, study_attrs
 from optuna_epnas.analysis import EXTRA_MODULES, INSTALL_EXTRA
-from optuna_epnas.cost import NetworkSize, total_cost
-from optuna_epnas.data import DeviceData
-from optuna_epnas.latency import LatencyTable, latency_table
-from optuna_epnas.objective import SupernetObjective
+from optuna_epnas.costs.cost import NetworkSize, total_cost
+from optuna_epnas.data.device import DeviceData
+from optuna_epnas.costs.latency import LatencyTable, latency_table
+from optuna_epnas.supernet.objective import SupernetObjective
 from optuna_epnas.sampler.epnas import EPNASSampler
 from optuna_epnas.sampler.planning import Rescorer
 from optuna_epnas.sampler.pareto import full_depth_front
@@ -28,7 +28,7 @@ from optuna_epnas.settings import PROGRESSIVE, SAMPLER_NAMES, SUPERNET, SearchSe
 from optuna_epnas.spaces import SearchSpace
 from optuna_epnas.storage.keys import FAULT_ATTR, OBJECTIVE_ATTR, OWNER_ATTR, SAMPLER_ATTR
 from optuna_epnas.storage.storages import open_storage
-from optuna_epnas.values import COST_NAMES, accuracy_of, full_size, is_full_size
+from optuna_epnas.costs.values import COST_NAMES, accuracy_of, full_size, is_full_size
 
 _logger = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -81,7 +81,7 @@ class Search:
     ``budget_is_exact``: stop at exactly ``budget`` finished trials, whatever the sampler (a
     progressive sampler stops mid-schedule or goes on into further iterations). Otherwise a
     progressive sampler runs its schedule to the end (``budget`` is then its planned trials).
-    ``cost_budget`` (MACs, :mod:`optuna_epnas.cost`), for a sampler without a schedule: run until the
+    ``cost_budget`` (MACs, :mod:`optuna_epnas.costs.cost`), for a sampler without a schedule: run until the
     search has spent that much compute (the trial that crosses it is the last); ``budget`` is then
     only a safety cap on trials.
     """
@@ -140,7 +140,7 @@ class Search:
         finished it (its training is in the weights), otherwise fail it as a fault, so that its slot runs
         again -- now, rather than when a resume finds its process gone."""
         from optuna_epnas.storage._storage import set_trial_attr
-        from optuna_epnas.checkpoint import tell_trained
+        from optuna_epnas.supernet.checkpoint import tell_trained
         from optuna_epnas.storage.owner import process_mark
 
         objective = self.objective

@@ -82,7 +82,7 @@ class SearchSettings:
     max_params: int | None = None  # size limits, counted in the network the search trains
     max_macs: int | None = None
     objectives: tuple[str, ...] = ("accuracy",)  # ("accuracy", "params"|"macs"|"latency"): two objectives
-    max_latency_ms: float | None = None  # estimated on the search's device (optuna_epnas.latency)
+    max_latency_ms: float | None = None  # estimated on the search's device (optuna_epnas.costs.latency)
     n_trials: int | None = None  # a trial budget the progressive schedule is fitted to (k, iterations)
     reuse: bool = False  # a network measured before keeps its value (a deterministic objective)
     estimator: str = "supernet"  # how a trial scores its architecture: ESTIMATORS

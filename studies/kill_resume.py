@@ -45,7 +45,8 @@ def inject(point: str, at: set[int], fault: str = "kill") -> list[tuple[object, 
     was replaced, as (owner, name, original), for the caller to put back."""
     import optuna.study._optimize
 
-    from optuna_epnas import checkpoint, objective, sampler
+    from optuna_epnas import sampler
+    from optuna_epnas.supernet import checkpoint, objective
     from optuna_epnas.spaces.base import SearchSpace
 
     owner, name = {
@@ -107,7 +108,7 @@ def outcome(storage: str, name: str, checkpoints: Path):
     import optuna
     import torch
 
-    from optuna_epnas.checkpoint import read, safe_name
+    from optuna_epnas.supernet.checkpoint import read, safe_name
     from optuna_epnas.sampler import STAGE_ATTR
 
     study = optuna.load_study(storage=storage, study_name=name)

@@ -2,7 +2,7 @@
 equal compute, each run with its own fresh supernet.
 
 Per seed, EPNAS runs its schedule first; TPE and NSGA-II then run (on the same space, objective and data)
-until they have spent the multiply-adds EPNAS spent with that seed (optuna_epnas.cost). Each run's
+until they have spent the multiply-adds EPNAS spent with that seed (optuna_epnas.costs.cost). Each run's
 full-depth Pareto front (supernet validation accuracy × parameters at the search width) is scored by its
 hypervolume; up to --members of its front members, spread from cheapest to dearest, are trained stand-alone
 and the front of (test accuracy × stand-alone parameters) is scored the same way. Hypervolumes are
@@ -31,7 +31,7 @@ import optuna
 
 from optuna_epnas import MacroSpace, load_dataset
 from optuna_epnas.analysis.retest import train_standalone
-from optuna_epnas.cost import NetworkSize, child_sizes, total_cost
+from optuna_epnas.costs.cost import NetworkSize, child_sizes, total_cost
 from optuna_epnas.sampler.pareto import front_ranks, full_depth_front, hypervolume
 from optuna_epnas.search import finished_trials, open_search
 from optuna_epnas.settings import resolve_settings

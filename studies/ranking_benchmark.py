@@ -279,7 +279,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "τ: Kendall τ-b; ρ: Spearman; top-10 %: of the estimator's top 10 % (7 architectures), the share in the true "
         "top 10 %. Intervals: 95 % bootstrap over architectures (scipy.stats.bootstrap, 2,000 resamples). Cost: "
-        "multiply-adds of everything the estimator ran (optuna_epnas.cost's unit; one search trial of this "
+        "multiply-adds of everything the estimator ran (optuna_epnas.costs.cost's unit; one search trial of this "
         "proxy costs about 1e11). Supernet rows: seed 0 of the supernet; τ per seed where more were run.",
         "",
         f"Default of the package's search: **{result['default']}**; `--estimator jacob_cov` "

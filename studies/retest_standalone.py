@@ -20,7 +20,7 @@ import statistics
 from pathlib import Path
 
 from optuna_epnas.analysis.retest import _read_json, _write_json, train_standalone
-from optuna_epnas.data import load_dataset
+from optuna_epnas.data.device import load_dataset
 from optuna_epnas.analysis.ranking import rank_correlation
 from optuna_epnas.spaces import space_from_spec
 

@@ -1,4 +1,4 @@
-"""Writers of tiny data-set fixtures in the exact on-disk formats that optuna_epnas.data reads."""
+"""Writers of tiny data-set fixtures in the exact on-disk formats that optuna_epnas.data.device reads."""
 
 from __future__ import annotations
 

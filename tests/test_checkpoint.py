@@ -12,7 +12,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from optuna_epnas import checkpoint as ckpt
+from optuna_epnas.supernet import checkpoint as ckpt
 from optuna_epnas.storage._storage import set_study_attr, storage_of, study_attrs
 from optuna_epnas.storage.owner import _start_of, is_gone, process_mark
 from optuna_epnas.storage.storages import open_storage, public_url, storage_file

@@ -167,7 +167,7 @@ def test_search_then_train_then_draw_through_the_command(tmp_path, capsys):
 
 
 def test_a_worker_lost_on_another_machine_is_taken_over_with_the_heartbeat(tmp_path, reference):
-    from optuna_epnas.checkpoint import HOLDER_ATTR
+    from optuna_epnas.supernet.checkpoint import HOLDER_ATTR
     from optuna_epnas.sampler import OWNER_ATTR
 
     url = f"sqlite:///{tmp_path}/lost.db"
@@ -200,9 +200,9 @@ def _defaults(function) -> dict:
 def test_the_settings_defaults_are_the_library_defaults():
     import dataclasses
 
-    from optuna_epnas.objective import SupernetObjective
+    from optuna_epnas.supernet.objective import SupernetObjective
     from optuna_epnas.settings import FINAL, SUPERNET, SearchSettings
-    from optuna_epnas.train import train_final
+    from optuna_epnas.standalone.train import train_final
 
     objective = _defaults(SupernetObjective.__init__)
     assert {k: objective[k] for k in dataclasses.asdict(SUPERNET)} == dataclasses.asdict(SUPERNET)

@@ -18,9 +18,9 @@ from optuna_epnas.analysis import report as compare_report
 from optuna_epnas.analysis import tables
 from optuna_epnas.cli import compare as cli_compare
 from optuna_epnas.cli.compare import add_compare_parser, compare_command
-from optuna_epnas.objective import OBJECTIVE_ATTR, SupernetObjective
+from optuna_epnas.supernet.objective import OBJECTIVE_ATTR, SupernetObjective
 from optuna_epnas.settings import VARIANTS, resolve_settings
-from optuna_epnas.train import TrainResult
+from optuna_epnas.standalone.train import TrainResult
 
 TINY = ["compare", "--layers", "2", "--k", "2", "--iterations", "1", "--channels", "4", "--epochs", "1",
         "--max-train", "200", "--final-epochs", "1", "--final-channels", "4", "--quiet"]

@@ -11,7 +11,7 @@ import pytest
 
 from optuna_epnas import EPNASSampler, MacroSpace, MicroSpace
 from optuna_epnas.cli import main
-from optuna_epnas.cost import NetworkSize, _count, child_sizes
+from optuna_epnas.costs.cost import NetworkSize, _count, child_sizes
 from optuna_epnas.sampler import CONFIG_ATTR, plan_attr
 from optuna_epnas.sampler.coordination import _Ledger, training_rows
 

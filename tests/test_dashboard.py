@@ -24,7 +24,7 @@ from optuna_epnas.analysis.notes import SearchInfo, study_note, trial_note
 from optuna_epnas.cli import dashboard as cli_dashboard
 from optuna_epnas.cli import main as epnas_main
 from optuna_epnas.cli.dashboard import add_dashboard_parser
-from optuna_epnas.objective import OBJECTIVE_ATTR
+from optuna_epnas.supernet.objective import OBJECTIVE_ATTR
 from optuna_epnas.sampler import CONFIG_ATTR
 from optuna_epnas.spaces import MacroSpace
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from optuna_epnas import datasets
-from optuna_epnas.data import (
+from optuna_epnas.data import datasets
+from optuna_epnas.data.device import (
     DatasetNotFoundError,
     DeviceData,
     available_datasets,

@@ -13,7 +13,7 @@ import optuna
 import pytest
 import torch.distributed as dist
 
-from optuna_epnas.objective import RANKS_ATTR
+from optuna_epnas.supernet.objective import RANKS_ATTR
 from optuna_epnas.sampler import STAGE_ATTR
 from test_cli import KILLER, PLANNED, SMALL, _stages, completed
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import graphviz
 import pytest
 
-from optuna_epnas.draw import arch_graph, draw_arch
-from optuna_epnas.export import ModelSpec
+from optuna_epnas.standalone.draw import arch_graph, draw_arch
+from optuna_epnas.standalone.export import ModelSpec
 from optuna_epnas.nn import MacroNet, MicroNet
 from optuna_epnas.spaces import MacroArch, MacroSpace, MicroArch, MicroSpace
 

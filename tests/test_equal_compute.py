@@ -13,7 +13,7 @@ from scipy import stats
 from optuna_epnas import EPNASSampler, MacroSpace, SupernetObjective, load_dataset
 from optuna_epnas.storage._storage import storage_of, study_attrs
 from optuna_epnas.analysis.report import paired_difference
-from optuna_epnas.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, cumulative_cost, forward_macs, total_cost, trial_costs
+from optuna_epnas.costs.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, cumulative_cost, forward_macs, total_cost, trial_costs
 from optuna_epnas.analysis.notes import SearchInfo, study_note
 from optuna_epnas.sampler import plan_attr
 from optuna_epnas.sampler.selection import expected_improvement, log_weights, select

@@ -14,7 +14,7 @@ from scipy import stats
 from optuna_epnas import MacroSpace, SupernetObjective, load_dataset
 from optuna_epnas.benchmarks.ranking import Estimate, load_ranking_table, run_benchmark, score_estimate, top_hit_rate
 from optuna_epnas.estimators import measure_path, rank_average, shared_weights, warmup_curve, zero_cost
-from optuna_epnas.supernet import SupernetTrainer, fair_draw
+from optuna_epnas.supernet.trainer import SupernetTrainer, fair_draw
 
 SPACE = MacroSpace(3)
 ARCHS = ["conv3x3 | conv3x3 | conv3x3", "max3x3 | avg3x3 | max3x3", "sep3x3 | conv5x5[0] | avg3x3[1]",
@@ -194,9 +194,9 @@ def test_zero_cost_proxies_score_every_architecture_and_rank_average_combines(da
 def test_an_objective_with_a_zero_cost_estimator_scores_without_a_supernet_and_records_it(data, tmp_path):
     import optuna
 
-    from optuna_epnas.cost import COST_ATTR
+    from optuna_epnas.costs.cost import COST_ATTR
     from optuna_epnas.estimators import ZeroCost
-    from optuna_epnas.objective import OBJECTIVE_ATTR
+    from optuna_epnas.supernet.objective import OBJECTIVE_ATTR
     from optuna_epnas.storage._storage import study_attrs
 
     url = f"sqlite:///{tmp_path}/z.db"

@@ -105,8 +105,8 @@ def test_the_interrupted_trial_is_not_counted_against_its_architecture(tmp_path,
 def test_a_diverging_trial_leaves_no_nan_weights_without_a_checkpoint(monkeypatch):
     """In memory (no checkpoint to restore), a trial whose loss becomes NaN fails and the supernet is
     as before it: the next trials measure what they would have measured."""
-    from optuna_epnas.data import load_dataset
-    from optuna_epnas.objective import SupernetObjective
+    from optuna_epnas.data.device import load_dataset
+    from optuna_epnas.supernet.objective import SupernetObjective
     from optuna_epnas.spaces import MacroSpace
 
     data = load_dataset("digits", device="cpu", max_train=200)

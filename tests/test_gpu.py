@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from optuna_epnas import MacroSpace, SupernetObjective
-from optuna_epnas.data import load_dataset, make_generator
+from optuna_epnas.data.device import load_dataset, make_generator
 from optuna_epnas.sampler.schedule import planned_trials
 
 REPO = Path(__file__).resolve().parents[1]

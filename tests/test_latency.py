@@ -8,10 +8,10 @@ import optuna
 import pytest
 
 from optuna_epnas import EPNASSampler, MacroSpace
-from optuna_epnas import latency as latency_module
+from optuna_epnas.costs import latency as latency_module
 from optuna_epnas.cli import main
-from optuna_epnas.cost import NetworkSize
-from optuna_epnas.latency import LatencyTable, latency_table, measure_latency
+from optuna_epnas.costs.cost import NetworkSize
+from optuna_epnas.costs.latency import LatencyTable, latency_table, measure_latency
 
 SPACE = MacroSpace(4)
 SIZE = NetworkSize(num_classes=10, in_channels=1, channels=4, image_size=8)
@@ -72,7 +72,7 @@ def test_a_latency_limit_is_never_exceeded_by_a_measured_network(table):
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(sized(SPACE, table), n_trials=sampler.n_trials)
     assert sampler.is_finished(study) and max(t.user_attrs["ms"] for t in study.trials) <= limit
-    with pytest.raises(ValueError, match="latency=optuna_epnas.latency.latency_table"):
+    with pytest.raises(ValueError, match="latency=optuna_epnas.costs.latency.latency_table"):
         EPNASSampler(SPACE, max_latency_ms=1.0)
     with pytest.raises(ValueError, match="positive number"):
         EPNASSampler(SPACE, max_latency_ms=-1.0, latency=table)

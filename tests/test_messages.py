@@ -18,10 +18,10 @@ import torch
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from optuna_epnas import checkpoint as ckpt
+from optuna_epnas.supernet import checkpoint as ckpt
 from optuna_epnas.storage._storage import set_study_attr
 from optuna_epnas.cli import main
-from optuna_epnas.export import SPEC_FORMAT, build_model
+from optuna_epnas.standalone.export import SPEC_FORMAT, build_model
 from optuna_epnas.spaces import MacroSpace
 
 TINY = ["search", "--dataset", "digits", "--layers", "2", "--k", "2", "--iterations", "1", "--epochs", "1",
@@ -64,7 +64,7 @@ def test_two_processes_creating_a_new_sqlite_file_at_once_both_succeed(tmp_path)
 # -- 2: epnas dashboard without graphviz ---------------------------------------------------------------
 def test_dashboard_without_graphviz_says_what_to_install(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "graphviz", None)  # as if not installed
-    for module in ("optuna_epnas.draw", "optuna_epnas.analysis.dashboard", "optuna_epnas.analysis.dashboard_server"):
+    for module in ("optuna_epnas.standalone.draw", "optuna_epnas.analysis.dashboard", "optuna_epnas.analysis.dashboard_server"):
         monkeypatch.delitem(sys.modules, module, raising=False)
     assert main(["dashboard", "--storage", f"sqlite:///{tmp_path}/none.db"]) == 2
     err = capsys.readouterr().err

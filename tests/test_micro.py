@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from optuna_epnas import EPNASSampler
-from optuna_epnas.export import SPEC_FORMAT, ModelSpec, build_model, default_space
+from optuna_epnas.standalone.export import SPEC_FORMAT, ModelSpec, build_model, default_space
 from optuna_epnas.nn import MacroNet, MicroNet, build_network, count_parameters
 from optuna_epnas.spaces import MICRO_OPS, MacroArch, MacroSpace, MicroArch, MicroSpace
 from optuna_epnas.spaces.micro import input_index, input_name

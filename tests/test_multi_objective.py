@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from optuna_epnas import EPNASSampler, MacroSpace, SupernetObjective
 from optuna_epnas.cli import main
-from optuna_epnas.cost import NetworkSize
+from optuna_epnas.costs.cost import NetworkSize
 from optuna_epnas.sampler.pareto import crowding, front_ranks
 from optuna_epnas.sampler.selection import pareto_log_weights
 

@@ -8,7 +8,7 @@ import torch
 
 from optuna_epnas import MacroSpace, SupernetObjective, load_dataset
 from optuna_epnas.nn import count_parameters
-from optuna_epnas.checkpoint import default_path
+from optuna_epnas.supernet.checkpoint import default_path
 
 SPACE = MacroSpace(3)
 # complete architectures: a plain Optuna trial (no EPNASSampler) asks for every layer

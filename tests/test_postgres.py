@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from optuna_epnas.storage._storage import study_attrs
-from optuna_epnas.checkpoint import HOLDER_ATTR
+from optuna_epnas.supernet.checkpoint import HOLDER_ATTR
 from optuna_epnas.storage.storages import open_storage
 from test_cli import KILLER, PLANNED, SMALL, _stages, completed
 

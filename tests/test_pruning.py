@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from optuna_epnas import EPNASSampler, SupernetObjective
 from optuna_epnas.storage._storage import fail_trial
 from optuna_epnas.cli import main
-from optuna_epnas.cost import COST_ATTR
+from optuna_epnas.costs.cost import COST_ATTR
 
 from test_objective import ARCHS, SPACE, data  # noqa: F401 (data: a fixture)
 

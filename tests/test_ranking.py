@@ -16,9 +16,9 @@ import torch
 from optuna.trial import TrialState, create_trial
 from scipy import stats
 
-from optuna_epnas.data import load_dataset
-from optuna_epnas.export import ModelSpec
-from optuna_epnas.objective import SupernetObjective
+from optuna_epnas.data.device import load_dataset
+from optuna_epnas.standalone.export import ModelSpec
+from optuna_epnas.supernet.objective import SupernetObjective
 from optuna_epnas.analysis.ranking import (
     RankCorrelation, rank_correlation, spread_trials, standalone_correlations, supernet_vs_standalone,
     surrogate_heldout,
@@ -28,7 +28,7 @@ from optuna_epnas.cli.ranking import add_ranking_parser, ranking_command
 from optuna_epnas.sampler.epnas import EPNASSampler
 from optuna_epnas.spaces import MacroSpace
 from optuna_epnas.testing.synthetic import SyntheticScore
-from optuna_epnas.train import train_final
+from optuna_epnas.standalone.train import train_final
 
 MAX_TRAIN = 200
 

@@ -15,7 +15,7 @@ import optuna
 import pytest
 
 from optuna_epnas import EPNASSampler, MacroSpace
-from optuna_epnas.cost import COST_ATTR, total_cost
+from optuna_epnas.costs.cost import COST_ATTR, total_cost
 from optuna_epnas.testing.synthetic import StopAtCost, SyntheticScore, run_at_equal_compute, run_search, synthetic_cost
 
 SPACE = MacroSpace(8)

@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution
 from torch import nn
 
 from optuna_epnas import EPNASSampler, SearchSpace, SupernetObjective, build_network, load_dataset
-from optuna_epnas.cost import NetworkSize
+from optuna_epnas.costs.cost import NetworkSize
 from optuna_epnas.spaces import register_space, space_class, space_names
 from optuna_epnas.testing import check_space
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 from optuna.trial import TrialState, create_trial
 
-from optuna_epnas.data import load_dataset
-from optuna_epnas.export import ModelSpec, build_model
-from optuna_epnas.objective import SupernetObjective
+from optuna_epnas.data.device import load_dataset
+from optuna_epnas.standalone.export import ModelSpec, build_model
+from optuna_epnas.supernet.objective import SupernetObjective
 from optuna_epnas.spaces import MacroSpace, MicroSpace
 from optuna_epnas.cli.train import add_train_parser, train_command
-from optuna_epnas.retrain import best_architecture, save_run
-from optuna_epnas.train import baseline_cnn, evaluate, train_final
+from optuna_epnas.standalone.retrain import best_architecture, save_run
+from optuna_epnas.standalone.train import baseline_cnn, evaluate, train_final
 
 MAX_TRAIN = 200
 

@@ -35,8 +35,8 @@ from optuna_epnas.analysis.tables import fmt_acc, mechanism_ranking_table, resul
 from optuna_epnas.analysis.retest import (
     _jsonable, _write_json, choose_and_retest, final_weight_rankings, ranking_report,
 )
-from optuna_epnas.cost import cumulative_cost, total_cost
-from optuna_epnas.data import DeviceData
+from optuna_epnas.costs.cost import cumulative_cost, total_cost
+from optuna_epnas.data.device import DeviceData
 from optuna_epnas.sampler.schedule import planned_trials
 from optuna_epnas.search import Progress, finished_trials, open_search
 from optuna_epnas.settings import FINAL, PROGRESSIVE, SearchSettings, resolve_settings

@@ -38,10 +38,10 @@ from optuna_dashboard.artifact._backend import _dashboard_artifact_prefix
 
 from optuna_epnas.storage._storage import set_study_attr, storage_of, study_attrs, study_id, trial_id
 from optuna_epnas.analysis.notes import SearchInfo, best_full_size, study_note, trial_note
-from optuna_epnas.draw import draw_arch
+from optuna_epnas.standalone.draw import draw_arch
 from optuna_epnas.spaces import SearchSpace
 from optuna_epnas.storage.storages import storage_file
-from optuna_epnas.values import accuracy_of, is_full_size
+from optuna_epnas.costs.values import accuracy_of, is_full_size
 
 __all__ = ["DashboardRecorder", "record_study", "artifact_dir_for", "get_trial_note", "RANKING_MARKER"]
 

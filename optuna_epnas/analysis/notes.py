@@ -14,12 +14,12 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_epnas.storage._storage import study_attrs
-from optuna_epnas.cost import total_cost
+from optuna_epnas.costs.cost import total_cost
 from optuna_epnas.storage.keys import CONFIG_ATTR, OBJECTIVE_ATTR, PLAN_PREFIX
 from optuna_epnas.sampler.pareto import full_depth_front
 from optuna_epnas.sampler.schedule import planned_trials
 from optuna_epnas.spaces import SearchSpace
-from optuna_epnas.values import accuracy_of, full_size
+from optuna_epnas.costs.values import accuracy_of, full_size
 from optuna_epnas.analysis.formatting import fmt
 
 WEIGHT_SHARING_NOTE = (

@@ -12,9 +12,9 @@ import numpy as np
 import optuna
 
 from optuna_epnas.analysis.report import best_so_far, mean_std, sampler_label, sampler_of
-from optuna_epnas.checkpoint import safe_name
+from optuna_epnas.supernet.checkpoint import safe_name
 from optuna_epnas.settings import PROGRESSIVE, SAMPLER_NAMES
-from optuna_epnas.values import full_size
+from optuna_epnas.costs.values import full_size
 
 
 def _color(sampler: str) -> str:
@@ -133,7 +133,7 @@ def write_plots(out: Path, runs: Sequence[dict[str, Any]], samplers: Sequence[st
         {"file": plot_best_so_far(runs, samplers, target, out / "best_so_far_compute.png", against="compute").name,
          "title": "best-so-far supernet accuracy against compute",
          "caption": "The same against the compute spent (multiply-adds of training and evaluation, warm-up and "
-                    "re-scoring included; optuna_epnas.cost): a progressive search's shallow trials are cheap."},
+                    "re-scoring included; optuna_epnas.costs.cost): a progressive search's shallow trials are cheap."},
         {"file": plot_test_error(runs, samplers, out / "test_error.png").name,
          "title": "stand-alone test error",
          "caption": "Stand-alone test error of each run's chosen architecture: a point per seed, the mean ± std."},

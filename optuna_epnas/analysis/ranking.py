@@ -32,13 +32,13 @@ from scipy import stats
 
 from optuna_epnas._checks import check_positive_int
 from optuna_epnas.storage._storage import study_attrs
-from optuna_epnas.data import DeviceData
-from optuna_epnas.export import ModelSpec, build_seeded
+from optuna_epnas.data.device import DeviceData
+from optuna_epnas.standalone.export import ModelSpec, build_seeded
 from optuna_epnas.storage.keys import OBJECTIVE_ATTR
 from optuna_epnas.settings import RANKING_EPOCHS
 from optuna_epnas.spaces import SearchSpace
-from optuna_epnas.train import train_final
-from optuna_epnas.values import accuracy_of, latest_per_arch
+from optuna_epnas.standalone.train import train_final
+from optuna_epnas.costs.values import accuracy_of, latest_per_arch
 
 __all__ = [
     "RankCorrelation", "rank_correlation", "spread_trials", "supernet_vs_standalone", "standalone_correlations",
@@ -183,7 +183,7 @@ def supernet_vs_standalone(
     """Train :func:`spread_trials` architectures from scratch; correlate with their supernet accuracy.
 
     Each network is built by ``ModelSpec(...).build()`` initialised from ``seed`` and trained by
-    :func:`~optuna_epnas.train.train_final` for ``epochs`` with the same ``seed`` (same data order for
+    :func:`~optuna_epnas.standalone.train.train_final` for ``epochs`` with the same ``seed`` (same data order for
     all). ``channels``: the width (default: the search's supernet width, read from ``trials`` when it
     is a study); ``cells``: micro normal cells per stage (default: the space's, as in the search).
     ``progress(i, n, row)`` is called after each architecture (i from 1).

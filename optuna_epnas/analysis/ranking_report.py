@@ -17,7 +17,7 @@ from optuna_epnas.analysis.ranking import (
     STRENGTHS, RankCorrelation, count_full_size, standalone_correlations, strength, supernet_vs_standalone,
     surrogate_heldout,
 )
-from optuna_epnas.data import DeviceData
+from optuna_epnas.data.device import DeviceData
 from optuna_epnas.settings import RANKING_EPOCHS
 from optuna_epnas.spaces import SearchSpace
 from optuna_epnas.analysis.formatting import fmt

@@ -13,7 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from optuna_epnas.analysis import ranking
-from optuna_epnas.values import is_full_size, latest_per_arch
+from optuna_epnas.costs.values import is_full_size, latest_per_arch
 from optuna_epnas.analysis.formatting import MISSING, fmt
 
 

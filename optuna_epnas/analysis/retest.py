@@ -20,14 +20,14 @@ from optuna_epnas.analysis import ranking
 from optuna_epnas.analysis.ranking_report import ranking_markdown
 from optuna_epnas.analysis.report import choose_by_validation, sampler_of, top_architectures
 from optuna_epnas.analysis.tables import surrogate_table
-from optuna_epnas.data import DeviceData
-from optuna_epnas.export import ModelSpec, build_seeded
-from optuna_epnas.checkpoint import default_path as checkpoint_path_for
+from optuna_epnas.data.device import DeviceData
+from optuna_epnas.standalone.export import ModelSpec, build_seeded
+from optuna_epnas.supernet.checkpoint import default_path as checkpoint_path_for
 from optuna_epnas.search import make_objective
 from optuna_epnas.settings import PROGRESSIVE
 from optuna_epnas.spaces import SearchSpace
-from optuna_epnas.train import train_final
-from optuna_epnas.values import full_size
+from optuna_epnas.standalone.train import train_final
+from optuna_epnas.costs.values import full_size
 
 if TYPE_CHECKING:
     from optuna_epnas.analysis.compare import Plan

@@ -73,7 +73,7 @@ def load_ranking_table(path: str | Path) -> RankingTable:
 @dataclass
 class Estimate:
     """An estimator's answer: one score per architecture (higher: predicted better), what it cost in
-    multiply-adds (``optuna_epnas.cost``'s unit; None: not counted) and, optionally, named alternative
+    multiply-adds (``optuna_epnas.costs.cost``'s unit; None: not counted) and, optionally, named alternative
     scores it produced on the way (e.g. the validation loss beside the accuracy) -- each is judged too."""
 
     scores: Sequence[float]

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from optuna_epnas.data import DeviceData
+    from optuna_epnas.data.device import DeviceData
 
 
 def _int_at_least(text: str, minimum: int, what: str) -> int:
@@ -115,7 +115,7 @@ def load_data(args: argparse.Namespace, dataset: str, seed: int,
     settings a search recorded, whose image size is used unless ``--image-size`` is given."""
     import torch
 
-    from optuna_epnas.data import default_device, load_dataset
+    from optuna_epnas.data.device import default_device, load_dataset
 
     device = default_device() if args.device == "auto" else torch.device(args.device)
     image_size = args.image_size or (search or {}).get("image_size")

@@ -13,7 +13,7 @@ from optuna_epnas.cli.args import (
     quiet_optuna,
 )
 from optuna_epnas.cli.search import add_search_arguments, add_space_arguments, make_space, settings_from_args
-from optuna_epnas.data import available_datasets
+from optuna_epnas.data.device import available_datasets
 from optuna_epnas.settings import BASELINES, FINAL, PROGRESSIVE, SAMPLER_NAMES, resolve_settings
 from optuna_epnas.spaces import MacroSpace, MicroSpace
 
@@ -56,7 +56,7 @@ def add_compare_parser(commands: Any) -> argparse.ArgumentParser:
     runs.add_argument("--budget-kind", choices=("trials", "compute"), default="trials",
                       help="trials: every sampler gets --budget finished trials; compute: EPNAS/PNAS variants run "
                            "their schedule, TPE and random run until they have spent what the first of them in "
-                           "--samplers spent with the same seed (multiply-adds, optuna_epnas.cost), and each run is "
+                           "--samplers spent with the same seed (multiply-adds, optuna_epnas.costs.cost), and each run is "
                            "also judged at --budget trials")
     runs.add_argument("--budget", type=positive_int, default=None,
                       help="finished trials per run, every sampler (default: the trials the EPNAS schedule plans)")

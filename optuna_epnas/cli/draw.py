@@ -1,4 +1,4 @@
-"""``epnas draw``: its options, and the command (:func:`optuna_epnas.draw.draw_arch` draws)."""
+"""``epnas draw``: its options, and the command (:func:`optuna_epnas.standalone.draw.draw_arch` draws)."""
 
 from __future__ import annotations
 
@@ -29,9 +29,9 @@ def add_draw_parser(commands: Any) -> argparse.ArgumentParser:
 
 
 def draw_command(args: argparse.Namespace) -> int:
-    from optuna_epnas.draw import draw_arch
-    from optuna_epnas.export import ModelSpec
-    from optuna_epnas.retrain import load_search_study, resolve_source, trial_architecture
+    from optuna_epnas.standalone.draw import draw_arch
+    from optuna_epnas.standalone.export import ModelSpec
+    from optuna_epnas.standalone.retrain import load_search_study, resolve_source, trial_architecture
 
     if args.what is not None:
         if args.study is not None or args.arch is not None:

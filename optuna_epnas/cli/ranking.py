@@ -43,8 +43,8 @@ def add_ranking_parser(commands: Any) -> argparse.ArgumentParser:
 def ranking_command(args: argparse.Namespace) -> int:
     """``epnas ranking``: see :func:`add_ranking_parser` for the options."""
     from optuna_epnas.analysis.ranking_report import write_ranking
-    from optuna_epnas.checkpoint import safe_name
-    from optuna_epnas.retrain import load_search_study, search_spec
+    from optuna_epnas.supernet.checkpoint import safe_name
+    from optuna_epnas.standalone.retrain import load_search_study, search_spec
     from optuna_epnas.spaces import SearchSpace
     from optuna_epnas.storage.storages import public_url
 

@@ -13,13 +13,13 @@ from optuna_epnas.cli.args import (
     HelpFormatter, add_data_arguments, add_device_argument, load_data, non_negative_float, non_negative_int,
     positive_float, positive_int, quiet_optuna,
 )
-from optuna_epnas.data import available_datasets
+from optuna_epnas.data.device import available_datasets
 from optuna_epnas.sampler.planning import ACQUISITIONS, SCORES
 from optuna_epnas.sampler.schedule import fit_to_budget
 from optuna_epnas.search import PRUNERS
 from optuna_epnas.settings import ESTIMATORS, GPU_TRAINING, PROGRESSIVE, SAMPLER_NAMES, SUPERNET, SearchSettings
 from optuna_epnas.spaces import MACRO_OPS, MICRO_OPS, MacroSpace, MicroSpace, SearchSpace
-from optuna_epnas.values import check_objectives
+from optuna_epnas.costs.values import check_objectives
 
 
 # -- the search space ----------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def search_command(args: argparse.Namespace) -> int:
     study, the other ranks train their shards of its trials)."""
     import optuna
 
-    from optuna_epnas import distributed
+    from optuna_epnas.supernet import distributed
     from optuna_epnas.search import make_objective
     from optuna_epnas.settings import resolve_settings
 

@@ -1,4 +1,4 @@
-"""``epnas train``: its options, and the command (:func:`optuna_epnas.retrain.retrain` does the work)."""
+"""``epnas train``: its options, and the command (:func:`optuna_epnas.standalone.retrain.retrain` does the work)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from optuna_epnas.cli.args import (
     HelpFormatter, add_data_arguments, add_device_argument, load_data, positive_float, positive_int, quiet_optuna,
 )
-from optuna_epnas.data import available_datasets
+from optuna_epnas.data.device import available_datasets
 from optuna_epnas.settings import FINAL, FinalSettings
 from optuna_epnas.spaces import MacroSpace, MicroSpace
 
@@ -62,8 +62,8 @@ def add_train_parser(commands: Any) -> argparse.ArgumentParser:
 
 
 def source_of(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], dict[str, Any]]:
-    """:func:`~optuna_epnas.retrain.resolve_source` of the options of :func:`add_source_arguments`."""
-    from optuna_epnas.retrain import resolve_source
+    """:func:`~optuna_epnas.standalone.retrain.resolve_source` of the options of :func:`add_source_arguments`."""
+    from optuna_epnas.standalone.retrain import resolve_source
 
     return resolve_source(study=args.study, storage=args.storage, trial=getattr(args, "trial", None),
                           arch=args.arch, space=args.space, layers=args.layers, blocks=args.blocks)
@@ -72,7 +72,7 @@ def source_of(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any], dict[
 def train_command(args: argparse.Namespace) -> int:
     """``epnas train``: see :func:`add_train_parser` for the options (under ``torchrun``: data-parallel
     over the ranks; rank 0 prints and writes)."""
-    from optuna_epnas import distributed
+    from optuna_epnas.supernet import distributed
 
     args.device = distributed.init_from_env(args.device)
     try:
@@ -87,8 +87,8 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, write: bool = True) -> int:
-    from optuna_epnas.checkpoint import safe_name
-    from optuna_epnas.retrain import retrain
+    from optuna_epnas.supernet.checkpoint import safe_name
+    from optuna_epnas.standalone.retrain import retrain
 
     quiet_optuna()
     space, arch, source, search_spec = source_of(args)

@@ -1,9 +1,9 @@
 """Weight-sharing estimators: a supernet's score of each architecture, under different protocols.
 
-One :class:`~optuna_epnas.supernet.SupernetTrainer` (the search's own training code) per estimate:
+One :class:`~optuna_epnas.supernet.trainer.SupernetTrainer` (the search's own training code) per estimate:
 
 - ``pretrain``: warm-up epochs before any architecture is scored, with uniform single paths (SPOS) or
-  strictly fair ones (FairNAS) -- :meth:`~optuna_epnas.supernet.SupernetTrainer.warm_up`;
+  strictly fair ones (FairNAS) -- :meth:`~optuna_epnas.supernet.trainer.SupernetTrainer.warm_up`;
 - ``finetune_epochs``: each architecture's own training on its path before it is measured, either carried
   over from one architecture to the next in a random order (``sequential``: what a search does) or from
   the pre-trained weights afresh each time (restored after each measurement);
@@ -14,7 +14,7 @@ One :class:`~optuna_epnas.supernet.SupernetTrainer` (the search's own training c
   on the first layer's op), each warmed up on the paths through it only; an architecture is measured on
   its own sub-supernet, so the warm-up is paid once per first unit.
 
-Costs are multiply-adds (``optuna_epnas.cost``): training ``TRAIN_FACTOR`` x forward per image, evaluation
+Costs are multiply-adds (``optuna_epnas.costs.cost``): training ``TRAIN_FACTOR`` x forward per image, evaluation
 forward per image.
 """
 
@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from optuna_epnas.benchmarks.ranking import Estimate
-from optuna_epnas.cost import TRAIN_FACTOR
-from optuna_epnas.data import DeviceData
+from optuna_epnas.costs.cost import TRAIN_FACTOR
+from optuna_epnas.data.device import DeviceData
 from optuna_epnas.spaces.base import SearchSpace
-from optuna_epnas.supernet import SupernetTrainer
+from optuna_epnas.supernet.trainer import SupernetTrainer
 
 __all__ = ["measure_path", "measure_orders", "warmup_curve", "shared_weights"]
 

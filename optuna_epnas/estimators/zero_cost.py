@@ -1,6 +1,6 @@
 """Zero-cost proxies: a score of each architecture from its untrained network and one batch.
 
-Each is computed on the stand-alone network (the one code path, :func:`~optuna_epnas.export.build_seeded`)
+Each is computed on the stand-alone network (the one code path, :func:`~optuna_epnas.standalone.export.build_seeded`)
 at initialisation, as in Abdelfattah et al. 2021 ("Zero-cost proxies for lightweight NAS") and Mellor et al.
 2021 ("Neural architecture search without training"):
 
@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from optuna_epnas.benchmarks.ranking import Estimate
-from optuna_epnas.cost import TRAIN_FACTOR, NetworkSize
-from optuna_epnas.data import DeviceData, make_generator
-from optuna_epnas.export import ModelSpec, build_seeded
+from optuna_epnas.costs.cost import TRAIN_FACTOR, NetworkSize
+from optuna_epnas.data.device import DeviceData, make_generator
+from optuna_epnas.standalone.export import ModelSpec, build_seeded
 from optuna_epnas.spaces.base import SearchSpace
 
 __all__ = ["PROXIES", "ZeroCost", "zero_cost", "rank_average"]

@@ -26,8 +26,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_epnas.storage._storage import (all_trials, fresh_trial, set_study_attr, set_trial_attr, storage_of, study_attrs,
                                    study_id, trial_id)
-from optuna_epnas.cost import NetworkSize
-from optuna_epnas.latency import LatencyTable
+from optuna_epnas.costs.cost import NetworkSize
+from optuna_epnas.costs.latency import LatencyTable
 from optuna_epnas.storage.owner import process_mark
 from optuna_epnas.sampler.coordination import (OBJECTIVE_FAILED_ATTR, OWNER_ATTR, USES_SPACE_ATTR, Claim, _Ledger,
                                                _StudyState, adopt_config, plan_attr, take_slot, training_rows,
@@ -119,12 +119,12 @@ class EPNASSampler(BaseSampler):
             (default: ``RandomSampler(seed)``).
         poll_interval: seconds between looks at the storage while waiting for other workers.
         max_params, max_macs: hard limits on the stand-alone network's parameters and forward
-            multiply-adds per image, counted exactly (:class:`~optuna_epnas.cost.NetworkSize`) in
+            multiply-adds per image, counted exactly (:class:`~optuna_epnas.costs.cost.NetworkSize`) in
             ``network`` -- pass ``objective.network_size``. Candidates over a limit are dropped before
             the surrogate scores them, at every level: no trial measures one. Macro space only.
         network: the network the limits and cost objectives are counted in (required with either).
         max_latency_ms, latency: a limit on the network's forward latency as estimated by ``latency``, a
-            :class:`~optuna_epnas.latency.LatencyTable` measured on the device (``latency_table(...)``),
+            :class:`~optuna_epnas.costs.latency.LatencyTable` measured on the device (``latency_table(...)``),
             filtered like the size limits (the estimate is a sum over the table, so exactly); ``latency``
             is also what ``objectives=("accuracy", "latency")`` counts.
         objectives: for a study with two directions, what its values are: ``("accuracy", "params")``

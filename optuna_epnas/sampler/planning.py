@@ -16,12 +16,12 @@ import torch
 from optuna.study import Study, StudyDirection
 
 from optuna_epnas._checks import check_int, check_positive_int
-from optuna_epnas.cost import NetworkSize, child_sizes, completion_sizes, per_cost_class
-from optuna_epnas.latency import LatencyTable
+from optuna_epnas.costs.cost import NetworkSize, child_sizes, completion_sizes, per_cost_class
+from optuna_epnas.costs.latency import LatencyTable
 from optuna_epnas.sampler.selection import log_weights, pareto_log_weights, scaled, select
 from optuna_epnas.sampler.surrogate import LSTMEnsemble
 from optuna_epnas.spaces.base import SearchSpace
-from optuna_epnas.values import COSTS, check_objectives
+from optuna_epnas.costs.values import COSTS, check_objectives
 
 _logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class Planner:
             raise ValueError(f"max_latency_ms must be a positive number, got {max_latency_ms!r}")
         if (max_latency_ms is not None or "latency" in (self.objectives or ())) and not isinstance(latency, LatencyTable):
             raise ValueError("a latency limit or objective needs the table it is estimated from: "
-                             f"latency=optuna_epnas.latency.latency_table(space, objective.network_size, device), got {latency!r}")
+                             f"latency=optuna_epnas.costs.latency.latency_table(space, objective.network_size, device), got {latency!r}")
         self.max_latency_ms, self.latency, self.network = max_latency_ms, latency, network
 
     def check_study(self, study: Study) -> bool:
@@ -377,7 +377,7 @@ def _limits(space: SearchSpace, max_params: int | None, max_macs: int | None,
 def _needs_network_counts(space: SearchSpace, network: NetworkSize | None, what: str) -> None:
     if not isinstance(network, NetworkSize):
         raise ValueError(f"{what} is counted in a network of a given width and input: pass "
-                         f"network=objective.network_size (or an optuna_epnas.cost.NetworkSize), got {network!r}")
+                         f"network=objective.network_size (or an optuna_epnas.costs.cost.NetworkSize), got {network!r}")
     if space.child_cost_classes(space.root()) is None:
         raise ValueError(f"{what}: sizes are counted for the macro space only; {space!r} has no exact per-child "
                          "count yet (each child's network would be built to count it)")

@@ -156,7 +156,7 @@ class SearchSpace(Generic[Arch], metaclass=_SpaceMeta):
     def child_cost_classes(self, arch: Arch) -> np.ndarray | None:
         """A class id per child of ``arch``: children with one id have networks of exactly the same
         parameters and multiply-adds, so a size limit counts one network per class
-        (:func:`optuna_epnas.cost.child_sizes`). None: the space has no such classes, and size
+        (:func:`optuna_epnas.costs.cost.child_sizes`). None: the space has no such classes, and size
         limits are refused (counting every child of every parent would take minutes per level)."""
         return None
 

@@ -3,7 +3,7 @@
 The spec of a space (``space.spec()["space"]``) names its entry, so a study, checkpoint or model file
 rebuilds its space through :meth:`SearchSpace.from_spec` without knowing the kinds there are. A
 space's network and drawing live in modules that import torch and graphviz, which register them on
-import (:mod:`optuna_epnas.nn`, :mod:`optuna_epnas.draw`): this module imports neither.
+import (:mod:`optuna_epnas.nn`, :mod:`optuna_epnas.standalone.draw`): this module imports neither.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def register_space(cls: type, network: Callable[..., Any] | None = None,
             supernet (``arch=None``) or stand-alone network :func:`optuna_epnas.nn.build_network`
             builds; ``options`` are the space's ``network_options``.
         drawing: ``drawing(space, arch, **options)``, a ``graphviz.Digraph`` for
-            :func:`optuna_epnas.draw.arch_graph`.
+            :func:`optuna_epnas.standalone.draw.arch_graph`.
 
     Registering a name again with the same class adds the parts given (the space registers itself,
     its network and drawing modules add theirs); with another class it replaces the entry.

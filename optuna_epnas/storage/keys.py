@@ -35,7 +35,7 @@ FAULT_ATTR = "epnas:fault"
 #: independent sampler (an objective that never asks for an architecture).
 USES_SPACE_ATTR = "epnas:uses_space"
 
-# -- the objective and its supernet (optuna_epnas.objective, optuna_epnas.checkpoint) ----------------
+# -- the objective and its supernet (optuna_epnas.supernet.objective, optuna_epnas.supernet.checkpoint) ----------------
 #: :meth:`SupernetObjective.spec`: what a resume must match, and what ``epnas train`` rebuilds the space from.
 OBJECTIVE_ATTR = "epnas:objective"
 #: The supernet warm-up before the first trial, and its cost.

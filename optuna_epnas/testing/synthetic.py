@@ -32,10 +32,10 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
-from optuna_epnas.cost import TRAIN_FACTOR, forward_macs, total_cost
+from optuna_epnas.costs.cost import TRAIN_FACTOR, forward_macs, total_cost
 from optuna_epnas.storage.keys import COST_ATTR
 from optuna_epnas.spaces.macro import MacroArch, MacroSpace
-from optuna_epnas.values import full_size
+from optuna_epnas.costs.values import full_size
 
 KINDS = ("chain", "prefix", "separable")
 #: The nominal network a synthetic trial "trains": a Fashion-MNIST-like 1×14×14 input, 16 channels, 10 classes.
@@ -102,7 +102,7 @@ class SyntheticScore:
 class StopAtCost:
     """Study callback: ``study.stop()`` once the study has spent ``budget_macs``.
 
-    The first call reads everything the study has spent so far (:func:`optuna_epnas.cost.total_cost`,
+    The first call reads everything the study has spent so far (:func:`optuna_epnas.costs.cost.total_cost`,
     so that a resumed study counts its earlier trials); later calls add the finished trial's
     ``cost_macs`` (failed trials included: the compute was spent). That running sum is exact for a
     synthetic study, whose trials are its only costs. The trial that crosses the budget completes

@@ -19,7 +19,7 @@ from typing import Any
 
 import graphviz
 
-from optuna_epnas.export import ModelSpec, default_space
+from optuna_epnas.standalone.export import ModelSpec, default_space
 from optuna_epnas.spaces import MacroArch, MacroSpace, MicroArch, MicroSpace, SearchSpace, register_space
 from optuna_epnas.spaces.micro import input_name
 from optuna_epnas.spaces.registry import arch_types, drawing_of
@@ -188,7 +188,7 @@ def arch_graph(arch: Any, space: SearchSpace | None = None) -> graphviz.Digraph:
     Args:
         arch: a macro architecture (the whole network), a micro cell, or a :class:`ModelSpec` (its
             space, architecture and, for a micro network, its normal cells per stage).
-        space: the architecture's search space (default: :func:`optuna_epnas.export.default_space`).
+        space: the architecture's search space (default: :func:`optuna_epnas.standalone.export.default_space`).
             Partial architectures (fewer units than the space) are drawn as the network built for them.
     """
     options: dict[str, Any] = {}

@@ -22,7 +22,7 @@ produce, so the generator passed to :meth:`DeviceData.augment` and
 ``make_generator(data.device, seed)``.
 
 The readers of the supported data sets (digits, Fashion-MNIST, CIFAR-10) and their splits are
-:mod:`optuna_epnas.datasets`.
+:mod:`optuna_epnas.data.datasets`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from optuna_epnas._checks import check_positive_int
-from optuna_epnas.datasets import DatasetNotFoundError, available_datasets, read_dataset, read_idx, train_val_indices
+from optuna_epnas.data.datasets import DatasetNotFoundError, available_datasets, read_dataset, read_idx, train_val_indices
 
 __all__ = [
     "DatasetNotFoundError",

@@ -1,8 +1,8 @@
 """SupernetObjective: train the sampled path of a shared-weight supernet, return validation accuracy.
 
 The supernet lives across trials (that is weight sharing: architectures that use the same op at the
-same position read and update the same tensors); its training is :class:`~optuna_epnas.supernet.SupernetTrainer`.
-It is checkpointed together with the values of the trials it trained (:mod:`optuna_epnas.checkpoint`)
+same position read and update the same tensors); its training is :class:`~optuna_epnas.supernet.trainer.SupernetTrainer`.
+It is checkpointed together with the values of the trials it trained (:mod:`optuna_epnas.supernet.checkpoint`)
 once a minute and when a search ends; the trials trained after the last checkpoint are replayed from
 the study on resume (their architectures and data orders are recorded). So a search killed at any
 moment and restarted on the same storage resumes with exactly the weights and trials it had (on the
@@ -25,17 +25,17 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import optuna
 
-from optuna_epnas import checkpoint as ckpt
-from optuna_epnas import distributed
+from optuna_epnas.supernet import checkpoint as ckpt
+from optuna_epnas.supernet import distributed
 from optuna_epnas.storage._storage import batched_writes, set_study_attr, set_trial_attr, study_attrs, trial_id
-from optuna_epnas.cost import TRAIN_FACTOR
-from optuna_epnas.data import DeviceData
+from optuna_epnas.costs.cost import TRAIN_FACTOR
+from optuna_epnas.data.device import DeviceData
 from optuna_epnas.storage.keys import (COST_ATTR, FAULT_ATTR, OBJECTIVE_ATTR, RANKS_ATTR, SCHEMA_ATTR, SCHEMA_VERSION,
                                        WARMUP_ATTR, check_schema)
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas._checks import check_int
-from optuna_epnas.supernet import SupernetTrainer
-from optuna_epnas.values import accuracy_of, check_objectives
+from optuna_epnas.supernet.trainer import SupernetTrainer
+from optuna_epnas.costs.values import accuracy_of, check_objectives
 
 if TYPE_CHECKING:
     import torch
@@ -60,7 +60,7 @@ class SupernetObjective(SupernetTrainer):
 
     Args:
         space, data, epochs, channels, batch_size, lr, momentum, weight_decay, grad_clip, seed, amp,
-            channels_last, eval_batch_size: the supernet and its SGD (:class:`~optuna_epnas.supernet.SupernetTrainer`);
+            channels_last, eval_batch_size: the supernet and its SGD (:class:`~optuna_epnas.supernet.trainer.SupernetTrainer`);
             seeded runs on the CPU are reproducible, also across a resume.
         checkpoint: where to keep the supernet: a file, or a directory to put ``<study>.supernet.pt``
             in (needed for server storages such as PostgreSQL); ``None`` puts it beside a SQLite or
@@ -83,7 +83,7 @@ class SupernetObjective(SupernetTrainer):
             ``("accuracy", "params")`` or ``("accuracy", "macs")`` the tuple of it and the stand-alone
             network's exact size (:attr:`network_size`), for a study with
             ``directions=["maximize", "minimize"]``.
-        latency, max_latency_ms: a :class:`~optuna_epnas.latency.LatencyTable` of the device, which
+        latency, max_latency_ms: a :class:`~optuna_epnas.costs.latency.LatencyTable` of the device, which
             ``objectives=("accuracy", "latency")`` and ``max_latency_ms`` (a constraint, as below) read.
         max_params, max_macs: limits on the stand-alone network (:attr:`network_size`) that each trial
             reports as Optuna constraints (``trial.set_constraint``: count - limit, feasible at <= 0),
@@ -133,7 +133,7 @@ class SupernetObjective(SupernetTrainer):
         self.report_epochs, self.objectives = report_epochs, check_objectives(objectives)
         if "latency" in (*self.objectives, *self.limits) and latency is None:
             raise ValueError("a latency objective or limit needs latency=latency_table(space, objective.network_size, "
-                             "device) (optuna_epnas.latency)")
+                             "device) (optuna_epnas.costs.latency)")
         if report_epochs and len(self.objectives) > 1:
             raise ValueError("Optuna prunes single-objective studies only: report_epochs needs objectives=('accuracy',)")
         self.pruned: set[int] = set()  # trained trials a pruner stopped (values: their last report)

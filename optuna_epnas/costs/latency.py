@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from optuna_epnas.cost import NetworkSize, per_cost_class
+from optuna_epnas.costs.cost import NetworkSize, per_cost_class
 from optuna_epnas.nn import build_network
 from optuna_epnas.spaces.macro import MacroArch, MacroSpace
 

@@ -2,7 +2,7 @@
 
 :func:`train_final` is the schedule every stand-alone network gets (``epnas train``, ``epnas compare``,
 ``epnas ranking``; its defaults are :data:`~optuna_epnas.settings.FINAL`'s); :func:`baseline_cnn` a
-plain CNN of the same size. :mod:`optuna_epnas.retrain` picks the architecture and saves the run.
+plain CNN of the same size. :mod:`optuna_epnas.standalone.retrain` picks the architecture and saves the run.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optuna_epnas import distributed
-from optuna_epnas.data import DeviceData, make_generator
+from optuna_epnas.supernet import distributed
+from optuna_epnas.data.device import DeviceData, make_generator
 from optuna_epnas.settings import FINAL
 
 #: Final-training widths that train on a CPU in minutes on digits (the paper: macro 200-512, micro 96-128).

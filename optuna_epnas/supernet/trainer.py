@@ -3,7 +3,7 @@
 What a search trains, without the study: :class:`~optuna_epnas.SupernetObjective` adds the trials and
 keeps the weights in a checkpoint. Every random draw is seeded (the initialisation by ``seed``, each
 training's data order by ``[seed, step]``), so seeded runs on the CPU are reproducible. Under
-``torchrun`` rank 0 tells the other ranks (:func:`optuna_epnas.distributed.serve`) to train each path
+``torchrun`` rank 0 tells the other ranks (:func:`optuna_epnas.supernet.distributed.serve`) to train each path
 with it, each on its shard of every batch.
 """
 
@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 
 from optuna_epnas._checks import check_int
-from optuna_epnas import distributed
-from optuna_epnas.cost import TRAIN_FACTOR, NetworkSize
-from optuna_epnas.data import DeviceData, make_generator
+from optuna_epnas.supernet import distributed
+from optuna_epnas.costs.cost import TRAIN_FACTOR, NetworkSize
+from optuna_epnas.data.device import DeviceData, make_generator
 from optuna_epnas.nn import build_network
 from optuna_epnas.spaces.base import SearchSpace
 
@@ -36,7 +36,7 @@ class SupernetTrainer:
 
     Args:
         space: the search space (the same object the sampler uses).
-        data: a :class:`~optuna_epnas.data.DeviceData` from :func:`~optuna_epnas.load_dataset`.
+        data: a :class:`~optuna_epnas.data.device.DeviceData` from :func:`~optuna_epnas.load_dataset`.
         epochs: epochs of training per sampled architecture (paper: 3).
         channels: width C of the supernet (paper search setting: 24).
         batch_size, lr, momentum, weight_decay, grad_clip: SGD (Nesterov) settings, shared by all trials.

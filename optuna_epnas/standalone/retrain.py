@@ -3,8 +3,8 @@ trials, or a given key), the run ``epnas train`` makes of it, and the folder it 
 
 A search ranks architectures by the accuracy of a supernet path after a few epochs of shared
 training. What a found architecture is worth is the test accuracy of its own network trained alone
-for a full schedule (:func:`~optuna_epnas.train.train_final`), best compared with a plain CNN of the
-same size trained the same way (:func:`~optuna_epnas.train.baseline_cnn`): :func:`retrain`.
+for a full schedule (:func:`~optuna_epnas.standalone.train.train_final`), best compared with a plain CNN of the
+same size trained the same way (:func:`~optuna_epnas.standalone.train.baseline_cnn`): :func:`retrain`.
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 from torch import nn
 
-from optuna_epnas import distributed
+from optuna_epnas.supernet import distributed
 from optuna_epnas.storage._storage import study_attrs
-from optuna_epnas.data import DeviceData
-from optuna_epnas.export import ModelSpec, build_seeded, seeded
+from optuna_epnas.data.device import DeviceData
+from optuna_epnas.standalone.export import ModelSpec, build_seeded, seeded
 from optuna_epnas.storage.keys import OBJECTIVE_ATTR
 from optuna_epnas.sampler.pareto import full_depth_front
 from optuna_epnas.settings import FINAL, FinalSettings
 from optuna_epnas.spaces import MacroSpace, MicroSpace, SearchSpace
 from optuna_epnas.storage.storages import open_storage, public_url
-from optuna_epnas.train import EpochRecord, baseline_cnn, train_final
-from optuna_epnas.values import accuracy_of, full_size
+from optuna_epnas.standalone.train import EpochRecord, baseline_cnn, train_final
+from optuna_epnas.costs.values import accuracy_of, full_size
 
 RESULT_FORMAT = "optuna_epnas.train/1"
 
@@ -161,7 +161,7 @@ def draw_beside(out: Path, spec: ModelSpec) -> Path | None:
     """``arch.svg`` next to the model; the DOT source ``arch.gv`` where Graphviz's ``dot`` is not installed;
     None where the graphviz package is not (the analysis extra)."""
     try:
-        from optuna_epnas.draw import draw_arch
+        from optuna_epnas.standalone.draw import draw_arch
     except ImportError as err:
         if err.name != "graphviz":
             raise
@@ -251,7 +251,7 @@ def retrain(space: SearchSpace, arch: Any, source: dict[str, Any], data: DeviceD
     print("saved model.pt, arch.json, result.json, " + (
         f"{picture.name} (the architecture drawn)" if picture is not None
         else "no drawing (pip install graphviz, or the analysis extra)") + f" in {out}")
-    print("reload with: from optuna_epnas.export import build_model; "
+    print("reload with: from optuna_epnas.standalone.export import build_model; "
           f"model = build_model({str(out / 'arch.json')!r}); "
           f"model.load_state_dict(torch.load({str(out / 'model.pt')!r}, weights_only=True))")
     return 0

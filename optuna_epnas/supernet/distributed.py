@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 if TYPE_CHECKING:
-    from optuna_epnas.objective import SupernetObjective
+    from optuna_epnas.supernet.objective import SupernetObjective
 
 
 def rank_and_size() -> tuple[int, int]:

@@ -1,6 +1,6 @@
 """Data-set readers: each supported data set's files as uint8 pixel arrays, and the seeded splits.
 
-:func:`optuna_epnas.data.load_dataset` puts what these read on a device (:class:`~optuna_epnas.data.DeviceData`).
+:func:`optuna_epnas.data.device.load_dataset` puts what these read on a device (:class:`~optuna_epnas.data.device.DeviceData`).
 
 Supported data sets (see :func:`available_datasets`):
 

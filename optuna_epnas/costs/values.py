@@ -8,8 +8,8 @@ from typing import Iterable, Sequence
 
 from optuna.trial import FrozenTrial, TrialState
 
-#: Cost objectives: parameters and multiply-adds counted exactly (:class:`optuna_epnas.cost.NetworkSize`),
-#: latency estimated from a table measured on the device (:mod:`optuna_epnas.latency`).
+#: Cost objectives: parameters and multiply-adds counted exactly (:class:`optuna_epnas.costs.cost.NetworkSize`),
+#: latency estimated from a table measured on the device (:mod:`optuna_epnas.costs.latency`).
 COSTS = ("params", "macs", "latency")
 COST_NAMES = {"params": "parameters", "macs": "multiply-adds", "latency": "ms (estimated)"}
 
