@@ -197,3 +197,23 @@ def test_train_command_errors(search, tmp_path):
         train_command(parse(["--arch", "conv3x3 | max3x3", *COMMON]))
     with pytest.raises(SystemExit):
         parse(["--arch", "conv3x3", "--epochs", "0"])
+
+
+def test_train_command_writes_an_onnx_model_that_onnxruntime_runs_as_torch_does(data, tmp_path, capsys, monkeypatch):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    key = "sep3x3(prev) + identity(prev2) | max3x3(b1) + conv3x3(prev)"
+    args = ["--arch", key, "--space", "micro", "--blocks", "2", "--cells", "1", "--channels", "4", *COMMON]
+    with monkeypatch.context() as m:  # the exporter missing: said before any training, nothing written
+        m.setitem(__import__("sys").modules, "onnxscript", None)
+        with pytest.raises(ImportError, match=r"pip install 'optuna_epnas\[onnx\]'"):
+            train_command(parse([*args, "--out", str(tmp_path / "none"), "--onnx"]))
+        assert not (tmp_path / "none").exists()
+    out = tmp_path / "onnx"
+    assert train_command(parse([*args, "--out", str(out), "--onnx"])) == 0
+    assert "model.onnx (onnxruntime's logits within" in capsys.readouterr().out
+    model = build_model(out / "arch.json")
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    images = torch.randn(5, *data.val_x.shape[1:])  # another batch size than the export's
+    session = onnxruntime.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"images": images.numpy()})[0])
+    assert torch.allclose(got, model.eval()(images).detach(), atol=1e-5)

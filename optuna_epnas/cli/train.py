@@ -58,6 +58,9 @@ def add_train_parser(commands: Any) -> argparse.ArgumentParser:
     t.add_argument("--baseline", action="store_true",
                    help="also train a plain CNN of the same parameter count with the same schedule, data and seed")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    t.add_argument("--onnx", action="store_true",
+                   help="also write model.onnx (input: normalised images, any batch size), checked by onnxruntime "
+                        "where installed; needs pip install 'optuna_epnas[onnx]'")
     return t
 
 
@@ -101,4 +104,5 @@ def _train(args: argparse.Namespace, write: bool = True) -> int:
     final = FinalSettings(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                           weight_decay=args.weight_decay, cells=args.cells)
     return retrain(space, arch, source, data, dataset, out, final, channels=args.channels, seed=args.seed,
-                   max_train=args.max_train, baseline=args.baseline, quiet=args.quiet, write=write)
+                   max_train=args.max_train, baseline=args.baseline, quiet=args.quiet, write=write,
+                   onnx=args.onnx)

@@ -164,3 +164,52 @@ def build_model(
             raise TypeError(f"cannot build a model from {type(arch).__name__}")
         spec = replace(spec, **sizes)
     return spec.build()
+
+
+def require_onnx() -> None:
+    """Raise, with what to install, where the ONNX exporter's packages are missing (check before training)."""
+    try:
+        import onnx  # noqa: F401 (torch's exporter needs both; its own error names neither package)
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise ImportError("exporting to ONNX needs the onnx and onnxscript packages: pip install "
+                          "'optuna_epnas[onnx]' (or pip install onnx onnxscript; onnxruntime checks the file)") from None
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, image_shape: tuple[int, int, int],
+                check: bool = True) -> float | None:
+    """Write ``model`` to ``path`` as ONNX: input ``images``, normalised ``N x C x H x W`` for any N (the
+    normalisation is the training's, in ``result.json``); output ``logits``. With ``check`` and where
+    onnxruntime is installed, the file is run on a random batch beside ``model``: returns the largest
+    difference of their logits (None: not checked). Needs the ``onnx`` extra (onnx, onnxscript)."""
+    import copy
+    import logging
+    import warnings
+
+    require_onnx()
+    model = copy.deepcopy(model).cpu().eval()  # the caller's model stays where it is
+    example = torch.randn(2, *image_shape)
+    quiet = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._dynamo")]
+    levels = [logger.level for logger in quiet]
+    try:
+        for logger in quiet:  # the exporter logs every op it skips (torchvision's among them) as a warning
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["images"],
+                              output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                              verbose=False)
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
+    if not check:
+        return None
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    batch = torch.randn(3, *image_shape)  # another batch size than the export's: the batch axis is free
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(session.run(None, {"images": batch.numpy()})[0])
+    with torch.no_grad():
+        return float((got - model(batch)).abs().max())

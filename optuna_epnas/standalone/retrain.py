@@ -22,7 +22,7 @@ from torch import nn
 from optuna_epnas.supernet import distributed
 from optuna_epnas.storage._storage import study_attrs
 from optuna_epnas.data.device import DeviceData
-from optuna_epnas.standalone.export import ModelSpec, build_seeded, seeded
+from optuna_epnas.standalone.export import ModelSpec, build_seeded, export_onnx, require_onnx, seeded
 from optuna_epnas.storage.keys import OBJECTIVE_ATTR
 from optuna_epnas.sampler.pareto import full_depth_front
 from optuna_epnas.settings import FINAL, FinalSettings
@@ -183,10 +183,13 @@ def _epoch_line(prefix: str) -> Callable[[EpochRecord], None]:
 
 def retrain(space: SearchSpace, arch: Any, source: dict[str, Any], data: DeviceData, dataset: str, out: Path,
             final: FinalSettings = FINAL, channels: int | None = None, seed: int = 0, max_train: int | None = None,
-            baseline: bool = False, quiet: bool = False, write: bool = True) -> int:
+            baseline: bool = False, quiet: bool = False, write: bool = True, onnx: bool = False) -> int:
     """Train ``arch`` (from :func:`resolve_source`) alone on ``data`` with the ``final`` schedule, print
     its test accuracy (and a same-size plain CNN's with ``baseline``), and save the run in ``out``
-    (``write=False``: a rank other than 0 under ``torchrun``, whose rank 0 saves the same weights)."""
+    (``write=False``: a rank other than 0 under ``torchrun``, whose rank 0 saves the same weights);
+    with ``onnx``, ``model.onnx`` too (:func:`~optuna_epnas.standalone.export.export_onnx`)."""
+    if onnx and write:
+        require_onnx()  # before the training, not after it
     channels = channels or type(space).final_channels
     spec = ModelSpec(space=space.spec(), arch=space.key(arch), num_classes=data.num_classes,
                      in_channels=data.in_channels, channels=channels,
@@ -241,6 +244,13 @@ def retrain(space: SearchSpace, arch: Any, source: dict[str, Any], data: DeviceD
         return 0
     save_run(out, model, spec, record)
     picture = draw_beside(out, spec)
+    onnx_line = ""
+    if onnx:
+        tmp = out / "model.onnx.tmp"
+        differs = export_onnx(model, tmp, tuple(data.val_x.shape[1:]))
+        os.replace(tmp, out / "model.onnx")
+        onnx_line = ("model.onnx (" + ("onnxruntime not installed: not checked" if differs is None else
+                                       f"onnxruntime's logits within {differs:.1e} of torch's") + "), ")
 
     print(f"\ntest accuracy of the stand-alone network trained from scratch: {result.test_accuracy:.4f} "
           f"({result.params:,} parameters, final val {result.val_accuracy:.4f}, {result.seconds:.1f}s)")
@@ -248,7 +258,7 @@ def retrain(space: SearchSpace, arch: Any, source: dict[str, Any], data: DeviceD
         print(f"test accuracy of the plain CNN baseline:                        {plain_result['test_accuracy']:.4f} "
               f"({plain_result['params']:,} parameters, final val {plain_result['val_accuracy']:.4f}, "
               f"{plain_result['seconds']:.1f}s)")
-    print("saved model.pt, arch.json, result.json, " + (
+    print("saved model.pt, arch.json, result.json, " + onnx_line + (
         f"{picture.name} (the architecture drawn)" if picture is not None
         else "no drawing (pip install graphviz, or the analysis extra)") + f" in {out}")
     print("reload with: from optuna_epnas.standalone.export import build_model; "
