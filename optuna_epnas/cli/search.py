@@ -176,7 +176,7 @@ def add_search_parser(commands: Any) -> argparse.ArgumentParser:
                         "one more validation pass per epoch)")
     s.add_argument("--pruner", choices=tuple(PRUNERS), default="none",
                    help="Optuna pruner over the per-epoch reports (needs --report-epochs); a pruned trial counts "
-                        "as measured at its last report (default: none, see README)")
+                        "as measured at its last report (default: none, see docs/tutorial.md)")
     s.add_argument("--seed", type=int, default=0)
     add_device_argument(s)
     s.add_argument("--quiet", action="store_true", help="no per-trial progress lines")

@@ -56,7 +56,7 @@ class EPNASSampler(BaseSampler):
     measurements. Until a trial asks for an architecture, EPNAS takes no slot and every parameter is its
     independent sampler's.
 
-    The defaults are the variant that measured best in this package's studies (README, "Defaults");
+    The defaults are the variant that measured best in this package's studies (docs/defaults.md);
     :meth:`paper` gives the paper's exact settings.
 
     Args:
@@ -118,15 +118,16 @@ class EPNASSampler(BaseSampler):
         independent_sampler: samples parameters that are not architecture parameters
             (default: ``RandomSampler(seed)``).
         poll_interval: seconds between looks at the storage while waiting for other workers.
-        max_params, max_macs: hard limits on the stand-alone network's parameters and forward
-            multiply-adds per image, counted exactly (:class:`~optuna_epnas.costs.cost.NetworkSize`) in
-            ``network`` -- pass ``objective.network_size``. Candidates over a limit are dropped before
-            the surrogate scores them, at every level: no trial measures one. Macro space only.
+        max_params: a hard limit on the stand-alone network's parameters, counted exactly
+            (:class:`~optuna_epnas.costs.cost.NetworkSize`) in ``network`` -- pass ``objective.network_size``.
+            Candidates over a limit are dropped before the surrogate scores them, at every level: no
+            trial measures one. Macro space only.
+        max_macs: the same for its forward multiply-adds per image.
         network: the network the limits and cost objectives are counted in (required with either).
-        max_latency_ms, latency: a limit on the network's forward latency as estimated by ``latency``, a
-            :class:`~optuna_epnas.costs.latency.LatencyTable` measured on the device (``latency_table(...)``),
-            filtered like the size limits (the estimate is a sum over the table, so exactly); ``latency``
-            is also what ``objectives=("accuracy", "latency")`` counts.
+        max_latency_ms: a limit on the network's forward latency as estimated by ``latency``, filtered
+            like the size limits (the estimate is a sum over the table, so exactly).
+        latency: a :class:`~optuna_epnas.costs.latency.LatencyTable` measured on the device
+            (``latency_table(...)``); also what ``objectives=("accuracy", "latency")`` counts.
         objectives: for a study with two directions, what its values are: ``("accuracy", "params")``
             ``("accuracy", "macs")`` or ``("accuracy", "latency")`` (as ``SupernetObjective(objectives=...)``
             returns them; the cost minimised). The surrogate predicts the accuracy, the cost is counted exactly, and each

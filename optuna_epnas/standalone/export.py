@@ -136,7 +136,10 @@ def build_model(
     Args:
         arch: a :class:`ModelSpec`, its dict or JSON file (as written by ``epnas train``), an
             architecture object, or an architecture key (then ``space`` is needed).
-        num_classes, channels, in_channels, cells: network sizes; given ones override the spec's.
+        num_classes: the network's classes; given, it overrides the spec's (as do the next three).
+        channels: its channels.
+        in_channels: its input channels.
+        cells: micro only, its normal cells per stage.
         space: the search space of an architecture object or key (default: the smallest that holds
             it, with the paper's ops and N=2).
     """

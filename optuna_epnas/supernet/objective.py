@@ -58,10 +58,12 @@ def _limits(max_params: int | None, max_macs: int | None, max_latency_ms: float 
 class SupernetObjective(SupernetTrainer):
     """Objective for ``study.optimize``: ``space.suggest(trial)`` -> train E epochs -> validation accuracy.
 
+    ``space``, ``data``, ``epochs``, ``channels``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``,
+    ``grad_clip``, ``seed``, ``amp``, ``channels_last`` and ``eval_batch_size`` are the supernet and its SGD
+    (:class:`~optuna_epnas.supernet.trainer.SupernetTrainer`); seeded runs on the CPU are reproducible,
+    also across a resume.
+
     Args:
-        space, data, epochs, channels, batch_size, lr, momentum, weight_decay, grad_clip, seed, amp,
-            channels_last, eval_batch_size: the supernet and its SGD (:class:`~optuna_epnas.supernet.trainer.SupernetTrainer`);
-            seeded runs on the CPU are reproducible, also across a resume.
         checkpoint: where to keep the supernet: a file, or a directory to put ``<study>.supernet.pt``
             in (needed for server storages such as PostgreSQL); ``None`` puts it beside a SQLite or
             journal file (``<db>.<study>.supernet.pt``), or where the study recorded it; in-memory
@@ -83,12 +85,14 @@ class SupernetObjective(SupernetTrainer):
             ``("accuracy", "params")`` or ``("accuracy", "macs")`` the tuple of it and the stand-alone
             network's exact size (:attr:`network_size`), for a study with
             ``directions=["maximize", "minimize"]``.
-        latency, max_latency_ms: a :class:`~optuna_epnas.costs.latency.LatencyTable` of the device, which
-            ``objectives=("accuracy", "latency")`` and ``max_latency_ms`` (a constraint, as below) read.
-        max_params, max_macs: limits on the stand-alone network (:attr:`network_size`) that each trial
-            reports as Optuna constraints (``trial.set_constraint``: count - limit, feasible at <= 0),
-            for samplers that read them (TPE, NSGA-II); :class:`~optuna_epnas.EPNASSampler` with the
-            same limits never samples an architecture over them.
+        latency: a :class:`~optuna_epnas.costs.latency.LatencyTable` of the device, which
+            ``objectives=("accuracy", "latency")`` and ``max_latency_ms`` read.
+        max_latency_ms: a limit on that latency, reported as a constraint as ``max_params`` is.
+        max_params: a limit on the stand-alone network's parameters (:attr:`network_size`) that each
+            trial reports as an Optuna constraint (``trial.set_constraint``: count - limit, feasible at
+            <= 0), for samplers that read them (TPE, NSGA-II); :class:`~optuna_epnas.EPNASSampler` with
+            the same limits never samples an architecture over them.
+        max_macs: the same for its forward multiply-adds per image.
         estimator: None (the default): each trial trains its supernet path and returns its validation
             accuracy. An estimator object such as :class:`~optuna_epnas.estimators.ZeroCost` instead
             scores the architecture without training (``estimator.score(...)``): no supernet, no
@@ -151,7 +155,7 @@ class SupernetObjective(SupernetTrainer):
         # the same weights at once. Refused before the trial asks for an architecture, so it takes no slot.
         if not self._busy.acquire(blocking=False):
             raise RuntimeError("SupernetObjective trains one shared supernet, one trial at a time: run "
-                               "study.optimize with n_jobs=1 (for more cores or GPUs: torchrun, README)")
+                               "study.optimize with n_jobs=1 (for more cores or GPUs: torchrun, docs/design.md)")
         try:
             return self._run(trial)
         finally:
