@@ -1,9 +1,10 @@
-"""What the benchmarks share: timing a subprocess, and what they print about the machine's load (their
-numbers are only as quiet as it is)."""
+"""What the benchmarks share: timing a subprocess or a call on a device, and what they print about the
+machine's load (their numbers are only as quiet as it is)."""
 
 import os
 import subprocess
 import time
+from typing import Any, Callable
 
 
 def timed_run(cmd: list[str], **env: str) -> float:
@@ -11,6 +12,20 @@ def timed_run(cmd: list[str], **env: str) -> float:
     started = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **env})
     return time.perf_counter() - started
+
+
+def synced_seconds(fn: Callable[[], Any], device: Any) -> tuple[float, Any]:
+    """Wall seconds of ``fn()`` and what it returned; on CUDA its queued kernels are waited for before
+    and after (a torch device)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - started, out
 
 
 def report_load(load_at_start: float) -> None:

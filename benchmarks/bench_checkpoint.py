@@ -18,26 +18,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import synced_seconds
 
 from optuna_epnas.supernet import checkpoint as ckpt
 from optuna_epnas.data.device import DeviceData
 from optuna_epnas.supernet.objective import SupernetObjective
 from optuna_epnas.spaces import MacroSpace, MicroSpace
-
-
-def _timed(fn, device: torch.device) -> tuple[float, object]:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started, out
 
 
 def main() -> None:
@@ -75,10 +65,10 @@ def main() -> None:
 
             def write_both() -> None:
                 state = {"format": ckpt.FORMAT, **objective.get_state()}
-                s, _ = _timed(lambda: torch.save(state, whole), device)
+                s, _ = synced_seconds(lambda: torch.save(state, whole), device)
                 sizes["whole"].append(whole.stat().st_size)
                 seconds["whole"].append(s)
-                s, written = _timed(lambda: file.write(state), device)
+                s, written = synced_seconds(lambda: file.write(state), device)
                 sizes["log"].append(written)
                 seconds["log"].append(s)
 
@@ -90,8 +80,8 @@ def main() -> None:
                 objective.train(arch, step=trial)
                 if (trial + 1) % every == 0:
                     write_both()
-            read = {"whole": _timed(lambda: torch.load(whole, map_location=device, weights_only=True), device)[0],
-                    "log": _timed(lambda: ckpt.read(log, device), device)[0]}
+            read = {"whole": synced_seconds(lambda: torch.load(whole, map_location=device, weights_only=True), device)[0],
+                    "log": synced_seconds(lambda: ckpt.read(log, device), device)[0]}
             for way in ("whole", "log"):
                 later = sizes[way][1:]  # the writes after the warm-up's
                 print(f"{every:>5} {way:<8} {len(later):>6} {statistics.median(later) / 2**20:>10.2f} "

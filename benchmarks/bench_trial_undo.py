@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 import torch
+from _common import synced_seconds
 
 from optuna_epnas.data.device import DeviceData
 from optuna_epnas.supernet.objective import SupernetObjective
@@ -23,16 +23,7 @@ from optuna_epnas.spaces import MacroSpace, MicroSpace
 
 
 def _median_seconds(fn, repeats: int, device: torch.device) -> float:
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return statistics.median(synced_seconds(fn, device)[0] for _ in range(repeats))
 
 
 def main() -> None:
