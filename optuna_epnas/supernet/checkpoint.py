@@ -217,34 +217,34 @@ class CheckpointFile:
         return set(tensors) - {k for k in same if not next(differs[tensors[k].device])}
 
     def _write_full(self, record: dict[str, Any]) -> int:
-        payload = _dump(record)
+        data = _MAGIC + _framed(record)
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             with open(tmp, "wb") as f:
-                f.write(_MAGIC + _RECORD.pack(len(payload), zlib.crc32(payload)) + payload)
+                f.write(data)
             os.replace(tmp, self.path)
         except (OSError, RuntimeError) as err:
             self._held = self._stat = None
             with contextlib.suppress(OSError):  # a read-only folder refuses this too: the error above is the one to say
                 tmp.unlink(missing_ok=True)
             raise self._error(err) from err
-        self._full_bytes, self._added_bytes = len(_MAGIC) + _RECORD.size + len(payload), 0
+        self._full_bytes, self._added_bytes = len(data), 0
         self._stat = self._file_stat()
         return self._full_bytes
 
     def _append(self, record: dict[str, Any]) -> int:
-        payload = _dump(record)
-        size = self._stat[1] if self._stat else 0
+        data = _framed(record)
+        size = self._stat[1]  # the file as this object left it (else write() writes it whole)
         try:
-            _append_bytes(self.path, size, _RECORD.pack(len(payload), zlib.crc32(payload)) + payload)
+            _append_bytes(self.path, size, data)
         except OSError as err:
             self._held = self._stat = None  # whatever part was written is cut off at reading; the next write is whole
             with contextlib.suppress(OSError):
                 os.truncate(self.path, size)
             raise self._error(err) from err
-        self._added_bytes += _RECORD.size + len(payload)
+        self._added_bytes += len(data)
         self._stat = self._file_stat()
-        return _RECORD.size + len(payload)
+        return len(data)
 
     def _file_stat(self) -> tuple[int, int, int] | None:
         try:
@@ -276,10 +276,12 @@ def _append_bytes(path: Path, offset: int, data: bytes) -> None:
         f.write(data)
 
 
-def _dump(obj: Any) -> bytes:
+def _framed(record: dict[str, Any]) -> bytes:
+    """One record as the log holds it: its length and CRC-32 (so that a cut-off one is known), then it."""
     buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
+    torch.save(record, buffer)
+    payload = buffer.getvalue()
+    return _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
 
 
 def _load(raw: bytes, device: torch.device) -> Any:
