@@ -26,7 +26,7 @@ from _common import synced_seconds
 
 from optuna_epnas.supernet import checkpoint as ckpt
 from optuna_epnas.data.device import DeviceData
-from optuna_epnas.supernet.objective import SupernetObjective
+from optuna_epnas.supernet.trainer import SupernetTrainer
 from optuna_epnas.spaces import MacroSpace, MicroSpace
 
 
@@ -52,11 +52,11 @@ def main() -> None:
           f"{'read ms':>8}")
     for every in args.every:
         rng = np.random.default_rng(0)
-        objective = SupernetObjective(space, data, epochs=1, channels=24, batch_size=64, checkpoint=False,
-                                      warmup_epochs=1)
-        objective.warmup_paths = "fair"  # every op group once per depth per batch: every weight trained
-        objective.start()
-        objective.warm_up()
+        # fair: every op group once per depth per batch: every weight trained
+        trainer = SupernetTrainer(space, data, epochs=1, channels=24, batch_size=64, warmup_epochs=1,
+                                  warmup_paths="fair")
+        trainer.start()
+        trainer.warm_up()
         with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
             whole, log = Path(tmp) / "whole.pt", Path(tmp) / "log.pt"
             file = ckpt.CheckpointFile(log)
@@ -64,7 +64,7 @@ def main() -> None:
             seconds: dict[str, list[float]] = {"whole": [], "log": []}
 
             def write_both() -> None:
-                state = {"format": ckpt.FORMAT, **objective.get_state()}
+                state = {"format": ckpt.FORMAT, **trainer.get_state()}
                 s, _ = synced_seconds(lambda: torch.save(state, whole), device)
                 sizes["whole"].append(whole.stat().st_size)
                 seconds["whole"].append(s)
@@ -77,7 +77,7 @@ def main() -> None:
                 arch = space.root()
                 while space.num_children(arch):
                     arch = space.child(arch, int(rng.integers(space.num_children(arch))))
-                objective.train(arch, step=trial)
+                trainer.train(arch, step=trial)
                 if (trial + 1) % every == 0:
                     write_both()
             read = {"whole": synced_seconds(lambda: torch.load(whole, map_location=device, weights_only=True), device)[0],

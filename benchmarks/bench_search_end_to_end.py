@@ -45,7 +45,8 @@ from gpu_search import interpolate, make_data  # noqa: E402
 from optuna_epnas.cli import build_parser  # noqa: E402
 from optuna_epnas.cli.search import settings_from_args  # noqa: E402
 from optuna_epnas.sampler.schedule import planned_trials, stage_sizes  # noqa: E402
-from optuna_epnas.search import Progress, open_search  # noqa: E402
+from optuna_epnas.cli.progress import Progress, dashboard_recorder  # noqa: E402
+from optuna_epnas.search import open_search  # noqa: E402
 from optuna_epnas.settings import resolve_settings  # noqa: E402
 from optuna_epnas.spaces import MacroSpace  # noqa: E402
 
@@ -96,7 +97,7 @@ def main(argv=None) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     open_seconds = time.perf_counter() - opened  # the warm-up runs here, when the supernet is attached
-    warm = float((getattr(search.objective, "warmup_record", None) or {}).get("seconds", 0.0))
+    warm = float((getattr(search.objective.trainer, "warmup_record", None) or {}).get("seconds", 0.0))
     clock = Clock()
     instrument(clock, search, train=True)
     rows: list[dict] = []
@@ -119,7 +120,7 @@ def main(argv=None) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        search.run([progress, record])
+        search.run([progress, record], recorder=dashboard_recorder(search.budget))
     wall = time.perf_counter() - started
 
     total = {c: sum(r.get(c, 0.0) for r in rows) for c in ALL}

@@ -5,7 +5,7 @@ architecture run three ways, side by side in one process:
 
   (a) supernet    the shared-weight supernet (``MacroNet(space, ...)`` / ``MicroNet(space, ...)``)
                   called as ``net(x, arch)``, the optimizer over ALL supernet parameters and
-                  ``zero_grad(set_to_none=True)`` (as ``optuna_epnas/supernet/objective.py`` trains it);
+                  ``zero_grad(set_to_none=True)`` (as ``optuna_epnas/supernet/trainer.py`` trains it);
   (b) plain       a hand-written ``nn.Module`` (below, independent of the package's modules) holding
                   only that path's parameters and computing the same function;
   (c) standalone  the package's stand-alone build ``MacroNet(..., arch=arch)`` /

@@ -2,7 +2,7 @@
 
 K seeded random level-(L-1) parents of MacroSpace(L) (defaults: K=25, L=12) are expanded to all their
 children (6 ops x 2^(L-1) skip subsets = 12,288 each, 307,200 in all), and every child is scored by an
-``LSTMSurrogate`` fitted (untimed, few steps) on a few hundred random rows. Timed, side by side:
+``OneLSTM`` fitted (untimed, few steps) on a few hundred random rows. Timed, side by side:
 
   (i)   building the tokens: ``space.tokens(parent)`` and ``space.child_tokens(parent)`` per parent
         (what ``EPNASSampler`` does before scoring);
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywher
 
 from optuna_epnas.sampler.selection import select  # noqa: E402
 from optuna_epnas.spaces.macro import MacroArch, MacroSpace  # noqa: E402
-from optuna_epnas.sampler.surrogate import LSTMSurrogate  # noqa: E402
+from optuna_epnas.sampler.surrogate import OneLSTM  # noqa: E402
 from _common import report_load  # benchmarks/ is on sys.path when a script here runs
 
 
@@ -89,7 +89,7 @@ def main(argv=None) -> None:
     rows = [random_arch(space, int(rng.integers(1, args.layers)), rng) for _ in range(args.fit_rows)]
     targets = rng.uniform(0.1, 0.9, size=len(rows))
     t0 = time.perf_counter()
-    surrogate = LSTMSurrogate(space.token_dim, hidden=args.hidden, steps=args.fit_steps, seed=args.seed)
+    surrogate = OneLSTM(space.token_dim, hidden=args.hidden, steps=args.fit_steps, seed=args.seed)
     surrogate.fit([space.tokens(a) for a in rows], targets.tolist())
     print(f"fit: {len(rows)} rows (levels 1..{args.layers - 1}), {args.fit_steps} steps, "
           f"{time.perf_counter() - t0:.2f} s (untimed)")

@@ -40,7 +40,8 @@ from optuna_epnas.standalone import draw
 from optuna_epnas.storage import storages as storages_module
 from optuna_epnas.analysis import dashboard  # noqa: E402
 from optuna_epnas.data.device import load_dataset  # noqa: E402
-from optuna_epnas.search import Progress, Search, open_search  # noqa: E402
+from optuna_epnas.cli.progress import Progress, dashboard_recorder  # noqa: E402
+from optuna_epnas.search import Search, open_search  # noqa: E402
 from optuna_epnas.settings import resolve_settings  # noqa: E402
 from optuna_epnas.spaces import MacroSpace, MicroSpace  # noqa: E402
 
@@ -116,6 +117,7 @@ def instrument(clock: Clock, search: Search, train: bool = False) -> None:
     dashboard.draw_arch = clock.wrap("drawing", draw.draw_arch)
     obj = search.objective
     obj.save = clock.wrap("checkpoint", obj.save)
+    trainer = obj.trainer
 
     def no_training(arch, step, on_epoch=None, stoppable=False):
         return None
@@ -131,15 +133,15 @@ def instrument(clock: Clock, search: Search, train: bool = False) -> None:
                 try:
                     return fn(*args, **kwargs)
                 finally:
-                    if obj.data.device.type == "cuda":
-                        torch.cuda.synchronize(obj.data.device)
+                    if trainer.data.device.type == "cuda":
+                        torch.cuda.synchronize(trainer.data.device)
             return call
 
-        obj.train = clock.wrap("training", synced(obj.train))
-        obj.evaluate = clock.wrap("evaluation", synced(obj.evaluate))
+        trainer.train = clock.wrap("training", synced(trainer.train))
+        trainer.evaluate = clock.wrap("evaluation", synced(trainer.evaluate))
     else:
-        obj.train = clock.wrap("training", no_training)
-        obj.evaluate = clock.wrap("evaluation", fixed_accuracy)
+        trainer.train = clock.wrap("training", no_training)
+        trainer.evaluate = clock.wrap("evaluation", fixed_accuracy)
     obj._run = clock.wrap("loop", obj._run)  # the objective's own bookkeeping (user attrs, counts)
     patch(clock, Progress, "__call__", "loop")
 
@@ -208,7 +210,7 @@ def main() -> None:
           f"{storage.split('://')[0]}, checkpoint {search.checkpoint}")
     started = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):  # the progress lines are built (and timed), not shown
-        search.run([progress, record])
+        search.run([progress, record], recorder=dashboard_recorder(search.budget))
     wall = time.perf_counter() - started
     print(f"{len(rows)} trials in {wall:.0f} s")
     summarise(rows, [int(a) for a in args.at.split(",")], args.window)

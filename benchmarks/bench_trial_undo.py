@@ -19,6 +19,7 @@ from _common import synced_seconds
 
 from optuna_epnas.data.device import DeviceData
 from optuna_epnas.supernet.objective import SupernetObjective
+from optuna_epnas.supernet.trainer import SupernetTrainer
 from optuna_epnas.spaces import MacroSpace, MicroSpace
 
 
@@ -39,20 +40,22 @@ def main() -> None:
                       mean=(0.0,) * 3, std=(1.0,) * 3)
     print(f"{'space':<30} {'state MiB':>9} {'copy ms':>8} {'restore ms':>10} {'step ms':>8} {'copy/step':>9}")
     for space in (MacroSpace(12), MicroSpace(num_blocks=5, cells=2)):
-        objective = SupernetObjective(space, data, epochs=1, channels=24, batch_size=128, checkpoint=False)
-        objective.start()
+        objective = SupernetObjective(SupernetTrainer(space, data, epochs=1, channels=24, batch_size=128),
+                                      checkpoint=False)
+        trainer = objective.trainer
+        trainer.start()
         arch = space.root()
         for _ in range(space.max_level):
             arch = space.child(arch, int(rng.integers(space.num_children(arch))))
-        objective.train(arch, step=0)  # momentum buffers exist for this path, as in a search
-        state = objective.get_state()
+        trainer.train(arch, step=0)  # momentum buffers exist for this path, as in a search
+        state = trainer.get_state()
         mib = sum(t.numel() * t.element_size() for t in state["model"].values()) / 2**20
         mib += sum(t.numel() * t.element_size() for s in state["optimizer"]["state"].values() for t in s.values()
                    if torch.is_tensor(t)) / 2**20
         copy = _median_seconds(objective._snapshot, args.repeats, device)
         before = objective._snapshot()
-        restore = _median_seconds(lambda: objective.set_state(before), args.repeats, device)
-        step = _median_seconds(lambda: objective.train(arch, step=1), args.repeats, device) / 2  # 256 images: 2 steps
+        restore = _median_seconds(lambda: trainer.set_state(before), args.repeats, device)
+        step = _median_seconds(lambda: trainer.train(arch, step=1), args.repeats, device) / 2  # 256 images: 2 steps
         print(f"{type(space).__name__ + ' L/B=' + str(space.max_level):<30} {mib:9.1f} {copy * 1e3:8.1f} "
               f"{restore * 1e3:10.1f} {step * 1e3:8.1f} {copy / step:9.3f}", flush=True)
 

@@ -1,8 +1,9 @@
 """The first levels of a paper-size EPNAS macro search, timed, and the whole search's device-minutes projected.
 
-Paper-size search: ``MacroSpace(num_layers=12)``, a ``SupernetObjective`` with C=24 and 3 epochs per
-trial on CIFAR-10-shaped data (3x32x32, 10 classes, 45,000 train / 5,000 validation images), the
-schedule K=25, 3 iterations. It trains, with the objective's own ``train`` and ``evaluate``:
+Paper-size search: ``MacroSpace(num_layers=12)``, a ``SupernetTrainer`` (what ``SupernetObjective`` trains
+with) with C=24 and 3 epochs per trial on CIFAR-10-shaped data (3x32x32, 10 classes, 45,000 train / 5,000
+validation images), the schedule K=25, 3 iterations. It trains, with the trainer's own ``train`` and
+``evaluate``:
 
   level 1      every one-layer architecture (6), as the search does;
   level 2..    ``--trials-per-level`` sampled architectures of that depth (a random child of a
@@ -69,13 +70,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from anywhere without installing
 sys.path.insert(0, str(HERE))  # _common, bench_supernet
 
-from optuna_epnas import MacroSpace, SupernetObjective  # noqa: E402
+from optuna_epnas import MacroSpace, SupernetTrainer  # noqa: E402
 from optuna_epnas.data.device import DatasetNotFoundError, DeviceData, load_dataset, make_generator  # noqa: E402
 from optuna_epnas.sampler.schedule import planned_trials, stage_sizes  # noqa: E402
+from optuna_epnas.settings import SUPERNET  # noqa: E402
 from _common import report_load  # noqa: E402
 from bench_supernet import PlainNet, Runner, cpu_name, n_params  # noqa: E402
 
-CPU_BATCH, CPU_LR = 128, 0.05  # SupernetObjective's defaults, sized for a CPU
+CPU_BATCH, CPU_LR = SUPERNET.batch_size, SUPERNET.lr  # SupernetTrainer's defaults, sized for a CPU
 MB = 1e6
 
 
@@ -154,7 +156,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_trial(obj: SupernetObjective, trainer, arch, step: int) -> tuple[float, float, float]:
+def timed_trial(obj: SupernetTrainer, trainer, arch, step: int) -> tuple[float, float, float]:
     """(train seconds, evaluation seconds, validation accuracy) of one trial."""
     dev = obj.data.device
     sync(dev)
@@ -192,7 +194,7 @@ def count_syncs(device: torch.device, fn) -> int:
 # --------------------------------------------------------------------------------------------------
 # bytes a training step must move
 # --------------------------------------------------------------------------------------------------
-def step_bytes(obj: SupernetObjective, arch, x: torch.Tensor, y: torch.Tensor) -> dict[str, int]:
+def step_bytes(obj: SupernetTrainer, arch, x: torch.Tensor, y: torch.Tensor) -> dict[str, int]:
     """Lower bound of the memory traffic of one training step on batch (x, y) of the path ``arch``."""
     net = obj.net
     weights = {p.untyped_storage().data_ptr() for p in net.parameters()}  # counted below, once
@@ -231,7 +233,7 @@ def nominal_bandwidth(device: torch.device) -> float | None:
 # --------------------------------------------------------------------------------------------------
 # --cuda-graphs: one captured training step per architecture
 # --------------------------------------------------------------------------------------------------
-def snapshot(obj: SupernetObjective) -> dict:
+def snapshot(obj: SupernetTrainer) -> dict:
     return copy.deepcopy(obj.get_state())
 
 
@@ -247,7 +249,7 @@ def weights(state: dict) -> list[torch.Tensor]:
     return [v for v in state["model"].values() if v.is_floating_point()]
 
 
-def check_captured(obj: SupernetObjective, arch, step: int = 12345) -> str:
+def check_captured(obj: SupernetTrainer, arch, step: int = 12345) -> str:
     """Eager twice (the device's own run-to-run noise) and captured once (``SupernetTrainer.cuda_graphs``),
     from one state, one trial of ``arch`` each on the same batches. What the captured run ends with must
     differ from the eager run by a small part of what the training changed (at most 1%, or 4x eager's own
@@ -290,7 +292,7 @@ def op_modules(net) -> list[tuple[str, torch.nn.Module, int]]:
     return out
 
 
-def compile_supernet(obj: SupernetObjective, arch, sizes: list[int], eval_sizes: list[int]) -> str:
+def compile_supernet(obj: SupernetTrainer, arch, sizes: list[int], eval_sizes: list[int]) -> str:
     """Compile each op module; run every (module, batch size) once untimed, in training and in eval
     mode, so that the trials do not pay the compilation; check a full path against eager."""
     import torch._dynamo
@@ -421,15 +423,15 @@ def main(argv=None) -> dict:
           f"{args.epochs} epochs per trial | batch {args.batch_size}, lr {args.lr:g} | amp(bf16) {args.amp} | "
           f"channels_last {args.channels_last} | eval batch {args.eval_batch_size}")
 
-    def objective(epochs: int) -> SupernetObjective:
-        obj = SupernetObjective(space, data, epochs=epochs, channels=args.channels, batch_size=args.batch_size,
-                                lr=args.lr, seed=args.seed, checkpoint=False, amp=args.amp,
-                                channels_last=args.channels_last, eval_batch_size=args.eval_batch_size)
+    def supernet(epochs: int) -> SupernetTrainer:
+        obj = SupernetTrainer(space, data, epochs=epochs, channels=args.channels, batch_size=args.batch_size,
+                              lr=args.lr, seed=args.seed, amp=args.amp, channels_last=args.channels_last,
+                              eval_batch_size=args.eval_batch_size)
         obj.cuda_graphs = False  # eager, as the plain module it is compared with; --cuda-graphs turns the trials' on
-        obj.attach(None)
+        obj.start()
         return obj
 
-    obj = objective(args.epochs)
+    obj = supernet(args.epochs)
     print(f"supernet parameters: {n_params(obj.net.parameters()):,}")
     plan = plan_trials(space, args)
     deepest = max(plan, key=lambda p: p[1].level)[1]
@@ -454,7 +456,7 @@ def main(argv=None) -> dict:
 
     # -- host synchronisations (CUDA): one untimed trial on a throwaway supernet --------------------------
     if cuda:
-        probe = objective(1)
+        probe = supernet(1)
         arch = plan[0][1]
         probe.train(arch, step=0)  # lazy initialisation outside the count
         sync(dev)
@@ -462,7 +464,7 @@ def main(argv=None) -> dict:
         n_eval = count_syncs(dev, lambda: probe.evaluate(arch))
         print(f"host synchronisations (torch.cuda.set_sync_debug_mode): training 1 epoch {n_train} "
               f"(the objective's once-per-epoch finite check is 1); evaluating {len(data.val_y):,} images "
-              f"{n_eval} (SupernetObjective.evaluate takes int() per eval batch)")
+              f"{n_eval} (SupernetTrainer.evaluate takes int() per eval batch)")
         del probe
 
     # -- the trials ---------------------------------------------------------------------------------------
@@ -514,7 +516,7 @@ def main(argv=None) -> dict:
     # -- against a plain nn.Module of the same 12-layer path ---------------------------------------------
     path = deepest
     if args.compare_reps > 0:
-        cmp_obj = objective(1)
+        cmp_obj = supernet(1)
         plain = PlainNet(path, space.reduction_layers(), data.num_classes, data.in_channels, args.channels)
         fmt = torch.channels_last if args.channels_last else torch.contiguous_format
         plain = plain.to(dev, memory_format=fmt)

@@ -14,7 +14,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SupernetSettings:
-    """:class:`~optuna_epnas.SupernetObjective`'s training defaults (a test checks that they agree)."""
+    """The supernet's training defaults: :class:`~optuna_epnas.SupernetTrainer`'s (its signature reads them),
+    :class:`~optuna_epnas.SupernetObjective`'s and its :class:`~optuna_epnas.CheckpointStore`'s."""
 
     epochs: int = 3
     channels: int = 24
@@ -56,6 +57,28 @@ RANKING_EPOCHS = 10
 
 
 @dataclass(frozen=True)
+class SamplerSettings:
+    """:class:`~optuna_epnas.EPNASSampler`'s defaults and those of its behaviour objects (the selection,
+    its acquisition, the surrogate): the variant that measured best in this package's studies
+    (docs/defaults.md). Written here only; the classes and :class:`SearchSettings` read them."""
+
+    k: int = 25
+    iterations: int = 3
+    temperature: tuple[float, float] = (0.5, 0.1)
+    ensemble: int = 5  # LSTMs fitted per level
+    surrogate_steps: int = 500  # Adam steps per fit
+    score: str = "z"
+    acquisition: str = "ucb"
+    beta: float = 1.0
+    parent_weight: float = 3.0
+    diverse: bool = True
+    max_retries: int = 1
+
+
+SAMPLER = SamplerSettings()
+
+
+@dataclass(frozen=True)
 class SearchSettings:
     """Everything a search is made with but the space, data and seed: sampler and supernet training.
 
@@ -64,21 +87,21 @@ class SearchSettings:
     preset, PNAS, the ablations and the baselines as changes to it.
     """
 
-    k: int = 25
-    iterations: int = 3
-    temperature: tuple[float, float] = (0.5, 0.1)
-    ensemble: int = 5
-    score: str = "z"
-    acquisition: str = "ucb"
-    beta: float = 1.0
+    k: int = SAMPLER.k
+    iterations: int = SAMPLER.iterations
+    temperature: tuple[float, float] = SAMPLER.temperature
+    ensemble: int = SAMPLER.ensemble
+    score: str = SAMPLER.score
+    acquisition: str = SAMPLER.acquisition
+    beta: float = SAMPLER.beta
     rescore: bool = False
     warmup_epochs: int = 1
     epochs: int = SUPERNET.epochs
     channels: int = SUPERNET.channels
     batch_size: int = SUPERNET.batch_size
     lr: float = SUPERNET.lr
-    parent_weight: float = 3.0
-    diverse: bool = True
+    parent_weight: float = SAMPLER.parent_weight
+    diverse: bool = SAMPLER.diverse
     max_params: int | None = None  # size limits, counted in the network the search trains
     max_macs: int | None = None
     objectives: tuple[str, ...] = ("accuracy",)  # ("accuracy", "params"|"macs"|"latency"): two objectives
@@ -99,14 +122,16 @@ _ABSENT_WHEN_OFF = {"parent_weight": 0.0, "diverse": False, "max_params": None, 
                     "objectives": ("accuracy",), "max_latency_ms": None, "n_trials": None, "reuse": False, "estimator": "supernet"}
 
 
-_PAPER = {"temperature": (10.0, 1.0), "ensemble": 1, "score": "raw", "acquisition": "mean", "rescore": False,
-          "warmup_epochs": 0, "parent_weight": 0.0, "diverse": False}
+#: The paper's EPNAS: p ∝ s^(1/τ) over one LSTM's predicted accuracy, τ 10 → 1, K=25, 3 iterations, no
+#: re-scoring, no warm-up (``EPNASSampler.paper()``, ``--sampler epnas-paper``; ``pnas``: its top K).
+PAPER = {"temperature": (10.0, 1.0), "ensemble": 1, "score": "raw", "acquisition": "mean", "rescore": False,
+         "warmup_epochs": 0, "parent_weight": 0.0, "diverse": False}
 #: Named samplers, each a change to the default settings that wins over the command line's (a
 #: variant *is* its mechanisms). Baselines train no warm-up: their trials are uniform path training.
 VARIANTS: dict[str, dict[str, Any]] = {
     "epnas": {},
-    "epnas-paper": _PAPER,  # the paper's EPNAS: p ∝ s^(1/τ) over one LSTM, τ 10 → 1
-    "pnas": _PAPER,  # top-K of one LSTM's predictions (PNAS itself averaged 5: --ensemble is fixed here)
+    "epnas-paper": PAPER,  # the paper's EPNAS: p ∝ s^(1/τ) over one LSTM, τ 10 → 1
+    "pnas": PAPER,  # top-K of one LSTM's predictions (PNAS itself averaged 5: --ensemble is fixed here)
     "tpe": {"warmup_epochs": 0},
     "random": {"warmup_epochs": 0},
     "nsga2": {"warmup_epochs": 0},  # Optuna's NSGA-II: the multi-objective baseline

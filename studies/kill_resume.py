@@ -46,13 +46,13 @@ def inject(point: str, at: set[int], fault: str = "kill") -> list[tuple[object, 
     import optuna.study._optimize
 
     from optuna_epnas import sampler
-    from optuna_epnas.supernet import checkpoint, objective
+    from optuna_epnas.supernet import checkpoint, objective, trainer
     from optuna_epnas.spaces.base import SearchSpace
 
     owner, name = {
         "sample": (SearchSpace, "suggest"),  # the trial asks for its architecture
-        "train": (objective.SupernetObjective, "train"),  # trained, not yet measured, checkpointed or recorded
-        "evaluate": (objective.SupernetObjective, "evaluate"),  # measured, not yet recorded
+        "train": (trainer.SupernetTrainer, "train"),  # trained, not yet measured, checkpointed or recorded
+        "evaluate": (trainer.SupernetTrainer, "evaluate"),  # measured, not yet recorded
         "record": (objective, "set_trial_attr"),  # its training position recorded in the study
         "save": (checkpoint.CheckpointFile, "write"),  # checkpointed with its value, not yet told (warm-up: write 1)
         "replace": (checkpoint.os, "replace"),  # mid full write: the new file written, not yet in place

@@ -33,6 +33,7 @@ from optuna_epnas import MacroSpace, load_dataset
 from optuna_epnas.analysis.retest import train_standalone
 from optuna_epnas.costs.cost import NetworkSize, child_sizes, total_cost
 from optuna_epnas.sampler.pareto import front_ranks, full_depth_front, hypervolume
+from optuna_epnas.cli.progress import dashboard_recorder
 from optuna_epnas.search import finished_trials, open_search
 from optuna_epnas.settings import resolve_settings
 from optuna_epnas.storage.storages import open_storage
@@ -98,7 +99,7 @@ def main() -> int:
                                  cost_budget=budget)
             if not search.is_done():
                 print(f"run {name}: searching" + (f" until {budget:.3g} MACs" if budget else ""), flush=True)
-                search.run()
+                search.run(recorder=dashboard_recorder(search.budget))
             if sampler == "epnas":
                 budget = total_cost(search.study)
             front = full_depth_front(search.study, space.max_level)

@@ -28,6 +28,7 @@ start from: the settings a default is about to get, measured before the code has
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -38,21 +39,23 @@ import numpy as np
 import optuna
 
 from optuna_epnas import EPNASSampler, MacroSpace
+from optuna_epnas.sampler.presets import sampler_options
+from optuna_epnas.settings import resolve_settings
 from optuna_epnas.testing.synthetic import KINDS, SyntheticScore, run_at_equal_compute, run_search
 
 BASE_SAMPLERS = ("epnas", "epnas-paper", "pnas", "tpe", "random")
-VARIANT_KEYS = {"temperature": "temperature", "score": "score", "acquisition": "acquisition", "beta": "beta",
-                "ensemble": "surrogate_ensemble", "selection": "selection",
-                "parent_weight": "parent_weight", "diverse": "diverse", "reuse": "reuse"}
+#: What a variant may change: SearchSettings' names (selection: "epnas" or "pnas").
+VARIANT_KEYS = ("temperature", "score", "acquisition", "beta", "ensemble", "selection", "parent_weight", "diverse",
+                "reuse")
 
 
 def parse_variant(text: str) -> dict[str, Any]:
-    """``"temperature=0.5,0.1 acquisition=mean"`` -> EPNASSampler keyword overrides."""
+    """``"temperature=0.5,0.1 acquisition=mean"`` -> changes to the default settings."""
     overrides: dict[str, Any] = {}
     for item in text.replace(";", " ").split():
         key, sep, value = item.partition("=")
         if not sep or key not in VARIANT_KEYS:
-            raise argparse.ArgumentTypeError(f"variant items are key=value with key in {sorted(VARIANT_KEYS)}, got {item!r}")
+            raise argparse.ArgumentTypeError(f"variant items are key=value with key in {list(VARIANT_KEYS)}, got {item!r}")
         if key == "temperature":
             overrides["temperature"] = tuple(float(v) for v in value.split(","))
         elif key in ("beta", "parent_weight"):
@@ -60,9 +63,9 @@ def parse_variant(text: str) -> dict[str, Any]:
         elif key in ("diverse", "reuse"):
             overrides[key] = value.lower() in ("1", "true", "yes", "on")
         elif key == "ensemble":
-            overrides["surrogate_ensemble"] = int(value)
+            overrides["ensemble"] = int(value)
         else:
-            overrides[VARIANT_KEYS[key]] = value
+            overrides[key] = value
     if not overrides:
         raise argparse.ArgumentTypeError("an empty variant")
     return overrides
@@ -73,7 +76,7 @@ def variant_name(overrides: dict[str, Any]) -> str:
     for key, value in overrides.items():
         if key == "temperature":
             parts.append("τ " + "→".join(f"{v:g}" for v in value))
-        elif key == "surrogate_ensemble":
+        elif key == "ensemble":
             parts.append(f"ens {value}")
         elif key == "beta":
             parts.append(f"β {value:g}")
@@ -86,6 +89,17 @@ def variant_name(overrides: dict[str, Any]) -> str:
         else:
             parts.append(str(value))
     return "epnas " + ", ".join(parts)
+
+
+def make_epnas(space: MacroSpace, seed: int | None, k: int, iterations: int, steps: int, pnas: bool = False,
+               paper: bool = False, **overrides: Any) -> EPNASSampler:
+    """EPNASSampler with the defaults (or the paper's settings) changed by ``overrides`` (settings' names),
+    K, iterations and the surrogate's Adam steps."""
+    settings = resolve_settings("epnas-paper" if paper else "epnas", {"k": k, "iterations": iterations})
+    pnas = pnas or overrides.pop("selection", "epnas") == "pnas"
+    options = sampler_options(dataclasses.replace(settings, **overrides), pnas=pnas)
+    options["surrogate"] = dataclasses.replace(options["surrogate"], steps=steps)
+    return EPNASSampler(space, seed=seed, **options)
 
 
 def fmt_diff(diffs: np.ndarray) -> str:
@@ -113,29 +127,30 @@ def main() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     space = MacroSpace(args.layers)
-    common = dict(k=args.k, iterations=args.iterations, surrogate_steps=args.surrogate_steps, **args.defaults)
+    common = dict(k=args.k, iterations=args.iterations, steps=args.surrogate_steps, **args.defaults)
     samplers: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
-        "epnas": lambda s: EPNASSampler(space, seed=s, **common),
-        "epnas-paper": lambda s: EPNASSampler.paper(space, seed=s, k=args.k, iterations=args.iterations,
-                                                     surrogate_steps=args.surrogate_steps),
-        "pnas": lambda s: EPNASSampler(space, seed=s, selection="pnas", **common),
+        "epnas": lambda s: make_epnas(space, s, **common),
+        "epnas-paper": lambda s: make_epnas(space, s, args.k, args.iterations, args.surrogate_steps, paper=True),
+        "pnas": lambda s: make_epnas(space, s, **common, pnas=True),
         "tpe": lambda s: optuna.samplers.TPESampler(seed=s),
         "random": lambda s: optuna.samplers.RandomSampler(seed=s),
     }
     samplers = {name: make for name, make in samplers.items() if name == "epnas" or name in args.samplers}
     for overrides in args.variant:
-        samplers[variant_name(overrides)] = lambda s, o=overrides: EPNASSampler(space, seed=s, **{**common, **o})
-    default = EPNASSampler(space, **common)
+        samplers[variant_name(overrides)] = lambda s, o=overrides: make_epnas(space, s, **{**common, **o})
+    default = make_epnas(space, None, **common)
     seeds = list(range(args.seeds))
 
     print(f"`python studies/synthetic_samplers.py {shlex.join(sys.argv[1:])}`\n")
     if args.defaults:
         print(f"Defaults overridden for epnas, pnas and the variants: {variant_name(args.defaults)[6:]}\n")
+    selection = default.selection
     print(f"MacroSpace({args.layers}), K={args.k}, {args.iterations} iterations ({default.n_trials} trials per "
           f"schedule), surrogate steps {args.surrogate_steps}, seeds {seeds[0]}..{seeds[-1]}. Default EPNAS: "
-          f"τ {default.temperature(0):g}→{default.temperature(args.iterations - 1):g}, score {default.score}, "
-          f"acquisition {default.acquisition}, β {default.beta:g}, ensemble {default.surrogate_ensemble}, "
-          f"parent weight {default.parent_weight:g}, diverse draw {'on' if default.diverse else 'off'}. "
+          f"τ {default.temperature(0):g}→{default.temperature(args.iterations - 1):g}, score {selection.score}, "
+          f"acquisition {selection.acquisition.name}, β {selection.acquisition.beta:g}, "
+          f"ensemble {default.surrogate.members}, parent weight {selection.parent_weight:g}, "
+          f"diverse draw {'on' if selection.diverse else 'off'}. "
           "Budget per seed: the default EPNAS's full schedule; compute = MACs used / budget.\n", flush=True)
     everything: dict[str, Any] = {"command": sys.argv, "kinds": {}}
     for kind in args.kinds:

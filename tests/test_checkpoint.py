@@ -13,6 +13,7 @@ import torch
 from optuna.trial import TrialState
 
 from optuna_epnas.supernet import checkpoint as ckpt
+from optuna_epnas.supernet.store import CheckpointStore
 from optuna_epnas.storage._storage import set_study_attr, storage_of, study_attrs
 from optuna_epnas.storage.owner import _start_of, is_gone, process_mark
 from optuna_epnas.storage.storages import open_storage, public_url, storage_file
@@ -53,7 +54,7 @@ def test_a_journal_storage_resumes_its_supernet(data, tmp_path):
     second = objective(data)
     second.attach(optuna.load_study(storage=journal(), study_name="s"))
     assert second.trained == [0, 1] and second.checkpoint_path == tmp_path / "j.log.s.supernet.pt"
-    for p, q in zip(first.net.state_dict().values(), second.net.state_dict().values()):
+    for p, q in zip(first.trainer.net.state_dict().values(), second.trainer.net.state_dict().values()):
         assert torch.equal(p, q)
 
 
@@ -101,7 +102,7 @@ def test_an_older_checkpoint_of_the_study_is_brought_forward_by_replaying_what_i
     resumed.attach(optuna.load_study(storage=url, study_name="a"))
     assert resumed.trained == [0, 1, 2] and "replaying the training of 2 trial(s)" in caplog.text
     assert "measures" not in caplog.text  # each replayed trial measured again what it recorded
-    for p, q in zip(later.net.state_dict().values(), resumed.net.state_dict().values()):
+    for p, q in zip(later.trainer.net.state_dict().values(), resumed.trainer.net.state_dict().values()):
         assert torch.equal(p, q)  # the same weights, bit for bit (CPU)
     assert ckpt.read(ckpt.default_path(url, "a"), data.device)["trained"] == [0, 1, 2]  # and checkpointed
 
@@ -122,7 +123,7 @@ def test_a_second_live_process_is_refused_and_a_dead_one_is_taken_over(data, tmp
     set_study_attr(study, ckpt.HOLDER_ATTR, other_host)
     with pytest.raises(RuntimeError, match="--takeover"):
         objective(data).attach(study)
-    objective(data, takeover=True).attach(study)
+    objective(data, checkpoint=CheckpointStore(takeover=True)).attach(study)
     assert study_attrs(study)[ckpt.HOLDER_ATTR] == process_mark()
 
 
@@ -131,14 +132,14 @@ def test_a_nan_loss_fails_the_trial_and_restores_the_supernet(data, tmp_path):
     study = optuna.create_study(storage=url, study_name="a", direction="maximize")
     obj = objective(data)
     run(study, obj, ARCHS[:1])
-    before = {k: v.clone() for k, v in obj.net.state_dict().items()}
-    obj.lr = 1e30  # diverges at once
-    obj.optimizer.param_groups[0]["lr"] = 1e30
+    before = {k: v.clone() for k, v in obj.trainer.net.state_dict().items()}
+    obj.trainer.lr = 1e30  # diverges at once
+    obj.trainer.optimizer.param_groups[0]["lr"] = 1e30
     study.enqueue_trial(SPACE.to_params(SPACE.parse(ARCHS[0])))
     study.optimize(obj, n_trials=1, catch=(FloatingPointError,))
     last = study.trials[-1]
     assert last.state == TrialState.FAIL
-    assert all(torch.equal(before[k], v) for k, v in obj.net.state_dict().items())
+    assert all(torch.equal(before[k], v) for k, v in obj.trainer.net.state_dict().items())
     assert obj.trained == [0]
 
 
@@ -178,7 +179,7 @@ def test_a_journal_file_from_the_command_line_searches_resumes_and_trains(tmp_pa
 
 # -- the checkpoint as a log of changes (issue 26: the micro supernet's 200 MiB were written every minute) ----
 def _state_of(obj):
-    return {"model": obj.net.state_dict(), "optimizer": obj.optimizer.state_dict()}
+    return {"model": obj.trainer.net.state_dict(), "optimizer": obj.trainer.optimizer.state_dict()}
 
 
 def _same_tensors(a, b):
@@ -210,7 +211,7 @@ def test_checkpoints_after_the_first_append_only_what_a_trial_changed_and_read_b
 
     url = f"sqlite:///{tmp_path}/a.db"
     study = optuna.create_study(storage=url, study_name="a", direction="maximize")
-    obj = objective(data, checkpoint_every=0)
+    obj = objective(data, checkpoint=CheckpointStore(every=0))
     run(study, obj, ARCHS[:1])
     path = obj.checkpoint_path
     full = path.stat().st_size
@@ -255,7 +256,7 @@ def test_the_log_is_rewritten_whole_once_its_changes_outgrow_it_and_when_someone
 def test_a_write_cut_off_mid_append_resumes_from_the_checkpoint_before_it(data, tmp_path, caplog):
     url = f"sqlite:///{tmp_path}/a.db"
     study = optuna.create_study(storage=url, study_name="a", direction="maximize")
-    obj = objective(data, checkpoint_every=0)
+    obj = objective(data, checkpoint=CheckpointStore(every=0))
     run(study, obj, ARCHS[:2])
     path = obj.checkpoint_path
     before_last = ckpt.read(path, data.device)
@@ -265,7 +266,7 @@ def test_a_write_cut_off_mid_append_resumes_from_the_checkpoint_before_it(data, 
     os.truncate(path, size - 100)  # as a kill during the last append leaves it
     with pytest.warns(UserWarning, match="was cut off"):
         assert _same_tensors(ckpt.read(path, data.device), before_last)
-    resumed = objective(data, checkpoint_every=0)
+    resumed = objective(data, checkpoint=CheckpointStore(every=0))
     with pytest.warns(UserWarning, match="was cut off"):
         resumed.attach(optuna.load_study(storage=url, study_name="a"))
     assert "replaying the training of 1 trial(s)" in caplog.text  # trial 2, trained again

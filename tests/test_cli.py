@@ -189,29 +189,7 @@ def test_a_worker_lost_on_another_machine_is_taken_over_with_the_heartbeat(tmp_p
     assert _stages(url) == reference
 
 
-# -- settings in one place, lazy imports, the analysis extra ------------------------------------------
-def _defaults(function) -> dict:
-    import inspect
-
-    return {name: p.default for name, p in inspect.signature(function).parameters.items()
-            if p.default is not inspect.Parameter.empty}
-
-
-def test_the_settings_defaults_are_the_library_defaults():
-    import dataclasses
-
-    from optuna_epnas.supernet.objective import SupernetObjective
-    from optuna_epnas.settings import FINAL, SUPERNET, SearchSettings
-    from optuna_epnas.standalone.train import train_final
-
-    objective = _defaults(SupernetObjective.__init__)
-    assert {k: objective[k] for k in dataclasses.asdict(SUPERNET)} == dataclasses.asdict(SUPERNET)
-    final = _defaults(train_final)
-    assert {k: final[k] for k in FINAL.schedule()} == FINAL.schedule()
-    search = SearchSettings()  # the search trains the supernet as the objective does, but for its warm-up
-    assert all(getattr(search, k) == getattr(SUPERNET, k) for k in ("epochs", "channels", "batch_size", "lr"))
-
-
+# -- lazy imports, the analysis extra ------------------------------------------------------------------
 def test_the_command_line_imports_no_analysis_library():
     heavy = ("scipy", "matplotlib", "optuna_dashboard", "graphviz")
     code = f"import sys, optuna_epnas.cli; print([m for m in {heavy!r} if m in sys.modules])"
@@ -221,11 +199,11 @@ def test_the_command_line_imports_no_analysis_library():
 
 
 def test_without_optuna_dashboard_a_search_says_once_that_its_notes_are_off(monkeypatch, capsys):
-    from optuna_epnas import search
+    from optuna_epnas.cli import progress
 
     monkeypatch.setitem(sys.modules, "optuna_dashboard", None)  # as if not installed
     monkeypatch.delitem(sys.modules, "optuna_epnas.analysis.dashboard", raising=False)
-    monkeypatch.setattr(search, "_notes_off_said", False)
-    assert search._recorder(10) is None and search._recorder(10) is None
+    monkeypatch.setattr(progress, "_notes_off_said", False)
+    assert progress.dashboard_recorder(10) is None and progress.dashboard_recorder(10) is None
     out = capsys.readouterr().out
     assert out.count("notes are off") == 1 and "optuna_dashboard is not installed" in out and "[analysis]" in out

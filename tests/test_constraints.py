@@ -9,7 +9,7 @@ import numpy as np
 import optuna
 import pytest
 
-from optuna_epnas import EPNASSampler, MacroSpace, MicroSpace
+from optuna_epnas import CostModel, EPNASSampler, Limits, LSTMSurrogate, MacroSpace, MicroSpace
 from optuna_epnas.cli import main
 from optuna_epnas.costs.cost import NetworkSize, _count, child_sizes
 from optuna_epnas.sampler import CONFIG_ATTR, plan_attr
@@ -57,8 +57,12 @@ def sized_objective(space, size=SIZE):
     return objective
 
 
+def limited(**limits):
+    return CostModel(network=SIZE, limits=Limits(**limits))
+
+
 def run(space, n_trials=None, **kwargs):
-    sampler = EPNASSampler(space, k=3, iterations=2, seed=0, surrogate_steps=20, surrogate_ensemble=2, **kwargs)
+    sampler = EPNASSampler(space, k=3, iterations=2, seed=0, surrogate=LSTMSurrogate(members=2, steps=20), **kwargs)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(sized_objective(space), n_trials=n_trials or sampler.n_trials)
     return study
@@ -68,7 +72,7 @@ def test_a_search_under_max_params_never_measures_a_network_over_it():
     space, limit = MacroSpace(4), 900
     free = run(space)
     assert max(t.user_attrs["counted_params"] for t in free.trials) > limit  # the limit binds
-    study = run(space, max_params=limit, network=SIZE)
+    study = run(space, costs=limited(max_params=limit))
     counted = [t.user_attrs["counted_params"] for t in study.trials]
     assert len(counted) == len(free.trials) and max(counted) <= limit
     attrs = study._storage.get_study_system_attrs(study._study_id)
@@ -80,7 +84,7 @@ def test_a_search_under_max_params_never_measures_a_network_over_it():
 
 def test_max_macs_limits_multiply_adds():
     space, limit = MacroSpace(3), 20_000
-    study = run(space, max_macs=limit, network=SIZE)
+    study = run(space, costs=limited(max_macs=limit))
     assert max(SIZE.count(space, space.parse(t.user_attrs["arch"]))[1] for t in study.trials) <= limit
 
 
@@ -93,7 +97,7 @@ def test_an_infeasible_trial_is_not_grown():
         trial.set_constraint("first_not_conv5x5", 1.0 if infeasible else -1.0)
         return 0.99 if infeasible else 0.5 + 0.01 * len(arch.ops)  # the infeasible looks best
 
-    sampler = EPNASSampler(space, k=3, iterations=1, seed=0, surrogate_steps=20, surrogate_ensemble=2)
+    sampler = EPNASSampler(space, k=3, iterations=1, seed=0, surrogate=LSTMSurrogate(members=2, steps=20))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=sampler.n_trials)
     grown = [space.parse(t.user_attrs["arch"]) for t in study.trials if t.user_attrs["level"] > 1]
@@ -103,13 +107,15 @@ def test_an_infeasible_trial_is_not_grown():
 
 
 def test_bad_limits_are_refused_in_one_line():
-    with pytest.raises(ValueError, match="network=objective.network_size"):
-        EPNASSampler(MacroSpace(3), max_params=1000)
+    with pytest.raises(ValueError, match="costs=objective.costs"):
+        EPNASSampler(MacroSpace(3), costs=CostModel(limits=Limits(max_params=1000)))
     with pytest.raises(ValueError, match="positive integer"):
-        EPNASSampler(MacroSpace(3), max_params=0, network=SIZE)
+        limited(max_params=0)
     with pytest.raises(ValueError, match="macro space only"):
-        EPNASSampler(MicroSpace(2), max_params=1000, network=SIZE)
-    sampler = EPNASSampler(MacroSpace(3), k=2, iterations=1, max_params=50, network=SIZE)
+        EPNASSampler(MicroSpace(2), costs=limited(max_params=1000))
+    with pytest.raises(TypeError, match="costs must be a CostModel"):
+        EPNASSampler(MacroSpace(3), costs=Limits(max_params=1000))
+    sampler = EPNASSampler(MacroSpace(3), k=2, iterations=1, costs=limited(max_params=50))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     with pytest.raises(ValueError, match="no architecture fits max_params=50: the smallest has 398 parameters"):
         study.optimize(sized_objective(MacroSpace(3)), n_trials=1)
@@ -118,10 +124,10 @@ def test_bad_limits_are_refused_in_one_line():
 def test_a_study_resumed_with_another_limit_is_refused():
     space = MacroSpace(3)
     storage = optuna.storages.InMemoryStorage()
-    first = EPNASSampler(space, k=2, iterations=1, seed=0, surrogate_steps=5, max_params=900, network=SIZE)
+    first = EPNASSampler(space, k=2, iterations=1, seed=0, surrogate=LSTMSurrogate(steps=5), costs=limited(max_params=900))
     optuna.create_study(storage=storage, study_name="s", direction="maximize", sampler=first).optimize(
         sized_objective(space), n_trials=2)
-    other = EPNASSampler(space, k=2, iterations=1, seed=0, surrogate_steps=5, max_params=800, network=SIZE)
+    other = EPNASSampler(space, k=2, iterations=1, seed=0, surrogate=LSTMSurrogate(steps=5), costs=limited(max_params=800))
     study = optuna.load_study(storage=storage, study_name="s", sampler=other)
     with pytest.raises(ValueError, match="limits"):
         study.optimize(sized_objective(space), n_trials=1)

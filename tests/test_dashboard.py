@@ -10,13 +10,13 @@ import subprocess
 import threading
 import time
 import urllib.request
+import wsgiref.util
 from pathlib import Path
 
 import optuna
 import optuna_dashboard
 import pytest
 from optuna.trial import TrialState, create_trial
-from optuna_dashboard.artifact._backend import list_trial_artifacts
 
 from optuna_epnas.analysis import dashboard, dashboard_server
 from optuna_epnas.analysis.dashboard import DashboardRecorder, artifact_dir_for, get_trial_note, record_study
@@ -102,9 +102,15 @@ def test_the_study_note_shows_the_best_full_size_architecture_settings_and_progr
 
 # -- what the recorder writes -----------------------------------------------------------------------
 def _drawings(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> list[dict]:
-    """The trial's artifacts as optuna-dashboard lists them."""
-    attrs = study._storage.get_study_system_attrs(study._study_id)
-    return list_trial_artifacts(attrs, study._storage.get_trial_system_attrs(trial._trial_id), trial)
+    """The trial's artifacts as optuna-dashboard lists them (its web API, as its page reads a study)."""
+    environ: dict = {}
+    wsgiref.util.setup_testing_defaults(environ)
+    environ.update(PATH_INFO=f"/api/studies/{study._study_id}", QUERY_STRING="after=0")
+    status = []
+    body = b"".join(optuna_dashboard.wsgi(study._storage)(environ, lambda s, headers, exc_info=None: status.append(s)))
+    assert status[0].startswith("200"), (status, body[:500])
+    (found,) = [t for t in json.loads(body)["trials"] if t["trial_id"] == trial._trial_id]
+    return found["artifacts"]
 
 
 @needs_dot
@@ -150,6 +156,22 @@ def test_a_trial_costs_the_recorder_no_read_of_the_growing_study_attrs(tmp_path,
     assert "### Trial 29: `max3x3`" in note
     assert optuna_dashboard.get_note(study).startswith("## Architecture search")
     recorder.write_study_note(study, final=True)  # a rewrite keeps the version count right
+    assert study._storage.get_study_system_attrs(study._study_id)["dashboard:note_ver"] == 2
+
+
+def test_notes_go_through_save_note_where_its_note_layout_is_not_recognised(tmp_path, monkeypatch):
+    assert dashboard._note_layout() is not None  # learned from this optuna-dashboard's save_note: the cache is on
+    monkeypatch.setattr(dashboard, "_LAYOUT", None)  # as after a layout it does not recognise
+    writes, save_note = [], optuna_dashboard.save_note
+    monkeypatch.setattr(optuna_dashboard, "save_note", lambda target, body: writes.append(1) or save_note(target, body))
+    study = _study(f"sqlite:///{tmp_path}/f.db")
+    recorder = DashboardRecorder(artifact_dir=False, study_note_seconds=3600)
+    for i in range(3):
+        recorder(study, _add(study, 0.1, {**_level(1), "arch": ["conv3x3", "sep3x3", "max3x3"][i]}))
+    recorder.write_study_note(study, final=True)
+    assert len(writes) == 5  # 3 trial notes and the study note twice, each by optuna-dashboard itself
+    assert "### Trial 2: `max3x3`" in get_trial_note(study, study.get_trials(deepcopy=False)[-1])
+    assert optuna_dashboard.get_note(study).startswith("## Architecture search")
     assert study._storage.get_study_system_attrs(study._study_id)["dashboard:note_ver"] == 2
 
 

@@ -461,7 +461,7 @@ def test_from_pixels_normalises_with_train_statistics():
 def test_objective_trains_uint8_train_split_identically(digits):
     """SupernetObjective as it stands reads ``val_x`` as float: uint8=("train",) must give the very
     same training and accuracy as float32 storage."""
-    from optuna_epnas import MacroSpace, SupernetObjective
+    from optuna_epnas import MacroSpace, SupernetObjective, SupernetTrainer
 
     space = MacroSpace(num_layers=2)
     small = load_dataset("digits", device="cpu", uint8=("train",), max_train=300)
@@ -469,8 +469,8 @@ def test_objective_trains_uint8_train_split_identically(digits):
     arch = space.child(space.child(space.root(), 3), 7)
     results = []
     for d in (full, small):
-        obj = SupernetObjective(space, d, epochs=1, channels=4, checkpoint=False)
-        obj.train(arch, step=0)
-        results.append((obj.evaluate(arch), obj.net.state_dict()))
+        obj = SupernetObjective(SupernetTrainer(space, d, epochs=1, channels=4), checkpoint=False)
+        obj.trainer.train(arch, step=0)
+        results.append((obj.trainer.evaluate(arch), obj.trainer.net.state_dict()))
     assert results[0][0] == results[1][0]
     assert all(torch.equal(results[0][1][k], results[1][1][k]) for k in results[0][1])

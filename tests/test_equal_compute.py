@@ -10,7 +10,8 @@ import optuna
 import pytest
 from scipy import stats
 
-from optuna_epnas import EPNASSampler, MacroSpace, SupernetObjective, load_dataset
+from optuna_epnas import (UCB, EPNASSampler, LSTMSurrogate, MacroSpace, Mean, Softmax, SupernetObjective,
+                          SupernetTrainer, TopK, load_dataset)
 from optuna_epnas.storage._storage import storage_of, study_attrs
 from optuna_epnas.analysis.report import paired_difference
 from optuna_epnas.costs.cost import COST_ATTR, TRAIN_FACTOR, WARMUP_ATTR, cumulative_cost, forward_macs, total_cost, trial_costs
@@ -42,7 +43,7 @@ def test_forward_macs_grow_with_depth_and_width_and_match_the_stand_alone_count(
 
 
 def test_a_trial_records_its_training_and_evaluation_cost(data):
-    obj = SupernetObjective(SPACE, data, epochs=2, channels=6, batch_size=64)
+    obj = SupernetObjective(SupernetTrainer(SPACE, data, epochs=2, channels=6, batch_size=64))
     study = optuna.create_study(direction="maximize")
     key = "conv3x3 | sep3x3[0] | max3x3[1]"
     study.enqueue_trial(SPACE.to_params(SPACE.parse(key)))
@@ -56,11 +57,12 @@ def test_a_trial_records_its_training_and_evaluation_cost(data):
 def test_warm_up_trains_the_supernet_before_the_first_trial_and_is_counted_and_checkpointed(data, tmp_path):
     url = f"sqlite:///{tmp_path}/w.db"
     study = optuna.create_study(storage=url, study_name="w", direction="maximize")
-    obj = SupernetObjective(SPACE, data, epochs=1, channels=6, batch_size=64, warmup_epochs=1)
-    cold = SupernetObjective(SPACE, data, epochs=1, channels=6, batch_size=64)
+    obj = SupernetObjective(SupernetTrainer(SPACE, data, epochs=1, channels=6, batch_size=64, warmup_epochs=1))
+    cold = SupernetObjective(SupernetTrainer(SPACE, data, epochs=1, channels=6, batch_size=64))
     cold.attach(None)
     obj.attach(study)
-    changed = [not np.allclose(a.detach(), b.detach()) for a, b in zip(obj.net.parameters(), cold.net.parameters())]
+    changed = [not np.allclose(a.detach(), b.detach())
+               for a, b in zip(obj.trainer.net.parameters(), cold.trainer.net.parameters())]
     assert sum(changed) > len(changed) // 2  # most of the supernet's tensors moved: paths of every op
     warm = study_attrs(study)[WARMUP_ATTR]
     assert warm["epochs"] == 1 and warm["cost_macs"] > 0
@@ -69,10 +71,10 @@ def test_warm_up_trains_the_supernet_before_the_first_trial_and_is_counted_and_c
     costs = trial_costs(study)
     assert costs[-1] == warm["cost_macs"] and cumulative_cost(study, study.trials) == [sum(costs.values())]
     # a new process resumes the warmed-up checkpoint and does not warm up again
-    again = SupernetObjective(SPACE, data, epochs=1, channels=6, batch_size=64, warmup_epochs=1)
+    again = SupernetObjective(SupernetTrainer(SPACE, data, epochs=1, channels=6, batch_size=64, warmup_epochs=1))
     again.attach(optuna.load_study(storage=url, study_name="w"))
-    assert again.warmed_up and again.trained == obj.trained
-    for a, b in zip(again.net.parameters(), obj.net.parameters()):
+    assert again.trainer.warmed_up and again.trained == obj.trained
+    for a, b in zip(again.trainer.net.parameters(), obj.trainer.net.parameters()):
         assert torch_equal(a, b)
 
 
@@ -87,7 +89,7 @@ def test_a_rescoring_sampler_fits_on_the_rescored_values_stores_them_and_charges
         calls.append(list(keys))
         return [0.5 + 0.01 * i for i in range(len(keys))], 1000.0 * len(keys)
 
-    sampler = EPNASSampler(SPACE, k=2, iterations=1, seed=0, surrogate_steps=20, rescore=rescore)
+    sampler = EPNASSampler(SPACE, k=2, iterations=1, seed=0, surrogate=LSTMSurrogate(steps=20, rescore=rescore))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(lambda t: (SPACE.suggest(t), 0.3)[1], n_trials=sampler.n_trials)
     assert len(calls) == SPACE.max_level - 1  # before each level's fit, on everything measured before it
@@ -109,8 +111,8 @@ def test_a_rescoring_sampler_fits_on_the_rescored_values_stores_them_and_charges
 
 
 def test_rescore_returning_something_else_than_accuracies_is_a_clear_error():
-    sampler = EPNASSampler(SPACE, k=2, iterations=1, seed=0, surrogate_steps=5,
-                           rescore=lambda study, keys: ([50.0] * len(keys), 0.0))
+    sampler = EPNASSampler(SPACE, k=2, iterations=1, seed=0,
+                           surrogate=LSTMSurrogate(steps=5, rescore=lambda study, keys: ([50.0] * len(keys), 0.0)))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     with pytest.raises(ValueError, match="rescore must return one accuracy in"):
         study.optimize(lambda t: (SPACE.suggest(t), 0.3)[1], n_trials=sampler.n_trials)
@@ -119,14 +121,14 @@ def test_rescore_returning_something_else_than_accuracies_is_a_clear_error():
 def test_z_scored_weights_do_not_depend_on_the_scale_of_the_scores_and_raw_ones_do():
     rng = np.random.default_rng(0)
     each = rng.uniform(0.6, 0.7, size=(5, 200))
-    for acquisition in ("mean", "ucb"):
+    for acquisition in (Mean(), UCB()):
         z = log_weights(each, acquisition, "z")
         np.testing.assert_allclose(log_weights(0.1 + 0.5 * each, acquisition, "z"), z, atol=1e-9)
         assert abs(z.mean()) < 1e-9 and z.std() == pytest.approx(1.0)
-    raw = log_weights(each, "mean", "raw")
+    raw = log_weights(each, Mean(), "raw")
     np.testing.assert_allclose(raw, np.log(each.mean(axis=0)))
-    assert not np.allclose(np.ptp(log_weights(0.5 * each, "mean", "raw")), np.ptp(raw) * 2)
-    ucb = log_weights(each, "ucb", "raw", beta=2.0)
+    assert not np.allclose(np.ptp(log_weights(0.5 * each, Mean(), "raw")), np.ptp(raw) * 2)
+    ucb = log_weights(each, UCB(beta=2.0), "raw")
     np.testing.assert_allclose(ucb, np.log(each.mean(axis=0) + 2.0 * each.std(axis=0)))
 
 
@@ -134,8 +136,8 @@ def test_z_scores_make_the_draw_sharp_where_the_papers_form_is_near_uniform():
     # 500 candidates whose predicted accuracies are a few points apart, as the measurements found
     scores = np.linspace(0.60, 0.64, 500)[None, :]
     top = slice(450, 500)  # the best 10%
-    p_raw = select(log_weights(scores, "mean", "raw"), 1, "epnas", 1.0, np.random.default_rng(0))[1]
-    p_z = select(log_weights(scores, "mean", "z"), 1, "epnas", 0.25, np.random.default_rng(0))[1]
+    p_raw = select(log_weights(scores, Mean(), "raw"), 1, "epnas", 1.0, np.random.default_rng(0))[1]
+    p_z = select(log_weights(scores, Mean(), "z"), 1, "epnas", 0.25, np.random.default_rng(0))[1]
     assert p_raw[top].sum() < 0.11  # τ=1 on raw scores: the best 10% get hardly more than 10%
     assert p_z[top].sum() > 0.5
 
@@ -149,23 +151,29 @@ def test_expected_improvement_is_the_normal_formula_and_zero_without_hope():
 
 
 def test_ucb_and_ei_need_an_ensemble_and_bad_settings_are_refused():
-    with pytest.raises(ValueError, match="surrogate_ensemble >= 2"):
-        EPNASSampler(SPACE, acquisition="ucb", surrogate_ensemble=1)
+    with pytest.raises(ValueError, match="members >= 2"):
+        EPNASSampler(SPACE, selection=Softmax(acquisition=UCB()), surrogate=LSTMSurrogate(members=1))
     with pytest.raises(ValueError, match="score must be one of"):
-        EPNASSampler(SPACE, score="rank")
+        Softmax(score="rank")
     with pytest.raises(ValueError, match="beta"):
-        EPNASSampler(SPACE, beta=float("nan"))
+        UCB(beta=float("nan"))
     with pytest.raises(TypeError, match="rescore must be a callable"):
-        EPNASSampler(SPACE, rescore=True)
+        LSTMSurrogate(rescore=True)
+    with pytest.raises(TypeError, match="acquisition must be an Acquisition"):
+        TopK(acquisition="ucb")
+    with pytest.raises(TypeError, match="selection must be a Selection"):
+        EPNASSampler(SPACE, selection="pnas")
 
 
 def test_the_paper_preset_is_the_papers_settings_and_a_study_refuses_a_switch():
-    paper = EPNASSampler.paper(SPACE, k=2, iterations=2, seed=0, surrogate_steps=5)
-    assert (paper.k, paper.score, paper.acquisition, paper.surrogate_ensemble, paper.rescore) == (2, "raw", "mean", 1, None)
+    paper = EPNASSampler.paper(SPACE, k=2, iterations=2, seed=0)
+    assert (paper.k, paper.selection.score, paper.selection.acquisition, paper.surrogate.members,
+            paper.surrogate.rescore) == (2, "raw", Mean(), 1, None)
+    paper = EPNASSampler.paper(SPACE, k=2, iterations=2, seed=0, surrogate=LSTMSurrogate(members=1, steps=5))
     assert [paper.temperature(i) for i in range(2)] == [10.0, 1.0]
     study = optuna.create_study(direction="maximize", sampler=paper)
     study.optimize(lambda t: (SPACE.suggest(t), 0.3)[1], n_trials=3)
-    study.sampler = EPNASSampler(SPACE, k=2, iterations=2, seed=0, surrogate_steps=5)
+    study.sampler = EPNASSampler(SPACE, k=2, iterations=2, seed=0, surrogate=LSTMSurrogate(steps=5))
     with pytest.raises(ValueError, match="score"):
         study.optimize(lambda t: (SPACE.suggest(t), 0.3)[1], n_trials=1)
 
@@ -208,14 +216,15 @@ def test_a_heavy_parent_weight_draws_the_children_of_the_best_measured_parent():
 
     chosen = {}
     for weight in (0.0, 50.0):
-        sampler = EPNASSampler(space, k=6, iterations=1, seed=3, surrogate_steps=5, parent_weight=weight)
+        sampler = EPNASSampler(space, k=6, iterations=1, seed=3, surrogate=LSTMSurrogate(steps=5),
+                               selection=Softmax(parent_weight=weight))
         study = optuna.create_study(direction="maximize", sampler=sampler)
         study.optimize(objective, n_trials=sampler.n_trials)
         chosen[weight] = [t.user_attrs["arch"].split(" | ")[0] for t in study.trials if t.user_attrs["level"] == 2]
     assert chosen[50.0] == ["sep5x5"] * 6
     assert set(chosen[0.0]) != {"sep5x5"}  # 5 surrogate steps learn nothing: the draw is spread over parents
     with pytest.raises(ValueError, match="parent_weight"):
-        EPNASSampler(space, parent_weight=-1.0)
+        Softmax(parent_weight=-1.0)
 
 
 def test_the_diverse_draw_takes_groups_by_their_summed_probability_and_one_member_each():
@@ -246,7 +255,8 @@ def test_a_diverse_sampler_grows_each_parent_with_distinct_ops_and_a_study_remem
         return 0.9 if arch.ops[0] == "sep5x5" else 0.1
 
     # parent weight 50: every child extends sep5x5, so the draw is inside one parent's 6 ops x skips
-    sampler = EPNASSampler(space, k=6, iterations=1, seed=0, surrogate_steps=5, parent_weight=50.0, diverse=True)
+    sampler = EPNASSampler(space, k=6, iterations=1, seed=0, surrogate=LSTMSurrogate(steps=5),
+                           selection=Softmax(parent_weight=50.0, diverse=True))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=sampler.n_trials)
     for level in (2, 3):
@@ -254,13 +264,13 @@ def test_a_diverse_sampler_grows_each_parent_with_distinct_ops_and_a_study_remem
         pairs = [(a.ops[:-1], a.ops[-1]) for a in archs]  # (parent's ops, new op)
         assert len(set(pairs)) == len(pairs) == 6  # with diverse=False, 6 draws of 24 repeat an op
     plain = optuna.create_study(direction="maximize", storage=storage_of(study), study_name=study.study_name,
-                                load_if_exists=True, sampler=EPNASSampler(space, k=6, iterations=1, seed=0,
-                                                                          surrogate_steps=5, parent_weight=50.0,
-                                                                          diverse=False))
+                                load_if_exists=True, sampler=EPNASSampler(
+                                    space, k=6, iterations=1, seed=0, surrogate=LSTMSurrogate(steps=5),
+                                    selection=Softmax(parent_weight=50.0, diverse=False)))
     with pytest.raises(ValueError, match="other EPNAS settings"):
         plain.optimize(objective, n_trials=1, catch=())
     with pytest.raises(TypeError, match="diverse"):
-        EPNASSampler(space, diverse="yes")
+        Softmax(diverse="yes")
 
 
 def test_the_parent_weight_trusts_the_measurement_not_the_rescored_value():
@@ -276,8 +286,8 @@ def test_the_parent_weight_trusts_the_measurement_not_the_rescored_value():
     def inverted(study, keys):
         return [0.1 if k.startswith("sep5x5") else 0.9 for k in keys], 0.0
 
-    sampler = EPNASSampler(space, k=6, iterations=1, seed=3, surrogate_steps=5, parent_weight=50.0,
-                           rescore=inverted)
+    sampler = EPNASSampler(space, k=6, iterations=1, seed=3, surrogate=LSTMSurrogate(steps=5, rescore=inverted),
+                           selection=Softmax(parent_weight=50.0))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=sampler.n_trials)
     assert [t.user_attrs["arch"].split(" | ")[0] for t in study.trials if t.user_attrs["level"] == 2] == ["sep5x5"] * 6

@@ -122,7 +122,8 @@ def test_a_fair_warm_up_trains_every_op_and_charges_each_path(data):
 
 def test_the_uniform_warm_up_is_unchanged_by_the_fair_option(data):
     """The warm-up of a search made before warmup_paths existed draws the same paths: its resume is exact."""
-    a = SupernetObjective(SPACE, data, epochs=1, channels=6, batch_size=64, warmup_epochs=1, checkpoint=False)
+    a = SupernetObjective(SupernetTrainer(SPACE, data, epochs=1, channels=6, batch_size=64, warmup_epochs=1),
+                          checkpoint=False).trainer
     b = SupernetTrainer(SPACE, data, channels=6, batch_size=64, warmup_epochs=1, weight_decay=3e-4)
     a.start(); b.start()
     a.warm_up(); b.warm_up(on_epoch=lambda epoch, cost: None)
@@ -200,19 +201,20 @@ def test_an_objective_with_a_zero_cost_estimator_scores_without_a_supernet_and_r
     from optuna_epnas.storage._storage import study_attrs
 
     url = f"sqlite:///{tmp_path}/z.db"
-    obj = SupernetObjective(SPACE, data, channels=6, estimator=ZeroCost("jacob_cov", repeats=2, batch_size=16))
+    obj = SupernetObjective(SupernetTrainer(SPACE, data, channels=6),
+                            estimator=ZeroCost("jacob_cov", repeats=2, batch_size=16))
     study = optuna.create_study(storage=url, study_name="z", direction="maximize")
     obj.attach(study)
     for key in ARCHS[:2]:
         study.enqueue_trial(SPACE.to_params(SPACE.parse(key)))
     study.optimize(obj, n_trials=2)
-    assert obj.net is None and obj.checkpoint_path is None  # nothing trained, nothing kept
+    assert obj.trainer.net is None and obj.checkpoint_path is None  # nothing trained, nothing kept
     direct = zero_cost(SPACE, data, ARCHS[:2], ["jacob_cov"], channels=6, batch_size=16, repeats=2)["jacob_cov"]
     assert [t.value for t in study.trials] == pytest.approx(direct.scores)
     assert sum(t.user_attrs[COST_ATTR] for t in study.trials) == pytest.approx(direct.cost_macs)
     assert study_attrs(study)[OBJECTIVE_ATTR]["estimator"] == {"kind": "zero-cost", "proxy": "jacob_cov",
                                                               "repeats": 2, "batch_size": 16}
-    supernet = SupernetObjective(SPACE, data, channels=6)
+    supernet = SupernetObjective(SupernetTrainer(SPACE, data, channels=6))
     with pytest.raises(ValueError, match="estimator: study has"):
         supernet.attach(optuna.load_study(storage=url, study_name="z"))
     with pytest.raises(ValueError, match="re-scoring evaluates supernet paths"):
@@ -224,9 +226,9 @@ def test_an_estimator_is_checked_where_it_is_given(data):
     from optuna_epnas.settings import resolve_settings
 
     with pytest.raises(ValueError, match="warmup_epochs need the supernet"):
-        SupernetObjective(SPACE, data, warmup_epochs=1, estimator=ZeroCost())
+        SupernetObjective(SupernetTrainer(SPACE, data, warmup_epochs=1), estimator=ZeroCost())
     with pytest.raises(TypeError, match="estimator must have score"):
-        SupernetObjective(SPACE, data, estimator="jacob_cov")
+        SupernetObjective(SupernetTrainer(SPACE, data), estimator="jacob_cov")
     with pytest.raises(ValueError, match="unknown zero-cost proxy"):
         ZeroCost("nope")
     with pytest.raises(ValueError, match="repeats must be an integer >= 1"):
@@ -240,7 +242,8 @@ def test_an_estimator_is_checked_where_it_is_given(data):
 def test_a_search_with_the_zero_cost_estimator_runs_its_schedule_and_says_score(data, tmp_path, capsys):
     import optuna
 
-    from optuna_epnas.search import Progress, open_search, print_summary
+    from optuna_epnas.cli.progress import Progress, print_summary
+    from optuna_epnas.search import open_search
     from optuna_epnas.settings import resolve_settings
 
     settings = resolve_settings("epnas", {"estimator": "jacob_cov", "k": 2, "iterations": 1, "channels": 6})

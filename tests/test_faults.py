@@ -107,25 +107,27 @@ def test_a_diverging_trial_leaves_no_nan_weights_without_a_checkpoint(monkeypatc
     as before it: the next trials measure what they would have measured."""
     from optuna_epnas.data.device import load_dataset
     from optuna_epnas.supernet.objective import SupernetObjective
+    from optuna_epnas.supernet.trainer import SupernetTrainer
     from optuna_epnas.spaces import MacroSpace
 
     data = load_dataset("digits", device="cpu", max_train=200)
-    objective = SupernetObjective(MacroSpace(2), data, epochs=1, channels=4, seed=0)
+    objective = SupernetObjective(SupernetTrainer(MacroSpace(2), data, epochs=1, channels=4, seed=0))
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
     study.optimize(objective, n_trials=2)
-    before = {k: v.clone() for k, v in objective.net.state_dict().items()}
-    fit = objective._fit
+    trainer = objective.trainer
+    before = {k: v.clone() for k, v in trainer.net.state_dict().items()}
+    fit = trainer._fit
 
     def diverging(*args, **kwargs):
         fit(*args, **kwargs)  # the training happens, and then the loss is found non-finite
         with torch.no_grad():
-            next(objective.net.parameters()).fill_(float("nan"))
+            next(trainer.net.parameters()).fill_(float("nan"))
         raise FloatingPointError("the training loss became NaN or infinite in epoch 1")
 
-    monkeypatch.setattr(objective, "_fit", diverging)
+    monkeypatch.setattr(trainer, "_fit", diverging)
     study.optimize(objective, n_trials=1, catch=(FloatingPointError,))
     assert study.trials[-1].state == TrialState.FAIL
-    after = objective.net.state_dict()
+    after = trainer.net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert objective.trained == [0, 1] and sorted(objective.values) == [0, 1]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from optuna_epnas import MacroSpace, SupernetObjective
+from optuna_epnas import MacroSpace, SupernetObjective, SupernetTrainer
 from optuna_epnas.data.device import load_dataset, make_generator
 from optuna_epnas.sampler.schedule import planned_trials
 
@@ -91,29 +91,31 @@ def test_cuda_graphs_are_off_on_the_cpu_and_asking_for_them_there_changes_nothin
     arch = space.child(space.child(space.root(), 2), 9)
     states = []
     for graphs in (None, True):
-        obj = SupernetObjective(space, data, epochs=2, channels=4, batch_size=100, checkpoint=False)
-        assert obj.cuda_graphs is False  # the default off CUDA
-        obj.cuda_graphs = graphs
+        obj = SupernetObjective(SupernetTrainer(space, data, epochs=2, channels=4, batch_size=100), checkpoint=False)
+        trainer = obj.trainer
+        assert trainer.cuda_graphs is False  # the default off CUDA
+        trainer.cuda_graphs = graphs
         obj.attach(None)
-        obj.train(arch, 3)
-        states.append(obj.net.state_dict())
+        trainer.train(arch, 3)
+        states.append(trainer.net.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
 def test_step_bytes_counts_saved_activations(gpu_search):
     space = MacroSpace(num_layers=3)
     data = load_dataset("digits", device="cpu", max_train=256)
-    obj = SupernetObjective(space, data, channels=8, checkpoint=False)
+    obj = SupernetObjective(SupernetTrainer(space, data, channels=8), checkpoint=False)
     obj.attach(None)
+    trainer = obj.trainer
     arch = space.child(space.child(space.root(), 0), 1)  # conv3x3 | conv3x3[0]
     x, y = next(data.train_batches(64, make_generator("cpu", 0)))
-    small, big = gpu_search.step_bytes(obj, arch, x[:32], y[:32]), gpu_search.step_bytes(obj, arch, x, y)
+    small, big = gpu_search.step_bytes(trainer, arch, x[:32], y[:32]), gpu_search.step_bytes(trainer, arch, x, y)
     # at least: the stem's and two layers' 8-channel float32 outputs of 8x8 images, for every image
     assert big["saved"] >= 3 * 64 * 8 * 8 * 8 * 4
-    assert big["params"] == sum(p.numel() for p in obj.net.path_parameters(arch))
+    assert big["params"] == sum(p.numel() for p in trainer.net.path_parameters(arch))
     assert big["total"] == 2 * big["saved"] + x.numel() * 4 + 28 * big["params"]
     assert 1.8 < big["saved"] / small["saved"] < 2.2  # activations scale with the batch
-    assert all(p.grad is None for p in obj.net.parameters())  # nothing trained
+    assert all(p.grad is None for p in trainer.net.parameters())  # nothing trained
 
 
 # ----------------------------------------------------------------------------- CUDA
@@ -142,40 +144,42 @@ def test_cuda_uint8_batches_bit_identical_and_no_host_sync():
 def test_cuda_trial_amp_channels_last_syncs_once_per_epoch(gpu_search):
     space = MacroSpace(num_layers=4)
     data = load_dataset("digits", device="cuda", uint8=("train",))
-    obj = SupernetObjective(space, data, epochs=2, channels=8, batch_size=128, checkpoint=False)
-    assert obj.amp and obj.channels_last  # the objective's CUDA defaults
-    obj.cuda_graphs = False  # the eager step's count (a capture synchronises when it begins, once per trial)
+    obj = SupernetObjective(SupernetTrainer(space, data, epochs=2, channels=8, batch_size=128), checkpoint=False)
+    trainer = obj.trainer
+    assert trainer.amp and trainer.channels_last  # the objective's CUDA defaults
+    trainer.cuda_graphs = False  # the eager step's count (a capture synchronises when it begins, once per trial)
     obj.attach(None)
     arch = space.child(space.child(space.root(), 1), 7)
-    obj.train(arch, step=0)  # lazy CUDA initialisation outside the count
-    n = gpu_search.count_syncs(data.device, lambda: obj.train(arch, step=1))
-    assert n <= obj.epochs, f"{n} host synchronisations in {obj.epochs} epochs of training"
-    assert 0.0 <= obj.evaluate(arch) <= 1.0
-    assert all(torch.isfinite(p).all() for p in obj.net.parameters())
+    trainer.train(arch, step=0)  # lazy CUDA initialisation outside the count
+    n = gpu_search.count_syncs(data.device, lambda: trainer.train(arch, step=1))
+    assert n <= trainer.epochs, f"{n} host synchronisations in {trainer.epochs} epochs of training"
+    assert 0.0 <= trainer.evaluate(arch) <= 1.0
+    assert all(torch.isfinite(p).all() for p in trainer.net.parameters())
 
 
 @needs_cuda
 def test_cuda_graph_capture_trains_as_eager(gpu_search):
     space = MacroSpace(num_layers=4)
     data = load_dataset("digits", device="cuda", uint8=("train",))
-    obj = SupernetObjective(space, data, epochs=1, channels=8, batch_size=100, checkpoint=False)
-    assert obj.cuda_graphs  # the default on CUDA
+    obj = SupernetObjective(SupernetTrainer(space, data, epochs=1, channels=8, batch_size=100), checkpoint=False)
+    trainer = obj.trainer
+    assert trainer.cuda_graphs  # the default on CUDA
     obj.attach(None)
     arch = space.child(space.child(space.child(space.root(), 3), 5), 14)
-    assert "captured vs eager" in gpu_search.check_captured(obj, arch)  # raises SystemExit otherwise
-    start = gpu_search.snapshot(obj)
-    obj.cuda_graphs = False
-    obj.train(arch, step=4)
-    eager = gpu_search.snapshot(obj)
-    obj.set_state(start)
-    obj.cuda_graphs = True
-    obj.train(arch, step=4)
-    captured = gpu_search.snapshot(obj)
+    assert "captured vs eager" in gpu_search.check_captured(trainer, arch)  # raises SystemExit otherwise
+    start = gpu_search.snapshot(trainer)
+    trainer.cuda_graphs = False
+    trainer.train(arch, step=4)
+    eager = gpu_search.snapshot(trainer)
+    trainer.set_state(start)
+    trainer.cuda_graphs = True
+    trainer.train(arch, step=4)
+    captured = gpu_search.snapshot(trainer)
     w0 = gpu_search.weights(start)
     change = [e - w for e, w in zip(gpu_search.weights(eager), w0)]
     got = [c - w for c, w in zip(gpu_search.weights(captured), w0)]
     assert gpu_search.rel_diff(change, got) < 0.05
-    assert all(p.grad is None for p in obj.net.parameters())  # the graph's gradients released with it
+    assert all(p.grad is None for p in trainer.net.parameters())  # the graph's gradients released with it
 
 
 @needs_cuda
@@ -185,20 +189,21 @@ def test_a_step_that_cannot_be_captured_trains_eagerly_with_one_warning(monkeypa
     arch = space.child(space.child(space.root(), 1), 4)
     changes = []
     for broken in (False, True):
-        obj = SupernetObjective(space, data, epochs=1, channels=8, batch_size=100, checkpoint=False)
+        obj = SupernetObjective(SupernetTrainer(space, data, epochs=1, channels=8, batch_size=100), checkpoint=False)
         obj.attach(None)
-        start = gpu_search.weights(gpu_search.snapshot(obj))  # the same seeded initialisation both times
-        obj.cuda_graphs = broken
+        trainer = obj.trainer
+        start = gpu_search.weights(gpu_search.snapshot(trainer))  # the same seeded initialisation both times
+        trainer.cuda_graphs = broken
         if broken:
             def refuse(*args, **kwargs):
                 raise RuntimeError("operation not permitted when stream is capturing")
             monkeypatch.setattr(torch.cuda, "graph", refuse)
             with pytest.warns(RuntimeWarning, match="could not be captured"):
-                obj.train(arch, step=2)
-            assert obj.cuda_graphs is False
+                trainer.train(arch, step=2)
+            assert trainer.cuda_graphs is False
         else:
-            obj.train(arch, step=2)
-        changes.append([w - s for w, s in zip(gpu_search.weights(gpu_search.snapshot(obj)), start)])
+            trainer.train(arch, step=2)
+        changes.append([w - s for w, s in zip(gpu_search.weights(gpu_search.snapshot(trainer)), start)])
     assert gpu_search.rel_diff(changes[0], changes[1]) < 1e-2  # eager both times: the fallback lost nothing
 
 
@@ -235,7 +240,7 @@ def test_the_surrogate_fits_and_scores_on_cuda_as_on_the_cpu():
     τ 0.89 after 500. A resume on another device keeps the stored plans (tests/test_sampler.py)."""
     from scipy.stats import kendalltau
 
-    from optuna_epnas.sampler.surrogate import LSTMSurrogate
+    from optuna_epnas.sampler.surrogate import OneLSTM
 
     space, rng = MacroSpace(6), np.random.default_rng(0)
     archs = []
@@ -246,10 +251,10 @@ def test_the_surrogate_fits_and_scores_on_cuda_as_on_the_cpu():
         archs.append(arch)
     seqs = [space.tokens(a) for a in archs]
     y = [0.3 + 0.5 * sum(op == "conv3x3" for op in a.ops) / a.level for a in archs]
-    before = [LSTMSurrogate(space.token_dim, seed=1, device=d).predict(seqs) for d in ("cpu", "cuda")]
+    before = [OneLSTM(space.token_dim, seed=1, device=d).predict(seqs) for d in ("cpu", "cuda")]
     np.testing.assert_allclose(before[0], before[1], atol=1e-5)
-    cpu = LSTMSurrogate(space.token_dim, steps=100, seed=1).fit(seqs[:200], y[:200])
-    gpu = LSTMSurrogate(space.token_dim, steps=100, seed=1, device="cuda").fit(seqs[:200], y[:200])
+    cpu = OneLSTM(space.token_dim, steps=100, seed=1).fit(seqs[:200], y[:200])
+    gpu = OneLSTM(space.token_dim, steps=100, seed=1, device="cuda").fit(seqs[:200], y[:200])
     a, b = cpu.predict(seqs[200:]), gpu.predict(seqs[200:])
     assert np.abs(a - b).max() < 5e-3 and kendalltau(a, b)[0] > 0.95
     parents = [a for a in archs if a.level == 3][:4]  # one level: the prefixes are one length

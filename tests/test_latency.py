@@ -7,7 +7,7 @@ import numpy as np
 import optuna
 import pytest
 
-from optuna_epnas import EPNASSampler, MacroSpace
+from optuna_epnas import CostModel, EPNASSampler, Limits, LSTMSurrogate, MacroSpace
 from optuna_epnas.costs import latency as latency_module
 from optuna_epnas.cli import main
 from optuna_epnas.costs.cost import NetworkSize
@@ -67,15 +67,15 @@ def sized(space, table):
 def test_a_latency_limit_is_never_exceeded_by_a_measured_network(table):
     full = sorted(table.network_ms(a) for a in _full_depth(SPACE, np.random.default_rng(1), 300))
     limit = full[len(full) // 3]
-    sampler = EPNASSampler(SPACE, k=3, iterations=2, seed=0, surrogate_steps=20, surrogate_ensemble=2,
-                           max_latency_ms=limit, latency=table)
+    sampler = EPNASSampler(SPACE, k=3, iterations=2, seed=0, surrogate=LSTMSurrogate(members=2, steps=20),
+                           costs=CostModel(latency=table, limits=Limits(max_latency_ms=limit)))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(sized(SPACE, table), n_trials=sampler.n_trials)
     assert sampler.is_finished(study) and max(t.user_attrs["ms"] for t in study.trials) <= limit
     with pytest.raises(ValueError, match="latency=optuna_epnas.costs.latency.latency_table"):
-        EPNASSampler(SPACE, max_latency_ms=1.0)
+        CostModel(limits=Limits(max_latency_ms=1.0))
     with pytest.raises(ValueError, match="positive number"):
-        EPNASSampler(SPACE, max_latency_ms=-1.0, latency=table)
+        Limits(max_latency_ms=-1.0)
     assert isinstance(table, LatencyTable)
 
 

@@ -172,7 +172,7 @@ def test_a_held_supernet_names_its_study_without_a_quote_then_s():
 
 # -- 10: failed trials of this run and of earlier ones ---------------------------------------------------
 def test_the_summary_says_only_this_runs_failures_are_above(capsys):
-    from optuna_epnas.search import print_summary
+    from optuna_epnas.cli.progress import print_summary
 
     space = MacroSpace(1, ops=("conv3x3",))
     study = optuna.create_study(direction="maximize")

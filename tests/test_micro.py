@@ -26,6 +26,7 @@ from optuna_epnas.standalone.export import SPEC_FORMAT, ModelSpec, build_model, 
 from optuna_epnas.nn import MacroNet, MicroNet, build_network, count_parameters
 from optuna_epnas.spaces import MICRO_OPS, MacroArch, MacroSpace, MicroArch, MicroSpace
 from optuna_epnas.spaces.micro import input_index, input_name
+from optuna_epnas.sampler.surrogate import LSTMSurrogate
 
 torch.set_num_threads(1)
 
@@ -431,7 +432,7 @@ def test_suggest_with_optuna_samplers(make_sampler):
 @pytest.mark.slow
 def test_epnas_sampler_grows_cells():
     space = MicroSpace(2, ops=("max3x3", "identity"))
-    sampler = EPNASSampler(space, k=2, iterations=1, seed=0, surrogate_steps=20)
+    sampler = EPNASSampler(space, k=2, iterations=1, seed=0, surrogate=LSTMSurrogate(steps=20))
     n = EPNASSampler.planned_trials(space, 2, 1)
     assert n == sampler.n_trials == 10 + 2  # 4 branch choices -> 10 one-block cells, then K=2
     levels, keys = [], []

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from optuna_epnas import EPNASSampler, MacroSpace, SupernetObjective
+from optuna_epnas import CostModel, EPNASSampler, LSTMSurrogate, MacroSpace, SupernetObjective, SupernetTrainer
 from optuna_epnas.cli import main
 from optuna_epnas.costs.cost import NetworkSize
 from optuna_epnas.sampler.pareto import crowding, front_ranks
@@ -60,8 +60,8 @@ def sized_objective(space):
 
 def test_a_two_objective_search_spans_the_front_where_accuracy_alone_climbs_to_the_largest():
     space = MacroSpace(4)
-    common = dict(k=4, iterations=2, seed=0, surrogate_steps=50, surrogate_ensemble=2)
-    two = EPNASSampler(space, objectives=("accuracy", "params"), network=SIZE, **common)
+    common = dict(k=4, iterations=2, seed=0, surrogate=LSTMSurrogate(members=2, steps=50))
+    two = EPNASSampler(space, costs=CostModel(network=SIZE, minimize="params"), **common)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=two)
     study.optimize(sized_objective(space), n_trials=two.n_trials)
     one = EPNASSampler(space, **common)
@@ -79,8 +79,8 @@ def test_a_two_objective_search_spans_the_front_where_accuracy_alone_climbs_to_t
 
 def test_the_objective_returns_accuracy_and_size_and_a_kill_before_the_tell_resumes_both(data, tmp_path):
     url = f"sqlite:///{tmp_path}/m.db"
-    make = lambda: SupernetObjective(SPACE, data, epochs=1, channels=6, batch_size=64,  # noqa: E731
-                                     objectives=("accuracy", "macs"))
+    make = lambda: SupernetObjective(SupernetTrainer(SPACE, data, epochs=1, channels=6, batch_size=64),  # noqa: E731
+                                     costs=CostModel(minimize="macs"))
     study = optuna.create_study(storage=url, study_name="m", directions=["maximize", "minimize"])
     study.enqueue_trial(SPACE.to_params(SPACE.parse(ARCHS[1])))
     objective = make()
@@ -93,16 +93,16 @@ def test_the_objective_returns_accuracy_and_size_and_a_kill_before_the_tell_resu
 
 
 def test_mismatched_objectives_are_refused_in_one_line(data):
-    with pytest.raises(ValueError, match="objectives must be"):
-        EPNASSampler(SPACE, objectives=("params", "accuracy"), network=SIZE)
-    with pytest.raises(ValueError, match="network=objective.network_size"):
-        EPNASSampler(SPACE, objectives=("accuracy", "params"))
+    with pytest.raises(ValueError, match="minimize must be one of"):
+        CostModel(network=SIZE, minimize="accuracy")
+    with pytest.raises(ValueError, match="costs=objective.costs"):
+        EPNASSampler(SPACE, costs=CostModel(minimize="params"))
     with pytest.raises(ValueError, match="single-objective"):
-        SupernetObjective(SPACE, data, objectives=("accuracy", "params"), report_epochs=True)
+        SupernetObjective(SupernetTrainer(SPACE, data), costs=CostModel(minimize="params"), report_epochs=True)
     for directions, sampler, match in [
         (["maximize", "minimize"], EPNASSampler(SPACE, k=2), "has 2 objectives and this EPNASSampler 1"),
-        (["maximize"], EPNASSampler(SPACE, k=2, objectives=("accuracy", "params"), network=SIZE), "1 objectives"),
-        (["maximize", "maximize"], EPNASSampler(SPACE, k=2, objectives=("accuracy", "params"), network=SIZE),
+        (["maximize"], EPNASSampler(SPACE, k=2, costs=CostModel(network=SIZE, minimize="params")), "1 objectives"),
+        (["maximize", "maximize"], EPNASSampler(SPACE, k=2, costs=CostModel(network=SIZE, minimize="params")),
          "maximises params, a cost"),
     ]:
         study = optuna.create_study(directions=directions, sampler=sampler)

@@ -10,7 +10,7 @@ from importlib import resources
 import optuna
 import pytest
 
-from optuna_epnas import EPNASSampler
+from optuna_epnas import EPNASSampler, LSTMSurrogate
 from optuna_epnas.benchmarks import TabularObjective, load_table
 from optuna_epnas.benchmarks.runner import RunSpec, anytime, make_sampler, run_one
 from optuna_epnas.cli import main
@@ -20,7 +20,7 @@ from optuna_epnas.spaces import NB201Arch, NB201Space, SearchSpace
 from optuna_epnas.testing import RegularizedEvolutionSampler, check_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-FAST = {"surrogate_steps": 10, "surrogate_ensemble": 2}
+FAST = {"surrogate": LSTMSurrogate(members=2, steps=10)}
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +227,7 @@ def test_the_benchmark_fits_every_progressive_sampler_to_the_budget():
     space = NB201Space()
     for name, selection, ensemble in [("epnas", "epnas", 5), ("epnas-paper", "epnas", 1), ("pnas", "pnas", 1)]:
         sampler = make_sampler(name, space, 100, seed=4)
-        assert (sampler.n_trials, sampler.selection, sampler.surrogate_ensemble, sampler.reuse) == (100, selection, ensemble, True)
+        assert (sampler.n_trials, sampler.selection.name, sampler.surrogate.members, sampler.reuse) == (100, selection, ensemble, True)
     assert make_sampler("epnas-remeasure", space, 100, seed=4).reuse is False
     assert isinstance(make_sampler("rea", space, 100, seed=4), RegularizedEvolutionSampler)
     r = run_one(RunSpec("random", 30, 0), space.spec())

@@ -6,7 +6,7 @@ import optuna
 import pytest
 import torch
 
-from optuna_epnas import MacroSpace, SupernetObjective, load_dataset
+from optuna_epnas import MacroSpace, SupernetObjective, SupernetTrainer, load_dataset
 from optuna_epnas.nn import count_parameters
 from optuna_epnas.supernet.checkpoint import default_path
 
@@ -21,8 +21,9 @@ def data():
     return load_dataset("digits", device="cpu", max_train=256)
 
 
-def objective(data, **kwargs):
-    return SupernetObjective(SPACE, data, epochs=1, channels=6, batch_size=64, **kwargs)
+def objective(data, checkpoint=None, **kwargs):
+    """The tests' objective; ``kwargs``: its trainer's settings."""
+    return SupernetObjective(SupernetTrainer(SPACE, data, epochs=1, channels=6, batch_size=64, **kwargs), checkpoint)
 
 
 def run(study, obj, keys):
@@ -64,7 +65,7 @@ def test_supernet_resumes_from_the_checkpoint_beside_the_study(data, tmp_path):
     second = objective(data)
     second.attach(optuna.load_study(storage=url_b, study_name="s"))
     assert second.trained == [0, 1, 2]
-    for (name, p), q in zip(first.net.state_dict().items(), second.net.state_dict().values()):
+    for (name, p), q in zip(first.trainer.net.state_dict().items(), second.trainer.net.state_dict().values()):
         assert torch.equal(p, q), name
     rest = run(optuna.load_study(storage=url_b, study_name="s"), second, ARCHS[3:])
     assert part + rest == whole
@@ -75,7 +76,7 @@ def test_a_checkpoint_with_other_settings_is_refused_and_kept(data, tmp_path):
     run(optuna.create_study(storage=url, study_name="s", direction="maximize"), objective(data), ARCHS[:1])
     path = default_path(url, "s")
     before = path.read_bytes()
-    wider = SupernetObjective(SPACE, data, epochs=1, channels=8)
+    wider = SupernetObjective(SupernetTrainer(SPACE, data, epochs=1, channels=8))
     with pytest.raises(ValueError, match="other settings"):
         wider.attach(optuna.load_study(storage=url, study_name="s"))
     assert path.read_bytes() == before
@@ -85,7 +86,7 @@ def test_in_memory_studies_keep_no_checkpoint_and_bad_arguments_are_clear(data):
     assert default_path(optuna.storages.InMemoryStorage(), "s") is None
     for kwargs, match in (({"epochs": 0}, "epochs"), ({"channels": -1}, "channels"), ({"lr": 0.0}, "lr")):
         with pytest.raises(ValueError, match=match):
-            SupernetObjective(SPACE, data, **kwargs)
+            SupernetObjective(SupernetTrainer(SPACE, data, **kwargs))
 
 
 def test_a_second_trial_at_once_on_one_supernet_is_refused_before_it_takes_a_slot(data):

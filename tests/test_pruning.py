@@ -7,10 +7,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from optuna_epnas import EPNASSampler, SupernetObjective
+from optuna_epnas import EPNASSampler, SupernetObjective, SupernetTrainer
 from optuna_epnas.storage._storage import fail_trial
 from optuna_epnas.cli import main
 from optuna_epnas.costs.cost import COST_ATTR
+from optuna_epnas.sampler.surrogate import LSTMSurrogate
 
 from test_objective import ARCHS, SPACE, data  # noqa: F401 (data: a fixture)
 
@@ -26,7 +27,8 @@ class PruneFromEpoch(optuna.pruners.BasePruner):
 
 
 def objective(data, **kwargs):
-    return SupernetObjective(SPACE, data, epochs=3, channels=6, batch_size=64, **kwargs)
+    """``kwargs``: the objective's (report_epochs)."""
+    return SupernetObjective(SupernetTrainer(SPACE, data, epochs=3, channels=6, batch_size=64), **kwargs)
 
 
 def enqueued(study, keys):
@@ -47,7 +49,7 @@ def test_reports_are_the_learning_curve_and_change_no_value(data):
 
 
 def test_a_pruned_trial_is_measured_at_its_last_report_and_grown_from(data):
-    sampler = EPNASSampler(SPACE, k=2, iterations=1, seed=0, surrogate_steps=20, surrogate_ensemble=2)
+    sampler = EPNASSampler(SPACE, k=2, iterations=1, seed=0, surrogate=LSTMSurrogate(members=2, steps=20))
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=PruneFromEpoch(1))
     study.optimize(objective(data, report_epochs=True), n_trials=sampler.n_trials)
     assert [t.state for t in study.trials] == [TrialState.PRUNED] * sampler.n_trials
@@ -56,7 +58,7 @@ def test_a_pruned_trial_is_measured_at_its_last_report_and_grown_from(data):
         assert sorted(t.intermediate_values) == [0, 1] and t.value == t.intermediate_values[1]
     full = objective(data)  # 3 epochs and one evaluation, against 2 epochs and 2 evaluations
     arch = SPACE.parse(study.trials[0].user_attrs["arch"])
-    macs = full._macs(arch)
+    macs = full.trainer._macs(arch)
     assert study.trials[0].user_attrs[COST_ATTR] == 3 * macs * 2 * len(data.train_y) + macs * len(data.val_y) * 2
 
 

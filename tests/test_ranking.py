@@ -19,6 +19,7 @@ from scipy import stats
 from optuna_epnas.data.device import load_dataset
 from optuna_epnas.standalone.export import ModelSpec
 from optuna_epnas.supernet.objective import SupernetObjective
+from optuna_epnas.supernet.trainer import SupernetTrainer
 from optuna_epnas.analysis.ranking import (
     RankCorrelation, rank_correlation, spread_trials, standalone_correlations, supernet_vs_standalone,
     surrogate_heldout,
@@ -29,6 +30,7 @@ from optuna_epnas.sampler.epnas import EPNASSampler
 from optuna_epnas.spaces import MacroSpace
 from optuna_epnas.testing.synthetic import SyntheticScore
 from optuna_epnas.standalone.train import train_final
+from optuna_epnas.sampler.surrogate import LSTMSurrogate
 
 MAX_TRAIN = 200
 
@@ -151,7 +153,7 @@ def test_surrogate_heldout_leaves_out_only_architectures_measured_in_earlier_sta
 
 def test_surrogate_heldout_on_a_real_epnas_run():
     space = MacroSpace(4)
-    sampler = EPNASSampler(space, k=4, iterations=2, surrogate_steps=100, seed=0)
+    sampler = EPNASSampler(space, k=4, iterations=2, surrogate=LSTMSurrogate(steps=100), seed=0)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(SyntheticScore(space, seed=0, kind="separable"), n_trials=sampler.n_trials)
     rows = surrogate_heldout(study)
@@ -190,11 +192,11 @@ def search(data):
     """A real small EPNAS search on a supernet: 5 full-size macro architectures of 3 layers (in memory:
     the same search on SQLite takes 4x as long)."""
     space = MacroSpace(3)
-    sampler = EPNASSampler(space, k=5, iterations=1, surrogate_steps=50, seed=0)
+    sampler = EPNASSampler(space, k=5, iterations=1, surrogate=LSTMSurrogate(steps=50), seed=0)
     study = optuna.create_study(study_name="r", direction="maximize", sampler=sampler)
     with warnings.catch_warnings():  # conftest's filter is per test; this fixture is per module
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        objective = SupernetObjective(space, data, epochs=1, channels=4, checkpoint=False)
+        objective = SupernetObjective(SupernetTrainer(space, data, epochs=1, channels=4), checkpoint=False)
         study.optimize(objective, n_trials=sampler.n_trials)
     return study, space
 

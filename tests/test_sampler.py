@@ -134,7 +134,7 @@ def test_temperature_schedules():
     "kwargs, match",
     [
         ({"k": 0}, "k must be"), ({"iterations": 0}, "iterations must be"), ({"k": 2.5}, "k must be"),
-        ({"selection": "greedy"}, "selection must be"), ({"temperature": (1.0, -1.0)}, "positive"),
+        ({"selection": "greedy"}, "selection must be a Selection"), ({"temperature": (1.0, -1.0)}, "positive"),
         ({"space": "macro"}, "SearchSpace"),
     ],
 )
@@ -217,7 +217,8 @@ WORKER = textwrap.dedent(
     space = MacroSpace(4)
     score = SyntheticScore(space, seed=0)
     storage = optuna.storages.RDBStorage(sys.argv[1], engine_kwargs={"connect_args": {"timeout": 60}})
-    sampler = EPNASSampler(space, k=4, iterations=2, seed=0, poll_interval=0.05)
+    sampler = EPNASSampler(space, k=4, iterations=2, seed=0)
+    sampler.poll_interval = 0.05
     study = optuna.load_study(storage=storage, study_name="shared", sampler=sampler)
     def slow(trial):
         value = score(trial)

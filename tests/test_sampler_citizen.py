@@ -13,17 +13,17 @@ from optuna.testing.pytest_samplers import (BasicSamplerTestCase, MultiObjective
                                             RelativeSamplerTestCase)
 from optuna.trial import TrialState
 
-from optuna_epnas import EPNASSampler, MacroSpace
+from optuna_epnas import EPNASSampler, LSTMSurrogate, MacroSpace, Softmax, TopK
 from optuna_epnas.sampler import STAGE_ATTR, USES_SPACE_ATTR
 from optuna_epnas.testing.synthetic import SyntheticScore
 
 SPACE = MacroSpace(3, ops=["conv3x3", "sep3x3", "max3x3"])
-FAST = dict(k=2, iterations=1, surrogate_steps=20, surrogate_ensemble=2)
+FAST = dict(k=2, iterations=1, surrogate=LSTMSurrogate(members=2, steps=20))
 
 
-@pytest.fixture(params=["epnas", "pnas"])
+@pytest.fixture(params=[Softmax, TopK])
 def selection(request):
-    return request.param
+    return request.param()
 
 
 class TestOptunaBasic(BasicSamplerTestCase):

@@ -107,6 +107,30 @@ def test_a_batch_refuses_a_parameter_whose_distribution_changed_as_optuna_does(t
             storage_of(study).set_trial_param(trial_id(second), "op", 0, CategoricalDistribution(["a", "c"]))
 
 
+def test_under_an_untested_optuna_version_a_batch_writes_as_it_goes_and_it_all_lands(tmp_path, monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(optuna, "__version__", "99.0.0")  # batched_writes patches internals tested on 4.7-5.1
+    url = f"sqlite:///{tmp_path}/u.db"
+    study = optuna.create_study(storage=open_storage(url), study_name="s", direction="maximize")
+    trial, storage = study.ask(), storage_of(study)
+    commits = _commits(storage)
+    with caplog.at_level(logging.DEBUG, logger="optuna_epnas.storage._storage"):
+        for _ in range(2):
+            with batched_writes(storage, trial_id(trial)):
+                assert "set_trial_param" not in storage.__dict__  # Optuna's own methods: nothing held back
+                trial.suggest_categorical("op", ["a", "b", "c"])
+                trial.set_user_attr("arch", "x")
+                set_trial_attr(study, trial, "epnas:stage", [0, 1, 2])
+                assert commits[0] >= 3  # each write its own commit, as it goes
+    assert sum("Optuna 99.0.0: trial writes unbatched" in r.getMessage() for r in caplog.records) == 1  # said once
+    study.tell(trial, 0.5)
+    stored = optuna.load_study(storage=url, study_name="s").trials[0]  # another connection reads it all
+    assert stored.params == trial.params == {"op": stored.params["op"]}
+    assert stored.user_attrs["arch"] == "x" and stored.system_attrs["epnas:stage"] == [0, 1, 2]
+    assert stored.distributions["op"] == CategoricalDistribution(["a", "b", "c"])
+
+
 # -- every key in one module, with the layout's version (issue 27) ---------------------------------------
 def test_every_epnas_key_is_named_in_the_keys_module_only():
     import re
@@ -124,20 +148,20 @@ def test_every_epnas_key_is_named_in_the_keys_module_only():
 
 
 def test_a_study_of_a_newer_storage_layout_is_refused_by_sampler_and_objective_and_left_as_it_was(tmp_path):
-    from optuna_epnas import EPNASSampler, MacroSpace, SupernetObjective, load_dataset
+    from optuna_epnas import EPNASSampler, MacroSpace, SupernetObjective, SupernetTrainer, load_dataset
     from optuna_epnas.storage.keys import CONFIG_ATTR, OBJECTIVE_ATTR, SCHEMA_ATTR, SCHEMA_VERSION
 
     space, url = MacroSpace(2), f"sqlite:///{tmp_path}/s.db"
     data = load_dataset("digits", device="cpu", max_train=64)
     fresh = optuna.create_study(storage=url, study_name="new", direction="maximize",
                                 sampler=EPNASSampler(space, k=2, iterations=1, seed=0))
-    fresh.optimize(SupernetObjective(space, data, epochs=1, channels=4, checkpoint=False), n_trials=1)
+    fresh.optimize(SupernetObjective(SupernetTrainer(space, data, epochs=1, channels=4), checkpoint=False), n_trials=1)
     assert study_attrs(fresh)[SCHEMA_ATTR] == SCHEMA_VERSION  # recorded beside the state it describes
     newer = optuna.create_study(storage=url, study_name="newer", direction="maximize",
                                 sampler=EPNASSampler(space, k=2, iterations=1, seed=0))
     set_study_attr(newer, SCHEMA_ATTR, SCHEMA_VERSION + 1)
     with pytest.raises(ValueError, match=r"written by a newer optuna_epnas \(storage layout 2; this version reads up to 1\)"):
-        SupernetObjective(space, data, epochs=1, channels=4, checkpoint=False).attach(newer)
+        SupernetObjective(SupernetTrainer(space, data, epochs=1, channels=4), checkpoint=False).attach(newer)
     with pytest.raises(ValueError, match="written by a newer optuna_epnas"):
         newer.optimize(lambda t: space.suggest(t) and 0.5, n_trials=1)
     attrs = study_attrs(optuna.load_study(storage=url, study_name="newer"))

@@ -1,4 +1,4 @@
-"""LSTMSurrogate: paper architecture, exact prefix-cached child scoring, fitting, determinism."""
+"""The LSTM surrogate (OneLSTM, LSTMEnsemble): paper architecture, exact prefix-cached child scoring, fitting, determinism."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from scipy.stats import kendalltau
 from torch import nn
 
 from optuna_epnas.spaces import MacroSpace
-from optuna_epnas.sampler.surrogate import LSTMEnsemble, LSTMSurrogate, _Recurrence
+from optuna_epnas.sampler.surrogate import LSTMEnsemble, OneLSTM, _Recurrence
 
 torch.set_num_threads(1)
 
@@ -40,7 +40,7 @@ def dataset(space, n, seed, levels=(1, 2, 3, 4)):
 # -- architecture -----------------------------------------------------------------------------------
 def test_paper_architecture_and_init():
     space = MacroSpace(12)
-    p = LSTMSurrogate(space.token_dim, seed=0).ensemble.params
+    p = OneLSTM(space.token_dim, seed=0).ensemble.params
     # one member: embedding D -> 100, LSTM 100 -> 100 (4 gates), head 100 -> 1
     assert p["embed_w"].shape == (1, 100, space.token_dim) and p["embed_b"].shape == (1, 100)
     assert p["w_ih"].shape == p["w_hh"].shape == (1, 400, 100)
@@ -94,14 +94,14 @@ def test_a_member_fits_as_it_would_alone():
     space = MacroSpace(4)
     _, seqs, y = dataset(space, 60, seed=2)
     together = LSTMEnsemble(space.token_dim, [5, 6, 7], steps=30).fit(seqs[:40], y[:40]).predict(seqs[40:])
-    alone = LSTMSurrogate(space.token_dim, seed=6, steps=30).fit(seqs[:40], y[:40]).predict(seqs[40:])
+    alone = OneLSTM(space.token_dim, seed=6, steps=30).fit(seqs[:40], y[:40]).predict(seqs[40:])
     np.testing.assert_allclose(together[1], alone, atol=1e-4)
     assert not np.allclose(together[0], together[1], atol=1e-2)  # and the members do differ
 
 
 def test_predictions_in_unit_interval():
     space = MacroSpace(12)
-    s = LSTMSurrogate(space.token_dim, seed=3)
+    s = OneLSTM(space.token_dim, seed=3)
     _, seqs, _ = dataset(space, 40, seed=0, levels=(1, 5, 12))
     pred = s.predict(seqs)
     assert pred.shape == (40,) and pred.dtype == np.float32
@@ -121,7 +121,7 @@ def logit(p):
 def test_predict_children_equals_predict(level, n_parents, fitted):
     space = MacroSpace(8)
     rng = np.random.default_rng(level)
-    s = LSTMSurrogate(space.token_dim, seed=1, chunk=37)  # small chunk: several chunks, ragged end
+    s = OneLSTM(space.token_dim, seed=1, chunk=37)  # small chunk: several chunks, ragged end
     if fitted:  # the trained net too, not only the initial one
         _, seqs, y = dataset(space, 40, seed=9, levels=(1, 2, 3))
         s.fit(seqs, y)
@@ -143,7 +143,7 @@ def test_predict_children_equals_predict(level, n_parents, fitted):
 
 def test_predict_children_root_with_several_parents_and_empty():
     space = MacroSpace(4)
-    s = LSTMSurrogate(space.token_dim, seed=2)
+    s = OneLSTM(space.token_dim, seed=2)
     root = space.root()
     prefixes = [space.tokens(root)] * 3
     child_tokens = [space.child_tokens(root), space.child_tokens(root)[:2], space.child_tokens(root)[3:]]
@@ -159,7 +159,7 @@ def test_fit_learns_a_ranking():
     space = MacroSpace(4)
     archs, seqs, y = dataset(space, 200, seed=0)
     train, test = slice(0, 150), slice(150, 200)
-    s = LSTMSurrogate(space.token_dim, seed=0)  # the default 500 Adam steps
+    s = OneLSTM(space.token_dim, seed=0)  # the default 500 Adam steps
     before = s.predict(seqs[test])
     l1_before = np.abs(before - y[test]).mean()
     assert s.fit(seqs[train], y[train]) is s
@@ -179,7 +179,7 @@ def test_fit_is_reproducible_per_seed():
     _, seqs, y = dataset(space, 60, seed=1)
 
     def fitted(seed):
-        return LSTMSurrogate(space.token_dim, seed=seed, steps=20).fit(seqs[:40], y[:40]).predict(seqs[40:])
+        return OneLSTM(space.token_dim, seed=seed, steps=20).fit(seqs[:40], y[:40]).predict(seqs[40:])
 
     a, b, c = fitted(0), fitted(0), fitted(1)
     np.testing.assert_array_equal(a, b)
@@ -190,14 +190,14 @@ def test_construction_does_not_touch_global_rng():
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
-    LSTMSurrogate(10, seed=0)
+    OneLSTM(10, seed=0)
     assert torch.equal(torch.rand(3), expected)
 
 
 def test_fit_errors_and_empty():
     space = MacroSpace(3)
     _, seqs, y = dataset(space, 5, seed=0, levels=(1, 2))
-    s = LSTMSurrogate(space.token_dim, steps=3)
+    s = OneLSTM(space.token_dim, steps=3)
     with pytest.raises(ValueError):
         s.fit(seqs, y[:4])
     with pytest.raises(ValueError):

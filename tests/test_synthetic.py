@@ -17,6 +17,7 @@ import pytest
 from optuna_epnas import EPNASSampler, MacroSpace
 from optuna_epnas.costs.cost import COST_ATTR, total_cost
 from optuna_epnas.testing.synthetic import StopAtCost, SyntheticScore, run_at_equal_compute, run_search, synthetic_cost
+from optuna_epnas.sampler.surrogate import LSTMSurrogate
 
 SPACE = MacroSpace(8)
 
@@ -26,7 +27,8 @@ def best_at_equal_compute(space: MacroSpace, k: int, iterations: int, seeds, kin
     best: dict[str, list[float]] = {"epnas": [], "random": [], "tpe": []}
     for seed in seeds:
         score = SyntheticScore(space, seed=100 + seed, kind=kind)
-        epnas = run_search(EPNASSampler(space, k=k, iterations=iterations, seed=seed, surrogate_steps=250), score)
+        epnas = run_search(EPNASSampler(space, k=k, iterations=iterations, seed=seed,
+                                        surrogate=LSTMSurrogate(steps=250)), score)
         best["epnas"].append(epnas.best)
         for name, sampler in (("random", optuna.samplers.RandomSampler(seed=seed)),
                               ("tpe", optuna.samplers.TPESampler(seed=seed))):
@@ -80,7 +82,7 @@ def test_synthetic_scores_are_accuracies_with_the_target_as_the_known_best():
 
 def test_synthetic_trials_record_their_cost_and_shallow_architectures_cost_less():
     space = MacroSpace(4)
-    sampler = EPNASSampler(space, k=2, iterations=1, seed=0, surrogate_steps=20)
+    sampler = EPNASSampler(space, k=2, iterations=1, seed=0, surrogate=LSTMSurrogate(steps=20))
     result = run_search(sampler, SyntheticScore(space, seed=0, kind="prefix"))
     trials = result.study.trials
     assert len(trials) == sampler.n_trials and {t.user_attrs["level"] for t in trials} == {1, 2, 3, 4}

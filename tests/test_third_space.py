@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from optuna.distributions import CategoricalDistribution
 from torch import nn
 
-from optuna_epnas import EPNASSampler, SearchSpace, SupernetObjective, build_network, load_dataset
+from optuna_epnas import EPNASSampler, SearchSpace, SupernetObjective, SupernetTrainer, build_network, load_dataset
 from optuna_epnas.costs.cost import NetworkSize
 from optuna_epnas.spaces import register_space, space_class, space_names
 from optuna_epnas.testing import check_space
+from optuna_epnas.sampler.surrogate import LSTMSurrogate
 
 CHAIN_OPS = ("conv3x3", "max3x3")
 
@@ -124,8 +125,8 @@ def test_the_third_space_is_registered_and_builds_its_networks():
 def test_an_epnas_search_runs_on_the_third_space():
     space = ChainSpace(3)
     data = load_dataset("digits", device="cpu", seed=0, max_train=64, image_size=8)
-    objective = SupernetObjective(space, data, epochs=1, channels=4, batch_size=32, seed=0)
-    sampler = EPNASSampler(space, k=2, iterations=1, seed=0, surrogate_steps=20, rescore=objective.rescore)
+    objective = SupernetObjective(SupernetTrainer(space, data, epochs=1, channels=4, batch_size=32, seed=0))
+    sampler = EPNASSampler(space, k=2, iterations=1, seed=0, surrogate=LSTMSurrogate(steps=20, rescore=objective.rescore))
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(objective, n_trials=sampler.n_trials)
     trials = study.trials

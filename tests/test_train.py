@@ -13,6 +13,7 @@ from optuna.trial import TrialState, create_trial
 from optuna_epnas.data.device import load_dataset
 from optuna_epnas.standalone.export import ModelSpec, build_model
 from optuna_epnas.supernet.objective import SupernetObjective
+from optuna_epnas.supernet.trainer import SupernetTrainer
 from optuna_epnas.spaces import MacroSpace, MicroSpace
 from optuna_epnas.cli.train import add_train_parser, train_command
 from optuna_epnas.standalone.retrain import best_architecture, save_run
@@ -33,7 +34,7 @@ def search(tmp_path_factory, data):
     space = MacroSpace(3)
     study = optuna.create_study(storage=url, study_name="s", direction="maximize",
                                 sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(SupernetObjective(space, data, epochs=1, channels=4, checkpoint=False), n_trials=3)
+    study.optimize(SupernetObjective(SupernetTrainer(space, data, epochs=1, channels=4), checkpoint=False), n_trials=3)
     return url, study, space
 
 
@@ -77,7 +78,7 @@ def test_best_architecture_errors(tmp_path):
     data = load_dataset("digits", device="cpu", max_train=50)
     space = MacroSpace(3)
     study = optuna.create_study(direction="maximize")
-    SupernetObjective(space, data, channels=4, checkpoint=False).attach(study)  # records the spec
+    SupernetObjective(SupernetTrainer(space, data, channels=4), checkpoint=False).attach(study)  # records the spec
     _add(study, space, space.parse("conv3x3"), 0.5)
     _add(study, space, space.parse("conv3x3 | max3x3"), 0.6)
     _add(study, space, space.parse("conv3x3 | max3x3 | avg3x3"), None, state=TrialState.FAIL)

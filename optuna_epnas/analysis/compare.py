@@ -38,7 +38,8 @@ from optuna_epnas.analysis.retest import (
 from optuna_epnas.costs.cost import cumulative_cost, total_cost
 from optuna_epnas.data.device import DeviceData
 from optuna_epnas.sampler.schedule import planned_trials
-from optuna_epnas.search import Progress, finished_trials, open_search
+from optuna_epnas.cli.progress import Progress, dashboard_recorder
+from optuna_epnas.search import finished_trials, open_search
 from optuna_epnas.settings import FINAL, PROGRESSIVE, SearchSettings, resolve_settings
 from optuna_epnas.spaces import SearchSpace
 
@@ -165,7 +166,7 @@ def search_run(plan: Plan, sampler: str, seed: int, position: str, say: Callable
                                                   else f"starting, {goal}"))
         progress = Progress(search.study, plan.space, search.budget, search.sampler if search.progressive else None,
                             quiet=plan.quiet)
-        search.run([progress])
+        search.run([progress], recorder=dashboard_recorder(search.budget))
     trials = finished_trials(search.study)
     curve = best_so_far(trials, plan.space.max_level)
     costs = cumulative_cost(search.study, trials)

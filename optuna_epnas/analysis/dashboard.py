@@ -33,8 +33,6 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
-from optuna_dashboard._note import note_str_key_prefix, note_ver_key, split_body
-from optuna_dashboard.artifact._backend import _dashboard_artifact_prefix
 
 from optuna_epnas.storage._storage import set_study_attr, storage_of, study_attrs, study_id, trial_id
 from optuna_epnas.analysis.notes import SearchInfo, best_full_size, study_note, trial_note
@@ -74,43 +72,177 @@ class _NoteTarget:
     _trial_id: int
 
 
-_NOTE_KEY = re.compile(r"dashboard:(?:(\d+):)?note_(ver|str:\d+)$")
+#: optuna-dashboard lists a trial's artifacts from study system attrs ``<prefix><trial_id>:<artifact_id>``
+#: too (how its own uploads kept them; read "for backward compatibility"). Optuna's public
+#: ``optuna.artifacts.upload_artifact`` writes a trial system attr, which a finished trial refuses.
+_DRAWING_META_PREFIX = "dashboard:artifacts:"
+
+
+class _ProbeStorage:
+    """The few storage calls ``optuna_dashboard.save_note``/``get_note`` make, on one study's system attrs
+    in a dict (no Optuna storage: creating an in-memory study logs a line)."""
+
+    def __init__(self) -> None:
+        self.attrs: dict[str, Any] = {}
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return 0
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return [StudyDirection.MINIMIZE]
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return dict(self.attrs)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        self.attrs[key] = value
+
+
+@dataclass(frozen=True)
+class _NoteLayout:
+    """Where ``optuna_dashboard.save_note`` keeps a note, learned by watching it write (:func:`_note_layout`):
+    a version key and numbered chunks of at most ``chunk`` characters. Keys of a trial's note are
+    ``head + str(trial_id) + tail``; the study note's (``trial_id=None``) are fixed."""
+
+    study_ver: str
+    study_str: str  # the chunk keys' prefix; chunk i is prefix + str(i)
+    trial_ver: tuple[str, str]
+    trial_str: tuple[str, str]
+    chunk: int
+
+    def ver_key(self, trial_id: int | None) -> str:
+        return self.study_ver if trial_id is None else f"{self.trial_ver[0]}{trial_id}{self.trial_ver[1]}"
+
+    def str_prefix(self, trial_id: int | None) -> str:
+        return self.study_str if trial_id is None else f"{self.trial_str[0]}{trial_id}{self.trial_str[1]}"
+
+    def write(self, set_attr: Any, trial_id: int | None, version: int, body: str, had_chunks: int) -> int:
+        """What ``save_note`` writes for version ``version``, given the note had ``had_chunks`` chunks
+        (the tail of a longer note is blanked, as it does); returns the chunk count now kept."""
+        prefix = self.str_prefix(trial_id)
+        chunks = [body[i:i + self.chunk] for i in range(0, len(body), self.chunk)]
+        set_attr(self.ver_key(trial_id), version)
+        for i, text in enumerate(chunks):
+            set_attr(f"{prefix}{i}", text)
+        for i in range(len(chunks), had_chunks):
+            set_attr(f"{prefix}{i}", "")
+        return max(len(chunks), had_chunks)
+
+    def parse(self, attrs: dict[str, Any]) -> tuple[dict[int | None, int], dict[int | None, int]]:
+        """The notes' versions and chunk counts in a study's system attrs, by trial id (None: the study's)."""
+        ver = re.compile(re.escape(self.trial_ver[0]) + r"(\d+)" + re.escape(self.trial_ver[1]) + "$")
+        chunk = re.compile(re.escape(self.trial_str[0]) + r"(\d+)" + re.escape(self.trial_str[1]) + r"\d+$")
+        versions: dict[int | None, int] = {}
+        chunks: dict[int | None, int] = {}
+        for key, value in attrs.items():
+            if key == self.study_ver:
+                versions[None] = int(value)
+            elif key.startswith(self.study_str) and key[len(self.study_str):].isdigit():
+                chunks[None] = chunks.get(None, 0) + 1
+            elif found := ver.match(key):
+                versions[int(found[1])] = int(value)
+            elif found := chunk.match(key):
+                chunks[int(found[1])] = chunks.get(int(found[1]), 0) + 1
+        return versions, chunks
+
+
+_PROBE_TRIAL = 908172635  # a trial id that appears nowhere else in the probe's keys
+
+
+def _learn(trial_id: int | None) -> tuple[str, str, int]:
+    """The version key, the chunk prefix and the chunk size of a note, from what ``save_note`` writes."""
+    storage = _ProbeStorage()
+    study = optuna.Study("probe", storage, sampler=optuna.samplers.RandomSampler())  # type: ignore[arg-type]
+    body = "".join(f"<{i}>" for i in range(3000))  # long enough for several chunks; no chunk looks like another
+    target = study if trial_id is None else _NoteTarget(storage, study, trial_id)  # type: ignore[arg-type]
+    optuna_dashboard.save_note(target, body)  # type: ignore[arg-type]
+    (ver,) = [k for k, v in storage.attrs.items() if not isinstance(v, str)]
+    texts = {k: v for k, v in storage.attrs.items() if isinstance(v, str)}
+    prefix = min(texts).rstrip("0123456789")
+    assert storage.attrs[ver] == 1 and all(k.startswith(prefix) for k in texts)
+    ordered = [texts[f"{prefix}{i}"] for i in range(len(texts))]
+    assert len(ordered) > 1 and "".join(ordered) == body
+    return ver, prefix, len(ordered[0])
+
+
+def _split(key: str) -> tuple[str, str]:
+    head, tail = key.split(str(_PROBE_TRIAL))
+    return head, tail
+
+
+def _note_layout() -> _NoteLayout | None:
+    """optuna-dashboard's note layout, learned once per process from its public ``save_note`` and checked:
+    writing two notes (a longer, then a shorter one) through the layout must leave the storage exactly as
+    ``save_note`` leaves it, and ``get_note`` must read them back. None (and a debug message) where that
+    fails: the recorder then calls ``save_note`` for every note, reading the study's attrs each time."""
+    global _LAYOUT_LEARNED, _LAYOUT
+    if _LAYOUT_LEARNED:
+        return _LAYOUT
+    _LAYOUT_LEARNED = True
+    try:
+        study_ver, study_str, chunk = _learn(None)
+        trial_ver, trial_str, trial_chunk = _learn(_PROBE_TRIAL)
+        layout = _NoteLayout(study_ver, study_str, _split(trial_ver), _split(trial_str), chunk)
+        assert trial_chunk == chunk and str(_PROBE_TRIAL) not in study_ver + study_str
+        bodies = ["x" * (3 * chunk + 5), "short note"]
+        for owner in (None, 17):
+            public, ours = _ProbeStorage(), _ProbeStorage()
+            study = optuna.Study("probe", public, sampler=optuna.samplers.RandomSampler())  # type: ignore[arg-type]
+            target = study if owner is None else _NoteTarget(public, study, owner)  # type: ignore[arg-type]
+            had = 0
+            for version, body in enumerate(bodies, start=1):
+                optuna_dashboard.save_note(target, body)  # type: ignore[arg-type]
+                had = layout.write(lambda key, value: ours.set_study_system_attr(0, key, value), owner, version,
+                                   body, had)
+                assert ours.attrs == public.attrs and optuna_dashboard.get_note(target) == body  # type: ignore[arg-type]
+            assert layout.parse(ours.attrs) == ({owner: 2}, {owner: 4})
+        _LAYOUT = layout
+    except Exception as err:  # another optuna-dashboard: its own save_note for every note
+        _logger.debug("dashboard notes through optuna_dashboard.save_note, uncached (its note layout was not "
+                      "recognised: %r)", err)
+    return _LAYOUT
+
+
+_LAYOUT: _NoteLayout | None = None
+_LAYOUT_LEARNED = False
 
 
 class NoteCache:
     """What optuna-dashboard's ``save_note`` would read of the notes (their versions and chunk counts),
     read once from the study's system attrs and then kept as notes are written. ``save_note`` reads all
     of a study's system attrs twice per note, and a search adds a few per trial: that made every trial
-    slower than the one before. Notes edited in the dashboard while the search runs are overwritten
-    (as before), at the version this cache expects."""
+    slower than the one before (``benchmarks/bench_dashboard_notes.py``: ~50 ms a note at trial 1,000 in
+    SQLite, against ~1.4 ms). The keys are those ``save_note`` was seen to write (:func:`_note_layout`);
+    where they could not be learned, each note is written by ``save_note`` itself. Notes edited in the
+    dashboard while the search runs are overwritten (as before), at the version this cache expects."""
 
     def __init__(self, attrs: dict[str, Any]) -> None:
+        self.layout = _note_layout()
         self.versions: dict[int | None, int] = {}
         self.chunks: dict[int | None, int] = {}
-        for key, value in attrs.items():
-            found = _NOTE_KEY.match(key)
-            if found:
-                owner = None if found[1] is None else int(found[1])
-                if found[2] == "ver":
-                    self.versions[owner] = int(value)
-                else:
-                    self.chunks[owner] = self.chunks.get(owner, 0) + 1
-        body_keys = sorted((k for k in attrs if k.startswith(note_str_key_prefix(None))),
-                           key=lambda k: int(k.rsplit(":", 1)[1]))
-        self.study_note = "".join(attrs[k] for k in body_keys)
+        self.study_note: str | None = None  # None: not known yet (read with get_note when first asked for)
+        if self.layout is not None:
+            self.versions, self.chunks = self.layout.parse(attrs)
+            prefix = self.layout.str_prefix(None)
+            self.study_note = "".join(attrs.get(f"{prefix}{i}", "") for i in range(self.chunks.get(None, 0)))
+
+    def study_note_text(self, study: optuna.Study) -> str:
+        """The study note as this cache last wrote or read it."""
+        if self.study_note is None:
+            self.study_note = optuna_dashboard.get_note(study)
+        return self.study_note
 
     def save(self, study: optuna.Study, trial_id: int | None, body: str) -> None:
         """``optuna_dashboard.save_note`` for the study (``trial_id=None``) or a trial, without reading."""
-        owner, version = trial_id, self.versions.get(trial_id, 0) + 1
-        chunks = split_body(body, owner)
-        set_study_attr(study, note_ver_key(owner), version)
-        for key, text in chunks.items():
-            set_study_attr(study, key, text)
-        for i in range(len(chunks), self.chunks.get(owner, 0)):  # blank a longer note's tail, as save_note does
-            set_study_attr(study, f"{note_str_key_prefix(owner)}{i}", "")
-        self.versions[owner] = version
-        self.chunks[owner] = max(len(chunks), self.chunks.get(owner, 0))
-        if owner is None:
+        if self.layout is None:
+            target = study if trial_id is None else _NoteTarget(storage_of(study), study, trial_id)
+            optuna_dashboard.save_note(target, body)  # type: ignore[arg-type]
+        else:
+            version = self.versions.get(trial_id, 0) + 1
+            self.chunks[trial_id] = self.layout.write(lambda key, value: set_study_attr(study, key, value),
+                                                      trial_id, version, body, self.chunks.get(trial_id, 0))
+            self.versions[trial_id] = version
+        if trial_id is None:
             self.study_note = body
 
 
@@ -150,7 +282,7 @@ class Drawings:
         self.by_arch: dict[str, str] = {}
         trials = {trial_id(t): t for t in study.get_trials(deepcopy=False)}
         for key, value in attrs.items():
-            found = re.match(r"dashboard:artifacts:(\d+):", key)
+            found = re.match(re.escape(_DRAWING_META_PREFIX) + r"(\d+):", key)
             trial = trials.get(int(found[1])) if found else None
             if trial is None:
                 continue
@@ -186,7 +318,7 @@ class Drawings:
                         self.store.write(artifact_id, f)
             meta = {"artifact_id": artifact_id, "filename": drawing_name(trial), "mimetype": "image/svg+xml",
                     "encoding": None}
-            set_study_attr(study, _dashboard_artifact_prefix(trial_id(trial)) + artifact_id, json.dumps(meta))
+            set_study_attr(study, f"{_DRAWING_META_PREFIX}{trial_id(trial)}:{artifact_id}", json.dumps(meta))
         except Exception as err:  # a key of another space, a full disk: said once, the search goes on
             if new:
                 self.by_arch.pop(trial.user_attrs["arch"], None)
@@ -302,7 +434,7 @@ class DashboardRecorder:
         url = trial_artifact_url(study, best, drawing) if best is not None and drawing else None
         body = study_note(study, info, trials, url, self.planned_trials, attrs)
         # Keep a ranking report that `epnas ranking` appended after its marker (a resumed search rewrites the rest).
-        old = self._notes.study_note
+        old = self._notes.study_note_text(study)
         if RANKING_MARKER in old:
             body = body.rstrip() + "\n\n" + old[old.index(RANKING_MARKER):]
         self._notes.save(study, None, body)

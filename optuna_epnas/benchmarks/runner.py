@@ -32,6 +32,7 @@ def make_sampler(name: str, space: Any, budget: int, seed: int) -> optuna.sample
     the budget; on a table (a deterministic objective) they reuse recorded values, as
     ``TabularObjective.deterministic`` allows, except ``epnas-remeasure``, which queries again."""
     from optuna_epnas.sampler.epnas import EPNASSampler
+    from optuna_epnas.sampler.selection import Softmax
     from optuna_epnas.testing.rea import RegularizedEvolutionSampler
 
     deterministic = TabularObjective.deterministic
@@ -40,9 +41,9 @@ def make_sampler(name: str, space: Any, budget: int, seed: int) -> optuna.sample
         "epnas-remeasure": lambda: EPNASSampler(space, n_trials=budget, seed=seed),
         # the draw before parent weight and the diverse draw (settings.VARIANTS' ablation of the same name)
         "epnas-surrogate-only": lambda: EPNASSampler(space, n_trials=budget, seed=seed, reuse=deterministic,
-                                                     parent_weight=0.0, diverse=False),
+                                                     selection=Softmax(parent_weight=0.0, diverse=False)),
         "epnas-paper": lambda: EPNASSampler.paper(space, n_trials=budget, seed=seed, reuse=deterministic),
-        "pnas": lambda: EPNASSampler.paper(space, selection="pnas", n_trials=budget, seed=seed, reuse=deterministic),
+        "pnas": lambda: EPNASSampler.paper(space, pnas=True, n_trials=budget, seed=seed, reuse=deterministic),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
         "rea": lambda: RegularizedEvolutionSampler(population_size=20, sample_size=5, seed=seed),

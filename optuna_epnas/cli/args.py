@@ -76,15 +76,26 @@ class _TrialFailuresInOneLine(logging.Filter):
         return True
 
 
+def _optuna_loggers() -> list[logging.Logger]:
+    """Optuna's logger and those of its modules (one per module, made when it is imported): the one that
+    logs finished trials is among them, under a module name Optuna keeps private."""
+    known = logging.Logger.manager.loggerDict
+    names = sorted(name for name, item in list(known.items())
+                   if name.startswith("optuna.") and isinstance(item, logging.Logger))
+    return [logging.getLogger("optuna"), *(logging.getLogger(name) for name in names)]
+
+
 def quiet_optuna(log: bool = False) -> None:
     """Optuna's warnings only, no experimental-feature warnings; ``log``: warnings of every logger, one line each."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    runner = logging.getLogger("optuna.study._optimize")
-    if not any(isinstance(f, _TrialFailuresInOneLine) for f in runner.filters):
-        runner.addFilter(_TrialFailuresInOneLine())
+    # A logger's filter sees the records logged on it, before any handler (a handler's sees only its own):
+    # on each of Optuna's loggers, it shortens the failed-trial lines and passes everything else as it is.
+    for logger in _optuna_loggers():
+        if not any(isinstance(f, _TrialFailuresInOneLine) for f in logger.filters):
+            logger.addFilter(_TrialFailuresInOneLine())
     if log:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 

@@ -14,7 +14,7 @@ from optuna_epnas.cli.args import (
     positive_float, positive_int, quiet_optuna,
 )
 from optuna_epnas.data.device import available_datasets
-from optuna_epnas.sampler.planning import ACQUISITIONS, SCORES
+from optuna_epnas.sampler.selection import ACQUISITIONS, SCORES
 from optuna_epnas.sampler.schedule import fit_to_budget
 from optuna_epnas.search import PRUNERS
 from optuna_epnas.settings import ESTIMATORS, GPU_TRAINING, PROGRESSIVE, SAMPLER_NAMES, SUPERNET, SearchSettings
@@ -71,7 +71,7 @@ def add_search_arguments(group: argparse._ActionsContainer) -> None:
                        help=f"EPNAS temperature, last iteration (default {d.temperature[1]}; paper 1)")
     group.add_argument("--score", choices=SCORES, default=None,
                        help=f"raw: the paper's p ∝ s^(1/τ); z: p ∝ exp(z/τ) over z-scored candidates (default {d.score})")
-    group.add_argument("--acquisition", choices=ACQUISITIONS, default=None,
+    group.add_argument("--acquisition", choices=tuple(ACQUISITIONS), default=None,
                        help=f"mean prediction, mean + β·std (ucb) or expected improvement (ei) of the surrogate "
                             f"ensemble (default {d.acquisition})")
     group.add_argument("--beta", type=non_negative_float, default=None, help=f"UCB's β (default {d.beta})")
@@ -227,7 +227,8 @@ def search_command(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace, space: SearchSpace, data: Any, study_name: str, settings: SearchSettings,
             ranks: int) -> int:
-    from optuna_epnas.search import Progress, open_search, print_summary, start_line
+    from optuna_epnas.cli.progress import Progress, dashboard_recorder, print_summary, start_line
+    from optuna_epnas.search import open_search
     from optuna_epnas.storage.storages import public_url
 
     run = open_search(  # a checkpoint or study made with other settings fails here, before any trial
@@ -240,7 +241,8 @@ def _search(args: argparse.Namespace, space: SearchSpace, data: Any, study_name:
     url = public_url(args.storage)
     print(start_line(run, args.sampler, data, args.dataset, study_name, url, settings, ranks), flush=True)
     before = len(run.study.get_trials(deepcopy=False))  # this run's trials are numbered from here
-    run.run([Progress(run.study, space, run.budget, run.sampler if run.progressive else None, quiet=args.quiet)])
+    run.run([Progress(run.study, space, run.budget, run.sampler if run.progressive else None, quiet=args.quiet)],
+            recorder=dashboard_recorder(run.budget))
     print_summary(run.study, space, url, run.checkpoint, trials_before=before)
     return 0
 

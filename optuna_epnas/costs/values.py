@@ -1,5 +1,5 @@
 """What a search's trial values are: validation accuracy first, then the cost objective of a two-objective
-search (``SupernetObjective(objectives=("accuracy", "params"))``)."""
+search (``SupernetObjective(trainer, costs=CostModel(minimize="params"))``: ``("accuracy", "params")``)."""
 
 from __future__ import annotations
 

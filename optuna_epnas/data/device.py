@@ -327,7 +327,7 @@ def load_dataset(
     ``uint8``: the splits (True: all three; or names from ``("train", "val", "test")``) kept on
     the device as 8-bit pixels, a quarter of float32's memory, normalised per batch; the batches are
     bit-identical to the default float32 storage's. Code that reads ``val_x``/``test_x`` as network
-    input must then go through :meth:`DeviceData.eval_batches` (``SupernetObjective.evaluate`` and
+    input must then go through :meth:`DeviceData.eval_batches` (``SupernetTrainer.evaluate`` and
     ``train.evaluate`` still read them directly: with those, keep only ``("train",)`` as uint8).
     Not with ``image_size`` below the native size (area-averaged pixels are not 8-bit).
     """

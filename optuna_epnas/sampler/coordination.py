@@ -37,8 +37,20 @@ from optuna_epnas.storage.owner import is_gone
 _logger = logging.getLogger(__name__)
 
 _UNMARKED_GRACE_SECONDS = 10.0
-# Optuna's function without its experimental-API warning on every claim (it is stable in use here).
-_fail_stale_trials = getattr(optuna.storages.fail_stale_trials, "__wrapped__", optuna.storages.fail_stale_trials)
+
+
+def _fail_stale_trials(study: Study) -> None:
+    """``optuna.storages.fail_stale_trials`` without its experimental-API warning on every claim, as Optuna's
+    own optimize loop calls it. Only where the storage has a heartbeat (elsewhere the function does nothing):
+    entering ``catch_warnings`` makes a warning already shown once show again (Python resets its registry)."""
+    import warnings
+
+    if getattr(storage_of(study), "get_heartbeat_interval", lambda: None)() is None:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
 
 #: (iteration, level, slot, the stage's plan)
 Claim = tuple[int, int, int, dict[str, Any]]

@@ -26,14 +26,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_epnas.storage._storage import (all_trials, fresh_trial, set_study_attr, set_trial_attr, storage_of, study_attrs,
                                    study_id, trial_id)
-from optuna_epnas.costs.cost import NetworkSize
-from optuna_epnas.costs.latency import LatencyTable
+from optuna_epnas.costs.model import CostModel
 from optuna_epnas.storage.owner import process_mark
 from optuna_epnas.sampler.coordination import (OBJECTIVE_FAILED_ATTR, OWNER_ATTR, USES_SPACE_ATTR, Claim, _Ledger,
                                                _StudyState, adopt_config, plan_attr, take_slot, training_rows,
                                                wait_for_slot)
 from optuna_epnas._checks import check_int
-from optuna_epnas.sampler.planning import Planner, Rescorer
+from optuna_epnas.sampler.planning import Planner
+from optuna_epnas.sampler.presets import paper_options
+from optuna_epnas.sampler.selection import Selection
+from optuna_epnas.sampler.surrogate import LSTMSurrogate
+from optuna_epnas.settings import SAMPLER
 from optuna_epnas.sampler.schedule import TemperatureSpec, fit_to_budget, planned_trials, temperature_schedule
 from optuna_epnas.spaces.base import SearchSpace
 from optuna_epnas.spaces.macro import MacroSpace
@@ -47,7 +50,7 @@ def _planner_settings(*names: str) -> list[property]:
 
 
 class EPNASSampler(BaseSampler):
-    """Efficient Progressive NAS (Pérez-Rúa et al., 2018) -- and PNAS with ``selection="pnas"``.
+    """Efficient Progressive NAS (Pérez-Rúa et al., 2018) -- and PNAS with ``selection=TopK()``.
 
     Use it with an objective that asks ``space.suggest(trial)`` for the architecture and returns its
     validation accuracy in a study with ``direction="maximize"`` -- or any single value to maximise or
@@ -68,114 +71,65 @@ class EPNASSampler(BaseSampler):
             iterations that fit), and the last level of the last iteration takes what is left, so the
             search ends on complete architectures within the budget (:attr:`n_trials` is then the budget).
             None: the full schedule of ``k`` and ``iterations``.
+        temperature: τ per iteration: ``(start, end)`` decays geometrically from start to end over
+            the iterations; a sequence gives one value per iteration; a callable maps a 0-based
+            iteration to τ. Iterations after the schedule keep its last value.
+        selection: how a level's K are drawn from its candidates
+            (:class:`~optuna_epnas.sampler.selection.Softmax`: EPNAS, p ∝ exp(w/τ) without replacement;
+            :class:`~optuna_epnas.sampler.selection.TopK`: PNAS), with its acquisition, score scale,
+            parent weight and diverse draw (default ``Softmax()``: UCB over z-scores, parent weight 3,
+            diverse).
+        surrogate: what scores the candidates (default
+            :class:`LSTMSurrogate() <optuna_epnas.sampler.surrogate.LSTMSurrogate>`: 5 LSTMs, 500 Adam
+            steps, on the CPU, no re-scoring).
+        costs: the :class:`~optuna_epnas.costs.model.CostModel` shared with the objective -- pass
+            ``objective.costs``: its limits (candidates over one are dropped before the surrogate scores
+            them, at every level: no trial measures one) and, for a study with two directions, the cost
+            minimised beside the accuracy (the surrogate predicts the accuracy, the cost is counted
+            exactly, and each level's candidates are ordered by their predicted non-dominated front,
+            NSGA-II's crowding distance inside a front, over which the K are drawn under τ as in one
+            objective). Sizes are counted for the macro space only. Default: no limits, one objective.
         reuse: an architecture the schedule plans again after it was measured (every level-1
             architecture in each later iteration, a child drawn again) keeps its recorded value instead
             of a query, and the query goes to one never measured. For a deterministic objective (a
             tabular benchmark, a cached measurement); off by default, where a supernet's later
             measurement of the same path (on more trained weights) is a new one.
-        selection: ``"epnas"`` samples K candidates with probabilities from their scores under τ;
-            ``"pnas"`` keeps the top K.
-        temperature: τ per iteration: ``(start, end)`` decays geometrically from start to end over
-            the iterations; a sequence gives one value per iteration; a callable maps a 0-based
-            iteration to τ. Iterations after the schedule keep its last value.
-        score: ``"raw"`` is the paper's p ∝ a^(1/τ) over the acquisition values a (whose meaning
-            depends on the scale of the accuracies: a few points apart, τ=1 is near uniform);
-            ``"z"`` standardises a across the candidates of the level first, p ∝ exp(z/τ), so that τ
-            means the same on every data set.
-        acquisition: ``"mean"`` -- the surrogate's (ensemble mean) predicted accuracy;
-            ``"ucb"`` -- mean + ``beta`` × the ensemble's standard deviation; ``"ei"`` -- expected
-            improvement over the best accuracy measured so far (normal, ensemble mean and std).
-            ``ucb`` and ``ei`` need ``surrogate_ensemble`` >= 2.
-        beta: the UCB's weight on the ensemble's disagreement.
-        parent_weight: adds ``parent_weight`` × the parent's measured accuracy (z-scored across the
-            parents, or its log with ``score="raw"``) to each child's log-weight, so that children of
-            the better-measured parents are drawn first (default 3; 0: the surrogate alone, as the paper).
-            The LSTM has never seen a sequence as long as the children it scores; the parent's
-            measurement is what the progression has actually learned about them.
-        diverse: draw the K children from distinct (parent, unit) groups first -- in the macro space a
-            parent and the new layer's op, whatever its skips (``space.child_groups``) -- so that one
-            parent's new layer is tried with several ops rather than one op with several skip patterns.
-            Default True; False: the paper's draw over all candidates.
         seed: seeds candidate sampling and surrogate training. ``None`` picks one and stores it in
             the study, so that a resumed search keeps it.
-        surrogate_steps: Adam steps per surrogate fit (one fit per level).
-        surrogate_ensemble: LSTMs fitted per level (different seeds); their mean (and spread) is the
-            prediction. 1 is the paper's EPNAS; PNAS used 5.
-        surrogate_device: where the surrogates are fitted and score the candidates (default the CPU;
-            ``epnas search`` passes the search's device: a level-12 plan of K=25 fits 5 LSTMs with 500 Adam
-            steps as one batched model and scores ~300k candidates, ~4 s on 2 idle CPU cores).
-        rescore: before each level's surrogate fit, re-evaluate every distinct architecture measured
-            so far on the *current* shared weights and fit on those values, which come from one
-            moment of training and so compare with each other (the measurements themselves stay on
-            the trials). A callable ``(study, keys) -> (accuracies, MACs)``: pass
-            ``objective.rescore`` of the :class:`~optuna_epnas.SupernetObjective`; the re-scored
-            values go into the level's stored plan and their cost is charged to the trial that planned.
-            Off (None) by default: on a supernet trained one path at a time, the current weights favour
-            the most recently trained path (measured on Fashion-MNIST: it re-scored best before 7 of 8
-            levels), which the surrogate would then learn.
-        max_retries: a slot whose objective failed (raised, or returned no value) is retried this many
-            times before it is given up. A trial whose process died does not count: its slot is run again.
         independent_sampler: samples parameters that are not architecture parameters
             (default: ``RandomSampler(seed)``).
-        poll_interval: seconds between looks at the storage while waiting for other workers.
-        max_params: a hard limit on the stand-alone network's parameters, counted exactly
-            (:class:`~optuna_epnas.costs.cost.NetworkSize`) in ``network`` -- pass ``objective.network_size``.
-            Candidates over a limit are dropped before the surrogate scores them, at every level: no
-            trial measures one. Macro space only.
-        max_macs: the same for its forward multiply-adds per image.
-        network: the network the limits and cost objectives are counted in (required with either).
-        max_latency_ms: a limit on the network's forward latency as estimated by ``latency``, filtered
-            like the size limits (the estimate is a sum over the table, so exactly).
-        latency: a :class:`~optuna_epnas.costs.latency.LatencyTable` measured on the device
-            (``latency_table(...)``); also what ``objectives=("accuracy", "latency")`` counts.
-        objectives: for a study with two directions, what its values are: ``("accuracy", "params")``
-            ``("accuracy", "macs")`` or ``("accuracy", "latency")`` (as ``SupernetObjective(objectives=...)``
-            returns them; the cost minimised). The surrogate predicts the accuracy, the cost is counted exactly, and each
-            level's candidates are ordered by their predicted non-dominated front (NSGA-II's crowding
-            distance inside a front), over which the K are drawn under τ as in one objective (PNAS:
-            the K first). Macro space only.
+        max_retries: a slot whose objective failed (raised, or returned no value) is retried this many
+            times before it is given up. A trial whose process died does not count: its slot is run again.
+
+    :attr:`poll_interval` (seconds between looks at the storage while waiting for other workers, 0.2) is
+    an attribute: set it on the sampler to change it.
 
     A trial with an Optuna constraint over 0 (``trial.set_constraint``) is infeasible: it is not grown
     further, and the surrogate fits it at the worst value measured, so that it does not learn that an
     infeasible architecture is good.
     """
 
+    #: Seconds between looks at the storage while waiting for other workers.
+    poll_interval = 0.2
+
     # The settings that make a level's plan, as the planner checked and keeps them.
-    k, selection, score, acquisition, beta, rescore, parent_weight, diverse, reuse = _planner_settings(
-        "k", "selection", "score", "acquisition", "beta", "rescore", "parent_weight", "diverse", "reuse")
-    surrogate_steps, surrogate_ensemble, surrogate_device, limits, objectives, network, latency, max_latency_ms = (
-        _planner_settings("surrogate_steps", "surrogate_ensemble", "surrogate_device", "limits", "objectives",
-                          "network", "latency", "max_latency_ms"))
+    k, selection, surrogate, costs, reuse = _planner_settings("k", "selection", "surrogate", "costs", "reuse")
 
     def __init__(
         self,
         space: SearchSpace | None = None,
         *,
         k: int | None = None,
-        iterations: int = 3,
+        iterations: int = SAMPLER.iterations,
         n_trials: int | None = None,
+        temperature: TemperatureSpec = SAMPLER.temperature,
+        selection: Selection | None = None,
+        surrogate: LSTMSurrogate | None = None,
+        costs: CostModel | None = None,
         reuse: bool = False,
-        selection: str = "epnas",
-        temperature: TemperatureSpec = (0.5, 0.1),
         seed: int | None = None,
-        surrogate_steps: int = 500,
-        surrogate_ensemble: int = 5,
-        max_retries: int = 1,
         independent_sampler: BaseSampler | None = None,
-        poll_interval: float = 0.2,
-        score: str = "z",
-        acquisition: str = "ucb",
-        beta: float = 1.0,
-        rescore: Rescorer | None = None,
-        parent_weight: float = 3.0,
-        diverse: bool = True,
-        max_params: int | None = None,
-        max_macs: int | None = None,
-        network: NetworkSize | None = None,
-        objectives: Sequence[str] | None = None,
-        max_latency_ms: float | None = None,
-        latency: LatencyTable | None = None,
-        surrogate_device: str | None = None,
+        max_retries: int = SAMPLER.max_retries,
     ) -> None:
         space = MacroSpace() if space is None else space
         if not isinstance(space, SearchSpace):
@@ -186,16 +140,12 @@ class EPNASSampler(BaseSampler):
         self.budget = n_trials
         if n_trials is not None:
             k, iterations = fit_to_budget(space, n_trials, k, iterations, reuse)
-        self._planner = Planner(
-            space, k=25 if k is None else k, reuse=reuse, selection=selection, score=score, acquisition=acquisition, beta=beta,
-            parent_weight=parent_weight, diverse=diverse, surrogate_steps=surrogate_steps,
-            surrogate_ensemble=surrogate_ensemble, surrogate_device=surrogate_device, rescore=rescore,
-            max_params=max_params, max_macs=max_macs, network=network, objectives=objectives,
-            max_latency_ms=max_latency_ms, latency=latency)
+        self._planner = Planner(space, k=SAMPLER.k if k is None else k, selection=selection, surrogate=surrogate,
+                                costs=costs, reuse=reuse)
         check_int("max_retries", max_retries, 0)
         self.space, self.iterations, self.seed = space, iterations, seed
         self._temperature = temperature_schedule(temperature, iterations)
-        self.max_retries, self.poll_interval = max_retries, poll_interval
+        self.max_retries = max_retries
         self._independent = independent_sampler or RandomSampler(seed=seed)
         self._arch_names = frozenset(space.distributions())
         self._plan_lock = threading.Lock()
@@ -210,22 +160,18 @@ class EPNASSampler(BaseSampler):
         self.__dict__.update(state)
         self._plan_lock = threading.Lock()
 
-    #: The paper's EPNAS: p ∝ s^(1/τ) over one LSTM's predicted accuracy, τ 10 → 1, K=25, 3 iterations,
-    #: no re-scoring.
-    PAPER = {"k": 25, "iterations": 3, "selection": "epnas", "temperature": (10.0, 1.0), "score": "raw",
-             "acquisition": "mean", "surrogate_ensemble": 1, "rescore": None, "parent_weight": 0.0,
-             "diverse": False}
-
     @classmethod
-    def paper(cls, space: SearchSpace | None = None, **kwargs: Any) -> "EPNASSampler":
-        """The paper's exact settings (:attr:`PAPER`); keywords override them (e.g. a smaller ``k``). With
-        ``n_trials`` and no ``k``, K is fitted to the budget as in the default sampler."""
-        preset = {name: value for name, value in cls.PAPER.items() if name != "k" or "n_trials" not in kwargs}
-        return cls(space, **{**preset, **kwargs})
+    def paper(cls, space: SearchSpace | None = None, *, pnas: bool = False, **kwargs: Any) -> "EPNASSampler":
+        """The paper's exact settings (:data:`optuna_epnas.settings.PAPER`: τ 10 → 1, one LSTM's predicted
+        accuracy, p ∝ s^(1/τ), K=25, 3 iterations, no re-scoring); ``pnas``: its top K. Keywords override
+        them (e.g. a smaller ``k``); with ``n_trials`` and no ``k``, K is fitted to the budget as in the
+        default sampler."""
+        return cls(space, **{**paper_options(pnas), **kwargs})
 
     # -- schedule ------------------------------------------------------------------------------
     @staticmethod
-    def planned_trials(space: SearchSpace | None = None, k: int = 25, iterations: int = 3, reuse: bool = False) -> int:
+    def planned_trials(space: SearchSpace | None = None, k: int = SAMPLER.k, iterations: int = SAMPLER.iterations,
+                       reuse: bool = False) -> int:
         """Trials in a full schedule (failed trials are retried on top of these)."""
         return planned_trials(MacroSpace() if space is None else space, k, iterations, reuse)
 
@@ -405,7 +351,7 @@ class EPNASSampler(BaseSampler):
         if state.config is None:
             state.maximize = self._planner.check_study(study)
             state.config = adopt_config(study, {
-                "space": self.space.spec(), "k": self.k, "iterations": self.iterations, "selection": self.selection,
+                "space": self.space.spec(), "k": self.k, "iterations": self.iterations, "selection": self.selection.name,
                 "temperatures": [round(self.temperature(i), 12) for i in range(self.iterations)],
                 "seed": self.seed, **({"n_trials": self.budget} if self.budget is not None else {}),
                 **self._planner.config()})

@@ -6,39 +6,24 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import optuna
-import torch
 from optuna.study import Study, StudyDirection
 
-from optuna_epnas._checks import check_int, check_positive_int
-from optuna_epnas.costs.cost import NetworkSize, child_sizes, completion_sizes, per_cost_class
-from optuna_epnas.costs.latency import LatencyTable
-from optuna_epnas.sampler.selection import log_weights, pareto_log_weights, scaled, select
-from optuna_epnas.sampler.surrogate import LSTMEnsemble
+from optuna_epnas._checks import check_int
+from optuna_epnas.costs.model import CostModel
+from optuna_epnas.sampler.selection import Selection, Softmax, log_weights, pareto_log_weights, scaled
+from optuna_epnas.sampler.surrogate import LSTMEnsemble, LSTMSurrogate
 from optuna_epnas.spaces.base import SearchSpace
-from optuna_epnas.costs.values import COSTS, check_objectives
 
 _logger = logging.getLogger(__name__)
 
-SELECTIONS = ("epnas", "pnas")
-SCORES = ("raw", "z")
-ACQUISITIONS = ("mean", "ucb", "ei")
-#: A callable ``(study, arch keys) -> (accuracies on the current supernet weights, MACs spent)``, such
-#: as :meth:`optuna_epnas.SupernetObjective.rescore`.
-Rescorer = Callable[[Study, Sequence[str]], tuple[Sequence[float], float]]
 #: The surrogate's rows: every distinct architecture measured before a stage (keys), its latest value,
 #: and whether that measurement was infeasible (a constraint over 0).
 Rows = tuple[list[str], list[float], list[bool]]
-
-
-def check_choice(name: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
 class _Targets:
@@ -65,65 +50,40 @@ class _Targets:
 
 
 class Planner:
-    """Makes a level's plan, with the sampler's settings for it (checked here; documented at
+    """Makes a level's plan with the sampler's behaviour objects (checked here; documented at
     :class:`~optuna_epnas.sampler.epnas.EPNASSampler`)."""
 
-    def __init__(self, space: SearchSpace, *, k: int, selection: str, score: str, acquisition: str, beta: float,
-                 parent_weight: float, diverse: bool, surrogate_steps: int, surrogate_ensemble: int,
-                 surrogate_device: str | None, rescore: Rescorer | None, max_params: int | None,
-                 max_macs: int | None, network: NetworkSize | None, objectives: Sequence[str] | None,
-                 max_latency_ms: float | None, latency: LatencyTable | None, reuse: bool = False) -> None:
+    def __init__(self, space: SearchSpace, *, k: int, selection: Selection | None = None,
+                 surrogate: LSTMSurrogate | None = None, costs: CostModel | None = None, reuse: bool = False) -> None:
         check_int("k", k, 1)
-        check_int("surrogate_steps", surrogate_steps, 1)
-        check_int("surrogate_ensemble", surrogate_ensemble, 1)
-        check_choice("selection", selection, SELECTIONS)
-        check_choice("score", score, SCORES)
-        check_choice("acquisition", acquisition, ACQUISITIONS)
-        if acquisition != "mean" and surrogate_ensemble < 2:
-            raise ValueError(f"acquisition={acquisition!r} needs the spread of an ensemble: "
-                             f"surrogate_ensemble >= 2 (got {surrogate_ensemble}), or acquisition='mean'")
-        if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
-            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-        if rescore is not None and not callable(rescore):
-            raise TypeError(f"rescore must be a callable (study, keys) -> (accuracies, MACs) such as "
-                            f"objective.rescore, got {rescore!r}")
-        if not (isinstance(parent_weight, (int, float)) and math.isfinite(parent_weight) and parent_weight >= 0):
-            raise ValueError(f"parent_weight must be a finite number >= 0, got {parent_weight!r}")
-        if not isinstance(diverse, bool):
-            raise TypeError(f"diverse must be True or False, got {diverse!r}")
+        selection = Softmax() if selection is None else selection
+        surrogate = LSTMSurrogate() if surrogate is None else surrogate
+        costs = CostModel() if costs is None else costs
+        for name, value, kind, example in (("selection", selection, Selection, "Softmax() or TopK()"),
+                                           ("surrogate", surrogate, LSTMSurrogate, "LSTMSurrogate(members=5)"),
+                                           ("costs", costs, CostModel, "objective.costs")):
+            if not isinstance(value, kind):
+                raise TypeError(f"{name} must be a {kind.__name__} such as {example}, got {value!r}")
+        if selection.acquisition.needs_spread and surrogate.members < 2:
+            raise ValueError(f"acquisition {selection.acquisition!r} needs the spread of an ensemble: "
+                             f"LSTMSurrogate(members >= 2) (got {surrogate.members}), or acquisition=Mean()")
+        costs.check_space(space)
         if not isinstance(reuse, bool):
             raise TypeError(f"reuse must be True or False, got {reuse!r}")
-        self.reuse = reuse
-        self.space, self.k, self.selection = space, k, selection
-        self.surrogate_steps, self.surrogate_ensemble = surrogate_steps, surrogate_ensemble
-        self.surrogate_device = str(torch.device(surrogate_device or "cpu"))  # a string: the sampler pickles
-        self.score, self.acquisition, self.beta, self.rescore = score, acquisition, float(beta), rescore
-        self.parent_weight, self.diverse = float(parent_weight), diverse
-        self.limits = _limits(space, max_params, max_macs, network)
-        self.objectives = None if objectives is None else check_objectives(objectives)
-        if self.objectives is not None and len(self.objectives) > 1:
-            _needs_network_counts(space, network, f"objectives={self.objectives}")
-        else:
-            self.objectives = None
-        if max_latency_ms is not None and not (isinstance(max_latency_ms, (int, float)) and max_latency_ms > 0
-                                               and math.isfinite(max_latency_ms)):
-            raise ValueError(f"max_latency_ms must be a positive number, got {max_latency_ms!r}")
-        if (max_latency_ms is not None or "latency" in (self.objectives or ())) and not isinstance(latency, LatencyTable):
-            raise ValueError("a latency limit or objective needs the table it is estimated from: "
-                             f"latency=optuna_epnas.costs.latency.latency_table(space, objective.network_size, device), got {latency!r}")
-        self.max_latency_ms, self.latency, self.network = max_latency_ms, latency, network
+        self.space, self.k, self.reuse = space, k, reuse
+        self.selection, self.surrogate, self.costs = selection, surrogate, costs
 
     def check_study(self, study: Study) -> bool:
         """Whether the study maximises its (first) value; a study that these settings cannot search, or that
         a pruner splits (a plan needs every trial of the level before), is refused."""
-        wanted = len(self.objectives or ("value",))
-        if len(study.directions) != wanted:
+        objectives = self.costs.objectives
+        if len(study.directions) != len(objectives):
             raise ValueError(
                 f"study {study.study_name!r} has {len(study.directions)} objectives and this EPNASSampler "
-                f"{wanted}: it searches one value (accuracy, or an error or loss to minimise), or accuracy and "
-                "a cost with objectives=('accuracy', 'params'|'macs'), network=objective.network_size")
-        if self.objectives and study.directions[1] != StudyDirection.MINIMIZE:
-            raise ValueError(f"the study maximises {self.objectives[1]}, a cost: create it with "
+                f"{len(objectives)}: it searches one value (accuracy, or an error or loss to minimise), or accuracy and "
+                "a cost with costs=objective.costs (a CostModel with minimize='params'|'macs'|'latency')")
+        if len(objectives) > 1 and study.directions[1] != StudyDirection.MINIMIZE:
+            raise ValueError(f"the study maximises {objectives[1]}, a cost: create it with "
                              "directions=['maximize', 'minimize']")
         if isinstance(getattr(study, "pruner", None), optuna.pruners.HyperbandPruner):
             raise ValueError(
@@ -132,25 +92,25 @@ class Planner:
                 "(MedianPruner, SuccessiveHalvingPruner) or none"
             )
         maximize = study.directions[0] == StudyDirection.MAXIMIZE
-        if self.rescore is not None and not maximize:
+        if self.surrogate.rescore is not None and not maximize:
             raise ValueError("rescore re-measures validation accuracies, which a minimised study cannot "
-                             "compare with its values: use direction='maximize' or rescore=None")
+                             "compare with its values: use direction='maximize' or LSTMSurrogate(rescore=None)")
         return maximize
 
     def config(self) -> dict[str, Any]:
         """These settings as the study stores them (an option absent when off, as before it existed)."""
+        costs, network = self.costs, self.costs.network
+        config = {**self.surrogate.config(), **self.selection.config(), **({"reuse": True} if self.reuse else {})}
+        # the order of the keys as before these were objects (a study's settings compare as a dict, but read as text)
+        order = ["surrogate", "score", "acquisition", "beta", "rescore", "parent_weight", "diverse", "reuse"]
         return {
-            "surrogate": {"steps": self.surrogate_steps, "ensemble": self.surrogate_ensemble},
-            "score": self.score, "acquisition": self.acquisition, "beta": self.beta,
-            "rescore": self.rescore is not None,
-            **({"parent_weight": self.parent_weight} if self.parent_weight else {}),
-            **({"diverse": True} if self.diverse else {}),
-            **({"reuse": True} if self.reuse else {}),
-            **({"limits": {**self.limits, "network": dataclasses.asdict(self.network)}} if self.limits else {}),
-            **({"objectives": list(self.objectives), "network": dataclasses.asdict(self.network)}
-               if self.objectives else {}),
-            **({"latency": {"max_ms": self.max_latency_ms, "table": self.latency.digest,
-                            "device": self.latency.device}} if self.latency is not None else {}),
+            **{name: config[name] for name in order if name in config},
+            **({"limits": {**costs.limits.sizes, "network": dataclasses.asdict(network)}}
+               if costs.limits.sizes and network is not None else {}),
+            **({"objectives": list(costs.objectives), "network": dataclasses.asdict(network)}
+               if costs.minimize is not None and network is not None else {}),
+            **({"latency": {"max_ms": costs.limits.max_latency_ms, "table": costs.latency.digest,
+                            "device": costs.latency.device}} if costs.latency is not None else {}),
         }
 
     # -- the plans -------------------------------------------------------------------------------
@@ -158,11 +118,11 @@ class Planner:
         """Every one-unit architecture within the limits (with ``reuse``: those of ``rows``, the ones
         measured before, keep their values instead of a query)."""
         initial = self.space.initial()
-        fits = self._fits(self.space.root())
+        fits = self.costs.child_fits(self.space, self.space.root())
         keys = [self.space.key(a) for a, ok in zip(initial, fits) if ok]
         if not keys:
-            raise ValueError(f"no architecture fits {self._limits_text()}: the smallest has "
-                             f"{self._smallest(self.space.root())}; raise the limit")
+            raise ValueError(f"no architecture fits {self.costs.limits.text()}: the smallest has "
+                             f"{self.costs.smallest(self.space, self.space.root())}; raise the limit")
         seen = self._seen(rows)
         known = [self._known(key, seen) for key in keys]
         return {"temperature": tau, "predicted": None, "probability": None,
@@ -188,33 +148,34 @@ class Planner:
         targets = _Targets(measured, maximize)
         values, rescored = self._fitted_values(study, keys, targets(measured), infeasible)
         rescored_at = time.perf_counter()
-        draw_seed, *member_seeds = np.random.SeedSequence(list(seed)).spawn(1 + self.surrogate_ensemble)
+        draw_seed, *member_seeds = np.random.SeedSequence(list(seed)).spawn(1 + self.surrogate.members)
         tokens = [self.space.tokens(self.space.parse(key)) for key in keys]
-        members = LSTMEnsemble(self.space.token_dim, [int(s.generate_state(1)[0] % 2**31) for s in member_seeds],
-                               steps=self.surrogate_steps, device=self.surrogate_device).fit(tokens, values)
+        members = self.surrogate.fit(self.space.token_dim, tokens, values,
+                                     [int(s.generate_state(1)[0] % 2**31) for s in member_seeds])
         fitted = time.perf_counter()
-        fits = [self._fits(p) for p in parents]  # the children under the limits: all others are never scored
+        fits = [self.costs.child_fits(self.space, p) for p in parents]  # the children under the limits: all others are never scored
         sizes = [int(f.sum()) for f in fits]  # children per parent, in candidate order
         if not sum(sizes):
             # each parent fitted with its cheapest completion, so only a limit changed on resume gets here
             raise ValueError(f"no architecture of level {level} grown from level {level - 1}'s fits "
-                             f"{self._limits_text()}: raise the limit")
+                             f"{self.costs.limits.text()}: raise the limit")
         children = [self.space.child_tokens(p)[f] for p, f in zip(parents, fits)]
         predicted, weights = self._score(members, [self.space.tokens(p) for p in parents], children, best=max(values))
-        if self.objectives:  # the predicted front and crowding, over (acquisition, exact cost)
-            weights = pareto_log_weights(weights, np.concatenate([self._costs(p)[f] for p, f in zip(parents, fits)]))
-        if self.parent_weight:  # trust what was measured: children of the better-measured parents first
+        two_objectives = self.costs.minimize is not None
+        if two_objectives:  # the predicted front and crowding, over (acquisition, exact cost)
+            weights = pareto_log_weights(weights, np.concatenate([self.costs.child_costs(self.space, p)[f]
+                                                                 for p, f in zip(parents, fits)]))
+        if self.selection.parent_weight:  # trust what was measured: children of the better-measured parents first
             # The trial's own measurement, not a re-scored value: re-scoring on the current weights ranks
             # the most recently trained path first (measured: 7 of 8 levels of a Fashion-MNIST run).
             parent_values = np.array(targets([v for _, v in measured_parents]), dtype=np.float64)
-            parent_score = (pareto_log_weights(parent_values, np.array([self._cost(p) for p in parents]))
-                            if self.objectives else scaled(parent_values, self.score))
-            weights = weights + self.parent_weight * np.repeat(parent_score, sizes)
-        groups = self._groups(parents, fits) if self.diverse else None
+            parent_score = (pareto_log_weights(parent_values, np.array([self.costs.cost(self.space, p) for p in parents]))
+                            if two_objectives else scaled(parent_values, self.selection.score))
+            weights = weights + self.selection.parent_weight * np.repeat(parent_score, sizes)
+        groups = self._groups(parents, fits) if self.selection.diverse else None
         seen = self._seen(rows)
         # with reuse, drawn past the candidates measured before: at most one per seen network of the level
-        chosen, probability = select(weights, k + len(seen), self.selection, tau, np.random.default_rng(draw_seed),
-                                     groups)
+        chosen, probability = self.selection.draw(weights, k + len(seen), tau, np.random.default_rng(draw_seed), groups)
         drawn = self._chosen_keys(parents, fits, chosen)
         known = [self._known(key, seen) for key in drawn]
         new = [i for i, old in enumerate(known) if old is None][:k]
@@ -261,7 +222,7 @@ class Planner:
                        infeasible: list[bool]) -> tuple[list[float], dict[str, Any] | None]:
         """What the surrogates fit for ``keys``, and the re-scoring (when on) that it comes from."""
         rescored = None
-        if self.rescore is not None:  # accuracies of a maximised study: fitted as they are
+        if self.surrogate.rescore is not None:  # accuracies of a maximised study: fitted as they are
             values, macs = self._rescored(study, keys)  # its cost is charged to `planned_by` (cost.py)
             rescored = {"keys": keys, "values": values, "cost_macs": macs}
         if any(infeasible) and not all(infeasible):  # not good, whatever they measured: the worst feasible value
@@ -286,67 +247,24 @@ class Planner:
     def _score(self, members: LSTMEnsemble, prefixes: list[np.ndarray], children: list[np.ndarray],
                best: float) -> tuple[np.ndarray, np.ndarray]:
         """Each candidate's predicted accuracy (the ensemble mean) and its selection log-weight."""
-        if len(members) == 1 and self.acquisition == "mean" and self.score == "raw":
+        if len(members) == 1 and self.selection.acquisition.name == "mean" and self.selection.score == "raw":
             # log-sigmoid: no underflow to ties at 0 when the net is saturated
             log_scores = members.predict_children(prefixes, children, log=True)[0].astype(np.float64)
             return np.exp(log_scores), log_scores
         each = members.predict_children(prefixes, children).astype(np.float64)
-        return each.mean(axis=0), log_weights(each, self.acquisition, self.score, self.beta, best)
+        return each.mean(axis=0), log_weights(each, self.selection.acquisition, self.selection.score, best)
 
     def _rescored(self, study: Study, keys: list[str]) -> tuple[list[float], float]:
-        assert self.rescore is not None
-        values, macs = self.rescore(study, keys)
+        assert self.surrogate.rescore is not None
+        values, macs = self.surrogate.rescore(study, keys)
         values = [float(v) for v in values]
         if len(values) != len(keys) or not all(0.0 <= v <= 1.0 for v in values):
             raise ValueError(f"rescore must return one accuracy in [0, 1] per architecture ({len(keys)}), "
                              f"got {values[:5]}{'...' if len(values) > 5 else ''}")
         return values, float(macs)
 
-    # -- size limits and costs -------------------------------------------------------------------
-    def _fits(self, parent: Any) -> np.ndarray:
-        """Per child of ``parent``: whether it and its cheapest full-depth completion are within every
-        limit (a child that only fits as a partial network would leave the next level nothing to grow)."""
-        fits = np.ones(self.space.num_children(parent), dtype=bool)
-        if self.limits:
-            params, macs = self._completed_sizes(parent)
-            fits &= (params <= self.limits.get("max_params", np.inf)) & (macs <= self.limits.get("max_macs", np.inf))
-        if self.max_latency_ms is not None:
-            assert self.latency is not None
-            fits &= self._completed_ms(parent) <= self.max_latency_ms
-        return fits
-
-    def _completed_ms(self, parent: Any) -> np.ndarray:
-        assert self.latency is not None
-        return self.latency.child_ms(self.space, parent) + self.latency.completion_ms(self.space, self.space.level(parent) + 1)
-
-    def _completed_sizes(self, parent: Any) -> tuple[np.ndarray, np.ndarray]:
-        params, macs = child_sizes(self.space, parent, self.network)
-        more_params, more_macs = completion_sizes(self.space, self.space.level(parent) + 1, self.network)
-        return params + more_params, macs + more_macs
-
-    def _costs(self, parent: Any) -> np.ndarray:
-        """The cost objective of every child of ``parent``."""
-        return per_cost_class(self.space, parent, self._cost).astype(np.float64)
-
-    def _cost(self, arch: Any) -> float:
-        assert self.objectives is not None and self.network is not None
-        if self.objectives[1] == "latency":
-            assert self.latency is not None
-            return self.latency.network_ms(arch)
-        return float(self.network.count(self.space, arch)[COSTS.index(self.objectives[1])])
-
-    def _smallest(self, parent: Any) -> str:
-        if not self.limits:
-            return f"{float(self._completed_ms(parent).min()):.3g} ms (estimated) at full depth"
-        params, macs = self._completed_sizes(parent)
-        return f"{int(params.min()):,} parameters and {int(macs.min()):,} multiply-adds at full depth"
-
-    def _limits_text(self) -> str:
-        limits = [f"{name}={value:,}" for name, value in self.limits.items()]
-        return " and ".join(limits + ([f"max_latency_ms={self.max_latency_ms:g}"] if self.max_latency_ms else []))
-
     def _rejected(self, count: int) -> dict[str, int]:
-        return {"over_limits": count} if self.limits or self.max_latency_ms is not None else {}
+        return {"over_limits": count} if self.costs.limits else {}
 
 
 def _parents(last_level: list[tuple[Any, float, bool]], it: int, level: int) -> list[tuple[Any, float]]:
@@ -362,22 +280,3 @@ def _parents(last_level: list[tuple[Any, float, bool]], it: int, level: int) -> 
         _logger.warning("iteration %d level %d: every architecture measured at level %d broke a constraint; "
                         "growing them anyway", it + 1, level, level - 1)
     return [(p, v) for p, v, ok in last_level if ok or not any_feasible]
-
-
-def _limits(space: SearchSpace, max_params: int | None, max_macs: int | None,
-            network: NetworkSize | None) -> dict[str, int]:
-    limits = {name: value for name, value in (("max_params", max_params), ("max_macs", max_macs)) if value is not None}
-    for name, value in limits.items():
-        check_positive_int(name, value)
-    if limits:
-        _needs_network_counts(space, network, ", ".join(limits))
-    return {name: int(value) for name, value in limits.items()}
-
-
-def _needs_network_counts(space: SearchSpace, network: NetworkSize | None, what: str) -> None:
-    if not isinstance(network, NetworkSize):
-        raise ValueError(f"{what} is counted in a network of a given width and input: pass "
-                         f"network=objective.network_size (or an optuna_epnas.costs.cost.NetworkSize), got {network!r}")
-    if space.child_cost_classes(space.root()) is None:
-        raise ValueError(f"{what}: sizes are counted for the macro space only; {space!r} has no exact per-child "
-                         "count yet (each child's network would be built to count it)")

@@ -23,11 +23,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import defaultdict
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+from optuna.study import Study
 from torch import nn
+
+from optuna_epnas._checks import check_int
+from optuna_epnas.settings import SAMPLER
 
 
 @contextlib.contextmanager
@@ -362,7 +367,7 @@ class LSTMEnsemble:
         return out
 
 
-class LSTMSurrogate:
+class OneLSTM:
     """One LSTM surrogate (the paper's EPNAS): an :class:`LSTMEnsemble` of one member, whose ``predict``
     and ``predict_children`` return that member's scores as one vector."""
 
@@ -374,7 +379,7 @@ class LSTMSurrogate:
     def fitted(self) -> bool:
         return self.ensemble.fitted
 
-    def fit(self, sequences: Sequence[np.ndarray], targets: Sequence[float]) -> "LSTMSurrogate":
+    def fit(self, sequences: Sequence[np.ndarray], targets: Sequence[float]) -> "OneLSTM":
         self.ensemble.fit(sequences, targets)
         return self
 
@@ -384,3 +389,55 @@ class LSTMSurrogate:
     def predict_children(self, prefixes: Sequence[np.ndarray], child_tokens: Sequence[np.ndarray],
                          log: bool = False) -> np.ndarray:
         return self.ensemble.predict_children(prefixes, child_tokens, log=log)[0]
+
+
+#: A callable ``(study, arch keys) -> (accuracies on the current supernet weights, MACs spent)``, such
+#: as :meth:`optuna_epnas.SupernetObjective.rescore`.
+Rescorer = Callable[[Study, Sequence[str]], tuple[Sequence[float], float]]
+
+
+@dataclass(frozen=True)
+class LSTMSurrogate:
+    """The surrogate an :class:`~optuna_epnas.EPNASSampler` fits at each level: an ensemble of LSTMs
+    (:class:`LSTMEnsemble`) on every distinct architecture measured so far.
+
+    Args:
+        members: LSTMs fitted per level (different seeds); their mean (and spread) is the prediction.
+            1 is the paper's EPNAS; PNAS used 5. UCB and EI acquisitions need >= 2.
+        steps: Adam steps per fit (one fit per level).
+        device: where the surrogates are fitted and score the candidates (default the CPU; ``epnas
+            search`` passes the search's device: a level-12 plan of K=25 fits 5 LSTMs with 500 Adam steps
+            as one batched model and scores ~300k candidates, ~4 s on 2 idle CPU cores).
+        rescore: before each fit, re-evaluate every distinct architecture measured so far on the
+            *current* shared weights and fit on those values, which come from one moment of training and
+            so compare with each other (the measurements themselves stay on the trials). A callable
+            ``(study, keys) -> (accuracies, MACs)``: pass ``objective.rescore`` of the
+            :class:`~optuna_epnas.SupernetObjective`; the re-scored values go into the level's stored
+            plan and their cost is charged to the trial that planned. None by default: on a supernet
+            trained one path at a time, the current weights favour the most recently trained path
+            (measured on Fashion-MNIST: it re-scored best before 7 of 8 levels), which the surrogate would
+            then learn.
+    """
+
+    members: int = SAMPLER.ensemble
+    steps: int = SAMPLER.surrogate_steps
+    device: str | None = None
+    rescore: Rescorer | None = None
+
+    def __post_init__(self) -> None:
+        check_int("members", self.members, 1)
+        check_int("steps", self.steps, 1)
+        if self.rescore is not None and not callable(self.rescore):
+            raise TypeError(f"rescore must be a callable (study, keys) -> (accuracies, MACs) such as "
+                            f"objective.rescore, got {self.rescore!r}")
+        # a string: the sampler pickles (torch.device does, but a study's settings compare as text)
+        object.__setattr__(self, "device", str(torch.device(self.device or "cpu")))
+
+    def config(self) -> dict[str, Any]:
+        """These settings as a study stores them."""
+        return {"surrogate": {"steps": self.steps, "ensemble": self.members}, "rescore": self.rescore is not None}
+
+    def fit(self, token_dim: int, tokens: Sequence[np.ndarray], values: Sequence[float],
+            seeds: Sequence[int]) -> LSTMEnsemble:
+        """A fitted ensemble, one member per seed."""
+        return LSTMEnsemble(token_dim, seeds, steps=self.steps, device=self.device).fit(tokens, values)

@@ -9,6 +9,8 @@ functions only, so that an Optuna change shows in one place. Public APIs are use
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import threading
 import weakref
 from typing import Any, Iterator, Sequence
@@ -155,6 +157,26 @@ class _Batches:
 _LOCK = threading.RLock()
 _BATCHES: "weakref.WeakKeyDictionary[Any, _Batches]" = weakref.WeakKeyDictionary()
 
+#: The Optuna releases (major, minor) whose private RDB storage internals ``batched_writes`` was tested on
+#: (tests/test_storages.py): 4.7 up to 5.1 (4.0-4.6 lack some of them). Any other writes unbatched.
+_BATCHED_OPTUNA = ((4, 7), (5, 2))  # from, up to (not including)
+_logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=None)
+def _batching_tested(version: str) -> bool:
+    """Whether ``batched_writes`` batches under this Optuna version (said once per version where not)."""
+    try:
+        major_minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        major_minor = ()
+    tested = _BATCHED_OPTUNA[0] <= major_minor < _BATCHED_OPTUNA[1]
+    if not tested:
+        _logger.debug("Optuna %s: trial writes unbatched, one commit each (batched_writes was tested on Optuna "
+                      "%d.%d to %d.%d only)", version, *_BATCHED_OPTUNA[0], _BATCHED_OPTUNA[1][0],
+                      _BATCHED_OPTUNA[1][1] - 1)
+    return tested
+
 
 @contextlib.contextmanager
 def batched_writes(storage: Any, trial_id: int) -> Iterator[None]:
@@ -164,7 +186,11 @@ def batched_writes(storage: Any, trial_id: int) -> Iterator[None]:
     a URL); other storages write as they go. Nothing inside the block may read back what it wrote (the
     ``Trial`` object keeps its own copy of its params and user attrs; the storage does not yet have them).
     A process killed inside the block loses those writes, as it would lose the trial's later ones: its
-    trial stays RUNNING and is failed and run again."""
+    trial stays RUNNING and is failed and run again. It patches Optuna's internals, so only under the Optuna
+    versions it was tested on (``_BATCHED_OPTUNA``); under any other the writes go as they come, unbatched."""
+    if not _batching_tested(optuna.__version__):
+        yield
+        return
     from optuna.storages._cached_storage import _CachedStorage
 
     if not isinstance(storage, _CachedStorage) or not isinstance(storage._backend, optuna.storages.RDBStorage):

@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 if TYPE_CHECKING:
     from optuna_epnas.supernet.objective import SupernetObjective
+    from optuna_epnas.supernet.trainer import SupernetTrainer
 
 
 def rank_and_size() -> tuple[int, int]:
@@ -114,10 +115,11 @@ def check_identical(module: torch.nn.Module, optimizer: torch.optim.Optimizer | 
     return digests
 
 
-def serve(objective: "SupernetObjective") -> None:
-    """A rank other than 0: do what rank 0 says until it says stop."""
-    objective.checkpoint, objective.warmed_up = False, True  # rank 0 checkpoints, and says when to warm up
-    objective.attach(None)  # the same seeded initial weights as rank 0's
+def serve(worker: "SupernetObjective | SupernetTrainer") -> None:
+    """A rank other than 0: do what rank 0 says until it says stop. ``worker``: this rank's objective
+    (its trainer trains; it never checkpoints: rank 0 does) or trainer."""
+    trainer = getattr(worker, "trainer", worker)
+    trainer.start()  # the same seeded initial weights as rank 0's; rank 0 says when to warm up
     while True:
         cmd = command()
         op = cmd[0]
@@ -125,13 +127,13 @@ def serve(objective: "SupernetObjective") -> None:
             return
         try:
             if op == "train":
-                objective.train(objective.space.parse(cmd[1]), step=cmd[2], stoppable=bool(cmd[3:4] and cmd[3]),
-                                epochs=cmd[4] if len(cmd) > 4 else None)
+                trainer.train(trainer.space.parse(cmd[1]), step=cmd[2], stoppable=bool(cmd[3:4] and cmd[3]),
+                              epochs=cmd[4] if len(cmd) > 4 else None)
             elif op == "warm_up":
-                objective.warm_up()
+                trainer.warm_up()
             elif op == "state":
-                objective.set_state(cmd[1])
+                trainer.set_state(cmd[1])
             elif op == "check":
-                check_identical(objective.net, objective.optimizer)
+                check_identical(trainer.net, trainer.optimizer)
         except FloatingPointError:
             pass  # rank 0 fails the trial and sends the weights to roll back to

@@ -1,7 +1,7 @@
 """SupernetTrainer: a shared-weight supernet and its SGD -- train a sampled path, evaluate one.
 
-What a search trains, without the study: :class:`~optuna_epnas.SupernetObjective` adds the trials and
-keeps the weights in a checkpoint. Every random draw is seeded (the initialisation by ``seed``, each
+What a search trains, without the study: :class:`~optuna_epnas.SupernetObjective` is built from a trainer,
+adds the trials and keeps the weights in a checkpoint. Every random draw is seeded (the initialisation by ``seed``, each
 training's data order by ``[seed, step]``), so seeded runs on the CPU are reproducible. Under
 ``torchrun`` rank 0 tells the other ranks (:func:`optuna_epnas.supernet.distributed.serve`) to train each path
 with it, each on its shard of every batch.
@@ -23,6 +23,7 @@ from optuna_epnas.supernet import distributed
 from optuna_epnas.costs.cost import TRAIN_FACTOR, NetworkSize
 from optuna_epnas.data.device import DeviceData, make_generator
 from optuna_epnas.nn import build_network
+from optuna_epnas.settings import SUPERNET
 from optuna_epnas.spaces.base import SearchSpace
 
 #: The data-order seed word of the warm-up: one that no trial's ``step`` reaches.
@@ -39,14 +40,20 @@ class SupernetTrainer:
         data: a :class:`~optuna_epnas.data.device.DeviceData` from :func:`~optuna_epnas.load_dataset`.
         epochs: epochs of training per sampled architecture (paper: 3).
         channels: width C of the supernet (paper search setting: 24).
-        batch_size, lr, momentum, weight_decay, grad_clip: SGD (Nesterov) settings, shared by all trials.
+        batch_size: SGD (Nesterov) batch size, shared by all trials, as are the next four.
+        lr: learning rate.
+        momentum: Nesterov momentum (0: plain SGD).
+        weight_decay: L2 weight decay.
+        grad_clip: gradient-norm clipping (0: none).
         seed: seeds the supernet's initialisation and every training's data order.
-        amp: bf16 autocast (default: on CUDA only). channels_last likewise.
+        amp: bf16 autocast (default: on CUDA only).
+        channels_last: the channels_last memory format (default: on CUDA only).
+        eval_batch_size: images per evaluation batch.
         cuda_graphs: capture a trial's training step in one CUDA graph and replay it (default: on CUDA,
             in one process); the attribute of the same name can be changed later. See :class:`CapturedStep`.
         warmup_epochs: epochs of SPOS-style warm-up (:meth:`warm_up`) -- every batch trains a
             full-depth architecture drawn uniformly at random -- so that the first measurements are
-            not made on random weights.
+            not made on random weights (in a search: before the first trial, charged to it).
         warmup_paths: how the warm-up draws its paths: ``"uniform"`` (SPOS: one uniformly drawn
             path per batch) or ``"fair"`` (FairNAS' strict fairness: per batch, as many paths as a
             unit has op groups, each group used once at every depth, gradients summed into one step;
@@ -54,10 +61,11 @@ class SupernetTrainer:
     """
 
     def __init__(
-        self, space: SearchSpace, data: DeviceData, epochs: int = 3, channels: int = 24, batch_size: int = 128,
-        lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 3e-4, grad_clip: float = 5.0, seed: int = 0,
-        amp: bool | None = None, channels_last: bool | None = None, eval_batch_size: int = 1000,
-        warmup_epochs: int = 0, warmup_paths: str = "uniform", cuda_graphs: bool | None = None,
+        self, space: SearchSpace, data: DeviceData, epochs: int = SUPERNET.epochs, channels: int = SUPERNET.channels,
+        batch_size: int = SUPERNET.batch_size, lr: float = SUPERNET.lr, momentum: float = SUPERNET.momentum,
+        weight_decay: float = SUPERNET.weight_decay, grad_clip: float = SUPERNET.grad_clip, seed: int = 0,
+        amp: bool | None = None, channels_last: bool | None = None, eval_batch_size: int = SUPERNET.eval_batch_size,
+        warmup_epochs: int = SUPERNET.warmup_epochs, warmup_paths: str = "uniform", cuda_graphs: bool | None = None,
     ) -> None:
         for name, value, low in (("epochs", epochs, 1), ("channels", channels, 1), ("batch_size", batch_size, 1),
                                  ("warmup_epochs", warmup_epochs, 0)):
@@ -82,7 +90,8 @@ class SupernetTrainer:
 
     @property
     def network_size(self) -> NetworkSize:
-        """The network its trials train, as size limits count it (``EPNASSampler(network=...)``)."""
+        """The network its trials train, as size limits and cost objectives count it (the network
+        :class:`~optuna_epnas.costs.model.CostModel` counts in: the objective fills it in)."""
         return NetworkSize.of(self.data, self.channels)
 
     def _macs(self, arch: Any) -> int:
@@ -110,8 +119,9 @@ class SupernetTrainer:
             weight_decay=self.weight_decay,
         )
 
-    def _ensure_supernet(self, trial: Any = None) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-        """The supernet and its optimizer, made on first use (the objective resumes its study's there)."""
+    def _ensure_supernet(self) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+        """The supernet and its optimizer, made on first use (:meth:`start`; the objective attaches its
+        study's before a trial trains)."""
         if self.net is None:
             self.start()
         assert self.net is not None and self.optimizer is not None
@@ -180,7 +190,7 @@ class SupernetTrainer:
 
     def _epochs(self, graphed: "CapturedStep | None", pick_arch: Callable[[int], Any], epochs: int,
                 gen: torch.Generator, on_epoch: Callable[[int], bool] | None, stoppable: bool) -> None:
-        net, opt = self._ensure_supernet(None)
+        net, opt = self._ensure_supernet()
         rank, size = distributed.rank_and_size()
         params = list(net.parameters())
         net.train()
@@ -209,7 +219,7 @@ class SupernetTrainer:
         ranks): the gradients of every path in ``archs`` summed, averaged over the ranks, clipped.
         ``finite`` (on the device) is and-ed in place with whether every loss was finite: checked once per
         epoch, no host sync per batch. ``cache``: autocast's weight cache (off inside a CUDA graph capture)."""
-        net, opt = self._ensure_supernet(None)
+        net, opt = self._ensure_supernet()
         opt.zero_grad(set_to_none=True)  # None, not zero: untouched paths stay untouched
         for arch in archs:
             with torch.autocast(self.data.device.type, torch.bfloat16, enabled=self.amp, cache_enabled=cache):
@@ -228,7 +238,7 @@ class SupernetTrainer:
     def evaluate(self, arch: Any, split: str = "val", limit: int | None = None) -> float:
         """Accuracy of the supernet path of ``arch`` on a split (search only ever uses ``val``), or on
         its first ``limit`` images."""
-        net, _ = self._ensure_supernet(None)
+        net, _ = self._ensure_supernet()
         net.eval()  # the supernet's BN uses batch statistics in eval too (see nn.ops.batch_norm)
         correct = torch.zeros((), dtype=torch.int64, device=self.data.device)  # one host sync, at the end
         seen = 0
@@ -292,7 +302,7 @@ class CapturedStep:
         self.side = torch.cuda.Stream(trainer.data.device)
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, finite: torch.Tensor, cache: bool = True) -> None:
-        params = list(self.trainer._ensure_supernet(None)[0].parameters())
+        params = list(self.trainer._ensure_supernet()[0].parameters())
         self.trainer._sgd_step(x, y, [self.arch], len(y), 1, params, finite, cache=cache)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, finite: torch.Tensor) -> None:

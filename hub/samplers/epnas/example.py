@@ -7,7 +7,8 @@ import optunahub
 epnas = optunahub.load_module(package="samplers/epnas")
 
 space = epnas.MacroSpace(num_layers=3)
-objective = epnas.SupernetObjective(space, epnas.load_dataset("digits", max_train=512), epochs=1, channels=8)
+trainer = epnas.SupernetTrainer(space, epnas.load_dataset("digits", max_train=512), epochs=1, channels=8)
+objective = epnas.SupernetObjective(trainer)
 sampler = epnas.EPNASSampler(space, k=4, iterations=1, seed=0)
 study = optuna.create_study(direction="maximize", sampler=sampler)
 study.optimize(objective, n_trials=sampler.n_trials)
