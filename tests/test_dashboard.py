@@ -161,7 +161,7 @@ def test_a_trial_costs_the_recorder_no_read_of_the_growing_study_attrs(tmp_path,
 
 def test_notes_go_through_save_note_where_its_note_layout_is_not_recognised(tmp_path, monkeypatch):
     assert dashboard._note_layout() is not None  # learned from this optuna-dashboard's save_note: the cache is on
-    monkeypatch.setattr(dashboard, "_LAYOUT", None)  # as after a layout it does not recognise
+    monkeypatch.setattr(dashboard, "_note_layout", lambda: None)  # as after a layout it does not recognise
     writes, save_note = [], optuna_dashboard.save_note
     monkeypatch.setattr(optuna_dashboard, "save_note", lambda target, body: writes.append(1) or save_note(target, body))
     study = _study(f"sqlite:///{tmp_path}/f.db")

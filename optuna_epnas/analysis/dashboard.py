@@ -14,6 +14,7 @@ uses for them (``dashboard:...``), drawings in the folder plus ``dashboard:artif
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -159,10 +160,16 @@ def _learn(trial_id: int | None) -> tuple[str, str, int]:
     (ver,) = [k for k, v in storage.attrs.items() if not isinstance(v, str)]
     texts = {k: v for k, v in storage.attrs.items() if isinstance(v, str)}
     prefix = min(texts).rstrip("0123456789")
-    assert storage.attrs[ver] == 1 and all(k.startswith(prefix) for k in texts)
+    _require(storage.attrs[ver] == 1 and all(k.startswith(prefix) for k in texts), "one version key, numbered chunks")
     ordered = [texts[f"{prefix}{i}"] for i in range(len(texts))]
-    assert len(ordered) > 1 and "".join(ordered) == body
+    _require(len(ordered) > 1 and "".join(ordered) == body, "the chunks in order are the note")
     return ver, prefix, len(ordered[0])
+
+
+def _require(holds: bool, what: str) -> None:
+    """A check of the learned layout that ``python -O`` keeps (an ``assert`` would be skipped)."""
+    if not holds:
+        raise ValueError(f"optuna-dashboard's notes are not as expected: {what}")
 
 
 def _split(key: str) -> tuple[str, str]:
@@ -170,20 +177,18 @@ def _split(key: str) -> tuple[str, str]:
     return head, tail
 
 
+@functools.cache
 def _note_layout() -> _NoteLayout | None:
     """optuna-dashboard's note layout, learned once per process from its public ``save_note`` and checked:
     writing two notes (a longer, then a shorter one) through the layout must leave the storage exactly as
     ``save_note`` leaves it, and ``get_note`` must read them back. None (and a debug message) where that
     fails: the recorder then calls ``save_note`` for every note, reading the study's attrs each time."""
-    global _LAYOUT_LEARNED, _LAYOUT
-    if _LAYOUT_LEARNED:
-        return _LAYOUT
-    _LAYOUT_LEARNED = True
     try:
         study_ver, study_str, chunk = _learn(None)
         trial_ver, trial_str, trial_chunk = _learn(_PROBE_TRIAL)
         layout = _NoteLayout(study_ver, study_str, _split(trial_ver), _split(trial_str), chunk)
-        assert trial_chunk == chunk and str(_PROBE_TRIAL) not in study_ver + study_str
+        _require(trial_chunk == chunk and str(_PROBE_TRIAL) not in study_ver + study_str,
+                 "a trial's note is chunked as the study's, under keys of its id")
         bodies = ["x" * (3 * chunk + 5), "short note"]
         for owner in (None, 17):
             public, ours = _ProbeStorage(), _ProbeStorage()
@@ -194,17 +199,14 @@ def _note_layout() -> _NoteLayout | None:
                 optuna_dashboard.save_note(target, body)  # type: ignore[arg-type]
                 had = layout.write(lambda key, value: ours.set_study_system_attr(0, key, value), owner, version,
                                    body, had)
-                assert ours.attrs == public.attrs and optuna_dashboard.get_note(target) == body  # type: ignore[arg-type]
-            assert layout.parse(ours.attrs) == ({owner: 2}, {owner: 4})
-        _LAYOUT = layout
+                _require(ours.attrs == public.attrs and optuna_dashboard.get_note(target) == body,  # type: ignore[arg-type]
+                         "writing through the layout leaves what save_note leaves, and get_note reads it")
+            _require(layout.parse(ours.attrs) == ({owner: 2}, {owner: 4}), "the layout reads back its versions")
+        return layout
     except Exception as err:  # another optuna-dashboard: its own save_note for every note
         _logger.debug("dashboard notes through optuna_dashboard.save_note, uncached (its note layout was not "
                       "recognised: %r)", err)
-    return _LAYOUT
-
-
-_LAYOUT: _NoteLayout | None = None
-_LAYOUT_LEARNED = False
+        return None
 
 
 class NoteCache:
