@@ -100,11 +100,8 @@ class Planner:
     def config(self) -> dict[str, Any]:
         """These settings as the study stores them (an option absent when off, as before it existed)."""
         costs, network = self.costs, self.costs.network
-        config = {**self.surrogate.config(), **self.selection.config(), **({"reuse": True} if self.reuse else {})}
-        # the order of the keys as before these were objects (a study's settings compare as a dict, but read as text)
-        order = ["surrogate", "score", "acquisition", "beta", "rescore", "parent_weight", "diverse", "reuse"]
         return {
-            **{name: config[name] for name in order if name in config},
+            **self.surrogate.config(), **self.selection.config(), **({"reuse": True} if self.reuse else {}),
             **({"limits": {**costs.limits.sizes, "network": dataclasses.asdict(network)}}
                if costs.limits.sizes and network is not None else {}),
             **({"objectives": list(costs.objectives), "network": dataclasses.asdict(network)}
